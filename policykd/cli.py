@@ -1,0 +1,176 @@
+"""`policykd distill | evaluate | teachers`: bad input is one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from policykd.errors import PolicykdError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distil a heavy RL policy into a small SB3 student.")
+err_console = Console(stderr=True)
+
+
+def _arch(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    if text is None:
+        return None
+    try:
+        arch = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise PolicykdError(f"--student-arch must look like 64,64, got {text!r}") from None
+    if not arch or min(arch) <= 0:
+        raise PolicykdError(f"--student-arch must list positive layer sizes, got {text!r}")
+    return arch
+
+
+@app.command()
+def distill(
+    env: str = typer.Option(..., "--env", help="Gymnasium env id, e.g. CartPole-v1, HalfCheetah-v5, ALE/Pong-v5."),
+    teacher: Optional[List[str]] = typer.Option(None, "--teacher", help="SB3 zip, rl-zoo run folder, zoo:<algo>/<ENV> or shipped agent; repeat for an ensemble. Default: the env's shipped teacher."),
+    teacher_weights: Optional[str] = typer.Option(None, "--teacher-weights", help="Comma-separated ensemble weights, one per --teacher."),
+    zoo_folder: Optional[str] = typer.Option(None, "--zoo-folder", help="Where zoo:<algo>/<ENV> is looked up (default $POLICYKD_ZOO_FOLDER)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Output folder (default runs/<env>)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Env-step budget."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", help="Collection rounds (DAgger iterations)."),
+    driver: Optional[str] = typer.Option(None, "--driver", help="teacher | student | dagger."),
+    beta_schedule: Optional[str] = typer.Option(None, "--beta-schedule", help="DAgger beta: linear | exponential."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="kl | reverse_kl | gaussian_kl | ce | nll | mse_logits | mse_q | mse_action."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="KL temperature."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="Hard-label weight: (1-alpha)*soft + alpha*hard."),
+    ent_coef: Optional[float] = typer.Option(None, "--ent-coef", help="Entropy bonus on the student."),
+    student_algo: Optional[str] = typer.Option(None, "--student-algo", help="ppo | a2c | dqn | sac | td3 (default: teacher's family)."),
+    student_arch: Optional[str] = typer.Option(None, "--student-arch", help="Hidden sizes, e.g. 64,64 (default: within --student-fraction)."),
+    student_fraction: Optional[float] = typer.Option(None, "--student-fraction", help="Default student size as a fraction of the teacher's acting parameters."),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", help="Adam learning rate."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="Passes over the buffer per round."),
+    buffer_size: Optional[int] = typer.Option(None, "--buffer-size", help="Buffer capacity in transitions."),
+    n_envs: Optional[int] = typer.Option(None, "--n-envs", help="Parallel envs while collecting."),
+    eval_episodes: Optional[int] = typer.Option(None, "--eval-episodes", help="Episodes per evaluation (same seeds for teacher and student)."),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate every N rounds."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table."),
+) -> None:
+    """Distil the teacher(s) into a small SB3 student; writes student.zip, summary.json and tb/."""
+    from policykd.distill import Distiller
+    from policykd.presets import resolve_config
+
+    weights = None
+    if teacher_weights:
+        try:
+            weights = tuple(float(w) for w in teacher_weights.split(","))
+        except ValueError:
+            raise PolicykdError(f"--teacher-weights must be numbers like 0.7,0.3, got {teacher_weights!r}") from None
+    config = resolve_config(
+        env,
+        teachers=tuple(teacher) if teacher else None,
+        teacher_weights=weights,
+        zoo_folder=zoo_folder,
+        out=out or f"runs/{env.replace('/', '-')}",
+        overwrite=overwrite or None,
+        steps=steps,
+        rounds=rounds,
+        driver=driver,
+        beta_schedule=beta_schedule,
+        loss=loss,
+        temperature=temperature,
+        alpha=alpha,
+        ent_coef=ent_coef,
+        student_algo=student_algo,
+        student_arch=_arch(student_arch),
+        student_fraction=student_fraction,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        epochs=epochs,
+        buffer_size=buffer_size,
+        n_envs=n_envs,
+        eval_episodes=eval_episodes,
+        eval_every=eval_every,
+        seed=seed,
+    )
+    Distiller(config, quiet=quiet).run()
+
+
+@app.command()
+def evaluate(
+    env: str = typer.Option(..., "--env", help="Gymnasium env id."),
+    model: str = typer.Option(..., "--model", help="A student.zip (vecnormalize.pkl beside it is applied) or any teacher spec."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="Also evaluate this teacher on the same seeds."),
+    episodes: int = typer.Option(10, "--episodes"),
+    seed: int = typer.Option(10_000, "--seed", help="Episode i is reset with seed + i."),
+    zoo_folder: Optional[str] = typer.Option(None, "--zoo-folder"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Returns of a model (and a teacher) side by side on identical episode seeds."""
+    from policykd.evaluation import run_episodes, teacher_actor
+    from policykd.teachers import load_teacher
+
+    if episodes <= 0:
+        raise PolicykdError(f"--episodes must be positive, got {episodes}")
+    policies = {"model": load_teacher(model, env_id=env, zoo_folder=zoo_folder)}
+    if teacher:
+        policies["teacher"] = load_teacher(teacher, env_id=env, zoo_folder=zoo_folder)
+    results = {}
+    for role, policy in policies.items():
+        returns = run_episodes(teacher_actor(policy), policy.factory, episodes, seed)
+        results[role] = {
+            "path": policy.name,
+            "algo": policy.algo,
+            "params": policy.acting_params,
+            "return_mean": returns.mean,
+            "return_std": returns.std,
+            "returns": returns.returns.tolist(),
+        }
+    if as_json:
+        print(json.dumps({"env_id": env, "episodes": episodes, "seed": seed, **results}, indent=2))
+        return
+    table = Table(title=f"{env}: {episodes} episodes, seeds {seed}..{seed + episodes - 1}")
+    for column in ("", "algo", "params", "return"):
+        table.add_column(column)
+    for role, r in results.items():
+        table.add_row(role, r["algo"], f"{r['params']:,}", f"{r['return_mean']:.2f} ± {r['return_std']:.2f}")
+    Console().print(table)
+
+
+@app.command()
+def teachers() -> None:
+    """The teachers this repository ships, and what each was measured at."""
+    from policykd.agents import shipped_agents
+
+    table = Table(title="shipped teachers (agents/)")
+    for column in ("name", "env", "algo", "env steps", "return", "episodes"):
+        table.add_column(column)
+    for card in shipped_agents():
+        table.add_row(card.name, card.env_id, card.algo, f"{card.env_steps:,}", f"{card.return_mean:+.2f} ± {card.return_std:.2f}", str(card.episodes))
+    Console().print(table)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except PolicykdError as err:
+        err_console.print(f"[red]error:[/red] {err}", soft_wrap=True, highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Who drives the env (teacher, student, or a beta-mixture: DAgger) and the teacher's labels.
+
+Whoever drives, the teacher labels every visited state, so the student learns to act
+in the states its own mistakes lead to (Ross et al. 2011, DAgger).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv
+
+from policykd.buffers import DistillationBuffer
+from policykd.distributions import env_action
+from policykd.errors import PolicykdError
+from policykd.teachers import Teacher
+
+DRIVERS = ("teacher", "student", "dagger")
+ActFn = Callable[[np.ndarray], np.ndarray]
+
+
+def beta_schedule(driver: str, round_index: int, rounds: int, *, schedule: str = "linear", decay: float = 0.5) -> float:
+    """Probability that the teacher's action is executed in round `round_index` (0-based).
+
+    dagger/linear: 1 in the first round, falling linearly to 0 in the last
+    (imitation's LinearBetaSchedule); dagger/exponential: decay ** round.
+    """
+    if driver == "teacher":
+        return 1.0
+    if driver == "student":
+        return 0.0
+    if driver != "dagger":
+        raise PolicykdError(f"unknown driver {driver!r}: choose from {', '.join(DRIVERS)}")
+    if schedule == "exponential":
+        return decay**round_index
+    if schedule == "linear":
+        return 1.0 if rounds <= 1 else max(0.0, 1.0 - round_index / (rounds - 1))
+    raise PolicykdError(f"unknown beta schedule {schedule!r}: choose linear or exponential")
+
+
+@dataclass
+class CollectStats:
+    steps: int = 0
+    teacher_actions: int = 0
+    episode_returns: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Collector:
+    """Steps `venv` and fills `buffer`; keeps the env state between rounds."""
+
+    venv: VecEnv
+    teacher: Teacher
+    buffer: DistillationBuffer
+    rng: np.random.Generator
+    obs: np.ndarray | None = None
+
+    def run(self, n_steps: int, beta: float, student_act: ActFn | None, on_step: Callable[[int], None] | None = None) -> CollectStats:
+        """Collect at least `n_steps` env steps (rounded up to whole vector steps)."""
+        if self.obs is None:
+            self.obs = self.venv.reset()
+        stats = CollectStats()
+        n_envs = self.venv.num_envs
+        for _ in range(math.ceil(n_steps / n_envs)):
+            dist, value = self.teacher.label(self.obs)
+            self.buffer.add(self.obs, dist, value)
+            actions = env_action(dist, self.venv.action_space)
+            if beta < 1.0:
+                assert student_act is not None, "a student must act when beta < 1"
+                from_teacher = self.rng.random(n_envs) < beta
+                if not from_teacher.all():
+                    actions = np.where(_broadcast(from_teacher, actions), actions, student_act(self.obs))
+                stats.teacher_actions += int(from_teacher.sum())
+            else:
+                stats.teacher_actions += n_envs
+            self.obs, _, _, infos = self.venv.step(actions)
+            stats.steps += n_envs
+            stats.episode_returns += [info["episode"]["r"] for info in infos if "episode" in info]
+            if on_step is not None:
+                on_step(n_envs)
+        return stats
+
+
+def _broadcast(mask: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    return mask.reshape(-1, *([1] * (actions.ndim - 1)))

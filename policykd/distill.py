@@ -1,0 +1,255 @@
+"""The distillation loop: collect -> train -> evaluate -> log, round after round."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+from rich.console import Console
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from policykd.buffers import DistillationBuffer
+from policykd.collect import Collector, beta_schedule
+from policykd.config import DistillConfig
+from policykd.distributions import env_action, policy_dist, policy_value
+from policykd.envs import check_env_id
+from policykd.errors import PolicykdError
+from policykd.evaluation import Returns, run_episodes, student_actor, teacher_actor
+from policykd.losses import LOSSES, action_agreement, distillation_loss, kl
+from policykd.models import acting_params
+from policykd.output import check_out, prepare_out, write_student, write_summary
+from policykd.reporting import progress_bar, summary_table, tensorboard_logger
+from policykd.students import auto_arch, build_student, default_student_algo
+from policykd.teachers import Teacher, load_teachers
+
+EVAL_SEED_OFFSET = 10_000  # evaluation episodes never reuse the collection seeds
+
+
+def resolve_teachers(config: DistillConfig) -> Teacher:
+    """Load the configured teachers, or the repository's shipped teacher for the env."""
+    from policykd.agents import default_agent
+
+    check_env_id(config.env_id)
+    specs = list(config.teachers)
+    if not specs:
+        card = default_agent(config.env_id)
+        if card is None:
+            raise PolicykdError(f"no teacher given and none shipped for {config.env_id}: pass --teacher")
+        specs = [str(card.folder)]
+    return load_teachers(specs, env_id=config.env_id, weights=config.teacher_weights, zoo_folder=config.zoo_folder)
+
+
+@dataclass
+class RoundStats:
+    loss: float = float("nan")
+    kl: float = float("nan")
+    agreement: float = float("nan")
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+class Distiller:
+    """Trains a small SB3 student to match `teacher` under `config` and writes it to `config.out`."""
+
+    def __init__(self, config: DistillConfig, teacher: Teacher | None = None, *, console: Console | None = None, quiet: bool = False):
+        if config.loss not in LOSSES:
+            raise PolicykdError(f"unknown loss {config.loss!r}: choose from {', '.join(LOSSES)}")
+        beta_schedule(config.driver, 0, config.rounds, schedule=config.beta_schedule)  # validates
+        self.config = config
+        self.out = Path(config.out)
+        check_out(self.out, config.overwrite)
+        self.teacher = teacher or resolve_teachers(config)
+        self.console = console or Console()
+        self.quiet = quiet
+        th.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.venv = self.teacher.factory.make(config.n_envs, config.seed)
+        self.student_algo = config.student_algo or default_student_algo(self.teacher.algo, self.venv.action_space)
+        arch = config.student_arch or auto_arch(
+            self.student_algo, self.venv, int(config.student_fraction * self.teacher.acting_params)
+        )
+        self.student: BaseAlgorithm = build_student(self.student_algo, self.venv, arch, seed=config.seed)
+        self.student_arch = tuple(arch)
+        self.normalizer = self.teacher.normalizer
+        self.buffer = DistillationBuffer(config.buffer_size)
+        self.collector = Collector(self.venv, self.teacher, self.buffer, self.rng)
+        self._check_loss_fits()
+        self.optimizer = th.optim.Adam(self.student.policy.parameters(), lr=config.learning_rate)
+
+    def _check_loss_fits(self) -> None:
+        """Run the loss once on a reset observation, so a bad combination fails before any work."""
+        obs = self.collector.obs = self.venv.reset()
+        teacher_dist, _ = self.teacher.label(obs)
+        with th.no_grad():
+            LOSSES[self.config.loss](self._student_dist(obs), teacher_dist, self.config.temperature)
+
+    def _obs_tensor(self, obs: np.ndarray) -> th.Tensor:
+        if self.normalizer is not None:
+            obs = self.normalizer.normalize_obs(obs)
+        return self.student.policy.obs_to_tensor(obs)[0]
+
+    def _student_dist(self, obs: np.ndarray):
+        return policy_dist(self.student.policy, self._obs_tensor(obs))
+
+    def train_round(self) -> RoundStats:
+        """`epochs` passes over the buffer in shuffled minibatches."""
+        cfg, n = self.config, len(self.buffer)
+        steps = max(1, math.ceil(cfg.epochs * n / cfg.batch_size))
+        order = np.concatenate([self.rng.permutation(n) for _ in range(math.ceil(steps * cfg.batch_size / n))])
+        self.student.policy.set_training_mode(True)
+        sums: dict[str, float] = {"loss": 0.0, "policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "kl": 0.0, "agreement": 0.0}
+        for i in range(steps):
+            batch = self.buffer.get(order[i * cfg.batch_size : (i + 1) * cfg.batch_size])
+            obs = self._obs_tensor(batch.obs)
+            student = policy_dist(self.student.policy, obs)
+            terms = distillation_loss(
+                student,
+                batch.teacher,
+                loss=cfg.loss,
+                temperature=cfg.temperature,
+                alpha=cfg.alpha,
+                ent_coef=cfg.ent_coef,
+                student_value=policy_value(self.student.policy, obs),
+                teacher_value=batch.value,
+                vf_coef=cfg.vf_coef,
+            )
+            if not th.isfinite(terms.total):
+                raise PolicykdError(f"loss became {terms.total.item()} at gradient step {i} of this round")
+            self.optimizer.zero_grad()
+            terms.total.backward()
+            th.nn.utils.clip_grad_norm_(self.student.policy.parameters(), 10.0)
+            self.optimizer.step()
+            with th.no_grad():
+                sums["loss"] += terms.total.item()
+                sums["policy_loss"] += terms.policy.item()
+                sums["value_loss"] += terms.value.item()
+                sums["entropy"] += terms.entropy.item()
+                sums["agreement"] += action_agreement(student, batch.teacher)
+                sums["kl"] += kl(student, batch.teacher).item() if batch.teacher.kind != "deterministic" else float("nan")
+        self.student.policy.set_training_mode(False)
+        means = {k: v / steps for k, v in sums.items()}
+        means["gradient_steps"] = steps
+        return RoundStats(means["loss"], means["kl"], means["agreement"], means)
+
+    def evaluate_student(self) -> tuple[Returns, float]:
+        """Student returns on the evaluation seeds, and its agreement with the teacher on the states it visits."""
+        act = student_actor(self.student, self.normalizer)
+        agree = [0, 0]
+
+        def act_and_compare(obs: np.ndarray) -> np.ndarray:
+            actions = act(obs)
+            teacher_actions = env_action(self.teacher.label(obs)[0], self.teacher.action_space)
+            if actions.ndim > 1:
+                span = self.teacher.action_space.high - self.teacher.action_space.low
+                same = (np.abs(actions - teacher_actions) / span).max(axis=-1) <= 0.05
+            else:
+                same = actions == teacher_actions
+            agree[0] += int(same.sum())
+            agree[1] += len(same)
+            return actions
+
+        returns = run_episodes(act_and_compare, self.teacher.factory, self.config.eval_episodes, self._eval_seed)
+        return returns, agree[0] / max(agree[1], 1)
+
+    @property
+    def _eval_seed(self) -> int:
+        return self.config.seed + EVAL_SEED_OFFSET
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        start = time.time()
+        prepare_out(self.out, cfg.overwrite)
+        logger = tensorboard_logger(self.out / "tb")
+        teacher_returns = run_episodes(teacher_actor(self.teacher), self.teacher.factory, cfg.eval_episodes, self._eval_seed)
+        student_returns, eval_agreement = None, float("nan")
+        per_round = [cfg.steps // cfg.rounds + (1 if r < cfg.steps % cfg.rounds else 0) for r in range(cfg.rounds)]
+        env_steps = 0
+        with progress_bar(self.console, disable=self.quiet) as bar:
+            task = bar.add_task("distill", total=cfg.steps, sps=0.0, loss=float("nan"), kl=float("nan"),
+                                teacher=f"{teacher_returns.mean:.1f}", student="-")
+            for r, n_steps in enumerate(per_round):
+                beta = beta_schedule(cfg.driver, r, cfg.rounds, schedule=cfg.beta_schedule, decay=cfg.beta_decay)
+                t0 = time.time()
+                stats = self.collector.run(
+                    n_steps, beta, student_actor(self.student, self.normalizer),
+                    on_step=lambda k: bar.update(task, advance=k),
+                )
+                env_steps += stats.steps
+                bar.update(task, sps=stats.steps / max(time.time() - t0, 1e-9))
+                round_stats = self.train_round()
+                bar.update(task, loss=round_stats.loss, kl=round_stats.kl)
+                if (r + 1) % cfg.eval_every == 0 or r == cfg.rounds - 1:
+                    student_returns, eval_agreement = self.evaluate_student()
+                    bar.update(task, student=f"{student_returns.mean:.1f}")
+                    logger.record("eval/teacher_return", teacher_returns.mean)
+                    logger.record("eval/student_return", student_returns.mean)
+                    logger.record("eval/student_return_std", student_returns.std)
+                    logger.record("eval/action_agreement", eval_agreement)
+                for key, value in round_stats.parts.items():
+                    logger.record(f"train/{'action_agreement' if key == 'agreement' else key}", value)
+                logger.record("collect/beta", beta)
+                logger.record("collect/teacher_action_fraction", stats.teacher_actions / max(stats.steps, 1))
+                if stats.episode_returns:
+                    logger.record("collect/episode_return", float(np.mean(stats.episode_returns)))
+                logger.record("collect/buffer_size", len(self.buffer))
+                logger.record("time/env_steps", env_steps)
+                logger.record("time/round", r)
+                logger.dump(env_steps)
+        logger.close()
+        self.venv.close()
+        student_path = write_student(
+            self.out, self.student, algo=self.student_algo, env_id=cfg.env_id, normalizer=self.normalizer,
+            env_wrapper=self.teacher.factory.env_wrapper, env_steps=env_steps,
+        )
+        summary = self._summary(teacher_returns, student_returns, eval_agreement, env_steps, time.time() - start)
+        summary["student_path"] = str(student_path)
+        write_summary(self.out, summary)
+        if not self.quiet:
+            self.console.print(summary_table(summary))
+            self.console.print(f"student: {student_path}   TensorBoard: tensorboard --logdir {self.out / 'tb'}")
+        return summary
+
+    def _summary(self, teacher: Returns, student: Returns, agreement: float, env_steps: int, wall: float) -> dict[str, Any]:
+        teacher_params = int(self.teacher.acting_params)
+        student_params = int(acting_params(self.student.policy))
+        return {
+            "env_id": self.config.env_id,
+            "teachers": [m.name for m in getattr(self.teacher, "members", [self.teacher])],
+            "teacher_algo": self.teacher.algo,
+            "student_algo": self.student_algo,
+            "student_arch": list(self.student_arch),
+            "teacher_params": teacher_params,
+            "student_params": student_params,
+            "params_ratio": student_params / teacher_params,
+            "env_steps": env_steps,
+            "wall_seconds": round(wall, 2),
+            "teacher_return_mean": teacher.mean,
+            "teacher_return_std": teacher.std,
+            "student_return_mean": student.mean,
+            "student_return_std": student.std,
+            "return_ratio": student.mean / teacher.mean if teacher.mean else float("nan"),
+            "eval_episodes": self.config.eval_episodes,
+            "eval_seed": self._eval_seed,
+            "action_agreement": agreement,
+            "teacher_returns": teacher.returns.tolist(),
+            "student_returns": student.returns.tolist(),
+            "loss": self.config.loss,
+            "driver": self.config.driver,
+            "config": self.config.to_dict(),
+        }
+
+
+def distill(env_id: str, teachers: list[str] | tuple[str, ...] = (), *, quiet: bool = False, **settings: Any) -> dict[str, Any]:
+    """Library entry point: `policykd.distill("CartPole-v1", ["path/to/teacher.zip"], out="runs/cp")`.
+
+    Settings are DistillConfig fields; the env's preset fills what is not given.
+    Returns the summary also written to `<out>/summary.json`.
+    """
+    from policykd.presets import resolve_config
+
+    config = resolve_config(env_id, teachers=tuple(str(t) for t in teachers) or None, **settings)
+    return Distiller(config, quiet=quiet).run()

@@ -1,0 +1,122 @@
+"""Action distributions of any SB3 policy, as plain tensors teacher and student share.
+
+Teachers and students are both SB3 models, so one function (`policy_dist`) reads the
+distribution of either. Keeping the parameters (logits, mean, log-std) rather than a
+torch `Distribution` lets the buffer store them and the losses compare them directly.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.distributions import (
+    CategoricalDistribution,
+    DiagGaussianDistribution,
+    SquashedDiagGaussianDistribution,
+    StateDependentNoiseDistribution,
+)
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+
+from policykd.errors import PolicykdError
+
+CATEGORICAL = "categorical"
+GAUSSIAN = "gaussian"
+DETERMINISTIC = "deterministic"
+
+
+class ActionDist(NamedTuple):
+    """A batch of action distributions in the policy's own action space.
+
+    - categorical: `logits` (B, n), unnormalised log-probabilities; Q-values when `q_values`.
+    - gaussian: `mean`, `log_std` (B, d); pre-tanh when `squashed` (SAC/TQC).
+    - deterministic: `mean` (B, d) is the action; in [-1, 1] when `squashed` (TD3/DDPG).
+    """
+
+    kind: str
+    logits: th.Tensor | None = None
+    mean: th.Tensor | None = None
+    log_std: th.Tensor | None = None
+    squashed: bool = False
+    q_values: bool = False
+
+    def detach(self) -> "ActionDist":
+        return self._replace(**{k: getattr(self, k).detach() for k in ("logits", "mean", "log_std") if getattr(self, k) is not None})
+
+    def index(self, idx) -> "ActionDist":
+        return self._replace(**{k: getattr(self, k)[idx] for k in ("logits", "mean", "log_std") if getattr(self, k) is not None})
+
+
+def policy_dist(policy: BasePolicy, obs: th.Tensor) -> ActionDist:
+    """The action distribution of an SB3 policy (any algorithm policykd supports)."""
+    name = type(policy).__name__
+    if isinstance(policy, ActorCriticPolicy):  # PPO, A2C, TRPO
+        dist = policy.get_distribution(obs)
+        if isinstance(dist, CategoricalDistribution):
+            return ActionDist(CATEGORICAL, logits=dist.distribution.logits)
+        if isinstance(dist, (DiagGaussianDistribution, StateDependentNoiseDistribution)):
+            squashed = isinstance(dist, SquashedDiagGaussianDistribution) or getattr(dist, "bijector", None) is not None
+            return _gaussian(dist.distribution, squashed)
+        raise PolicykdError(f"unsupported action distribution {type(dist).__name__} in {name}")
+    if hasattr(policy, "q_net"):  # DQN
+        return ActionDist(CATEGORICAL, logits=policy.q_net(obs), q_values=True)
+    if hasattr(policy, "quantile_net"):  # QR-DQN: the mean over quantiles is the Q-value
+        return ActionDist(CATEGORICAL, logits=policy.quantile_net(obs).mean(dim=1), q_values=True)
+    actor = getattr(policy, "actor", None)
+    if actor is not None and hasattr(actor, "get_action_dist_params"):  # SAC, TQC
+        mean, log_std, kwargs = actor.get_action_dist_params(obs)
+        if kwargs:  # gSDE: the std depends on the latent features
+            return _gaussian(actor.action_dist.proba_distribution(mean, log_std, **kwargs).distribution, True)
+        return ActionDist(GAUSSIAN, mean=mean, log_std=log_std, squashed=True)
+    if actor is not None:  # TD3, DDPG: a tanh-squashed deterministic actor
+        return ActionDist(DETERMINISTIC, mean=actor(obs), squashed=True)
+    if hasattr(policy, "action_net"):  # ARS
+        out = policy.action_net(policy.extract_features(obs, policy.features_extractor))
+        if isinstance(policy.action_space, spaces.Discrete):
+            return ActionDist(CATEGORICAL, logits=out)
+        return ActionDist(DETERMINISTIC, mean=out, squashed=bool(policy.squash_output))
+    raise PolicykdError(f"unsupported policy class {name}")
+
+
+def _gaussian(normal: th.distributions.Normal, squashed: bool) -> ActionDist:
+    return ActionDist(GAUSSIAN, mean=normal.loc, log_std=th.log(normal.scale), squashed=squashed)
+
+
+def policy_value(policy: BasePolicy, obs: th.Tensor) -> th.Tensor | None:
+    """State value V(s) for actor-critic policies, None for the others."""
+    if isinstance(policy, ActorCriticPolicy):
+        return policy.predict_values(obs).flatten()
+    return None
+
+
+def env_action(dist: ActionDist, action_space: spaces.Space) -> np.ndarray:
+    """The distribution's mode as an env action: what SB3's `predict(deterministic=True)` returns."""
+    if dist.kind == CATEGORICAL:
+        return dist.logits.argmax(dim=-1).cpu().numpy()
+    mean = dist.mean.detach().cpu().numpy()
+    if not dist.squashed:
+        return np.clip(mean, action_space.low, action_space.high)
+    scaled = np.tanh(mean) if dist.kind == GAUSSIAN else mean
+    return action_space.low + 0.5 * (scaled + 1.0) * (action_space.high - action_space.low)
+
+
+def mix(dists: Sequence[ActionDist], weights: Sequence[float]) -> ActionDist:
+    """One distribution for an ensemble: Q-values or probabilities averaged, Gaussians moment-matched."""
+    kinds = {(d.kind, d.squashed) for d in dists}
+    if len(kinds) != 1:
+        raise PolicykdError(f"ensemble teachers disagree on their action distribution: {sorted(kinds)}")
+    w = th.as_tensor(np.asarray(weights, dtype=np.float32) / np.sum(weights))
+    first = dists[0]
+    if first.kind == CATEGORICAL:
+        if all(d.q_values for d in dists):
+            return first._replace(logits=sum(wi * d.logits for wi, d in zip(w, dists)))
+        probs = sum(wi * th.softmax(d.logits, dim=-1) for wi, d in zip(w, dists))
+        return ActionDist(CATEGORICAL, logits=th.log(probs.clamp_min(1e-12)))
+    mean = sum(wi * d.mean for wi, d in zip(w, dists))
+    if first.kind == DETERMINISTIC:
+        return first._replace(mean=mean)
+    second_moment = sum(wi * (th.exp(2 * d.log_std) + d.mean**2) for wi, d in zip(w, dists))
+    var = (second_moment - mean**2).clamp_min(1e-12)
+    return first._replace(mean=mean, log_std=0.5 * th.log(var))

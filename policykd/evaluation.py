@@ -1,0 +1,67 @@
+"""Teacher and student returns on identical episode seeds.
+
+Episode i is the first episode of env i, reset with seed `seed + i`, so teacher and
+student face the same initial states (and the same env randomness where it does not
+depend on the actions). All episodes run side by side: one batched forward per step.
+Returns are the Monitor's raw episode scores (unclipped, for Atari too).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecNormalize
+
+from policykd.distributions import env_action
+from policykd.envs import EnvFactory
+from policykd.teachers import Teacher
+
+ActFn = Callable[[np.ndarray], np.ndarray]
+
+
+class Returns(NamedTuple):
+    returns: np.ndarray
+    lengths: np.ndarray
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+
+def run_episodes(act: ActFn, factory: EnvFactory, episodes: int, seed: int) -> Returns:
+    """One episode per env, env i seeded with `seed + i`; `act` maps raw observations to actions."""
+    venv = factory.make(episodes, seed)
+    returns = np.full(episodes, np.nan)
+    lengths = np.zeros(episodes, dtype=np.int64)
+    try:
+        obs = venv.reset()
+        while np.isnan(returns).any():
+            obs, _, _, infos = venv.step(act(obs))
+            for i, info in enumerate(infos):
+                if "episode" in info and np.isnan(returns[i]):
+                    returns[i] = info["episode"]["r"]
+                    lengths[i] = info["episode"]["l"]
+    finally:
+        venv.close()
+    return Returns(returns, lengths)
+
+
+def teacher_actor(teacher: Teacher) -> ActFn:
+    return lambda obs: env_action(teacher.label(obs)[0], teacher.action_space)
+
+
+def student_actor(student: BaseAlgorithm, normalizer: VecNormalize | None) -> ActFn:
+    """What SB3's `evaluate_policy` does with a VecNormalize-wrapped env: normalise, then predict."""
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        if normalizer is not None:
+            obs = normalizer.normalize_obs(obs)
+        return student.predict(obs, deterministic=True)[0]
+
+    return act

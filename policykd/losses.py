@@ -1,0 +1,189 @@
+"""Distillation losses: small functions of (student dist, teacher dist) -> batch-mean scalar.
+
+Every loss is averaged over the batch (never summed over it) and summed over the action
+dimensions where a distribution has several, so values do not scale with batch size.
+Conventions (Hinton et al. 2015; Rusu et al. 2016, "Policy Distillation"):
+
+- categorical KL at temperature T compares softmax(logits / T) and is scaled by T**2,
+  so gradient magnitudes stay comparable across temperatures; for Q-value teachers
+  softmax(Q / T) is the soft target;
+- Gaussian KL at temperature T multiplies both variances by T (log-densities divided
+  by T); squashed Gaussians (SAC/TQC) are compared before the tanh.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import torch as th
+import torch.nn.functional as F
+
+from policykd.distributions import CATEGORICAL, DETERMINISTIC, GAUSSIAN, ActionDist
+from policykd.errors import PolicykdError
+
+LossFn = Callable[[ActionDist, ActionDist, float], th.Tensor]
+
+
+def kl_categorical(p_logits: th.Tensor, q_logits: th.Tensor, temperature: float = 1.0) -> th.Tensor:
+    """T**2 * KL(softmax(p/T) || softmax(q/T)), batch mean."""
+    log_p = F.log_softmax(p_logits / temperature, dim=-1)
+    log_q = F.log_softmax(q_logits / temperature, dim=-1)
+    return temperature**2 * F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
+
+
+def kl_gaussian(
+    p_mean: th.Tensor, p_log_std: th.Tensor, q_mean: th.Tensor, q_log_std: th.Tensor, temperature: float = 1.0
+) -> th.Tensor:
+    """KL(N_p || N_q) of diagonal Gaussians with both variances times T; summed over dims, batch mean."""
+    var_p = temperature * th.exp(2 * p_log_std)
+    var_q = temperature * th.exp(2 * q_log_std)
+    per_dim = q_log_std - p_log_std + (var_p + (p_mean - q_mean) ** 2) / (2 * var_q) - 0.5
+    return per_dim.sum(dim=-1).mean()
+
+
+def _check(student: ActionDist, teacher: ActionDist, loss: str, kinds: tuple[str, ...]) -> None:
+    if teacher.kind not in kinds or student.kind not in kinds:
+        raise PolicykdError(
+            f"loss {loss!r} needs {' or '.join(kinds)} distributions; teacher is {teacher.kind}, student is {student.kind}"
+        )
+
+
+def _squash_check(student: ActionDist, teacher: ActionDist, loss: str) -> None:
+    if student.squashed != teacher.squashed:
+        raise PolicykdError(
+            f"loss {loss!r}: teacher and student act in different action spaces (tanh-squashed or not); "
+            "pick a student algorithm of the teacher's family"
+        )
+
+
+def kl(student: ActionDist, teacher: ActionDist, temperature: float = 1.0) -> th.Tensor:
+    """Forward KL(teacher || student): mode-covering, the classic distillation target."""
+    _check(student, teacher, "kl", (CATEGORICAL, GAUSSIAN))
+    if teacher.kind == CATEGORICAL:
+        return kl_categorical(teacher.logits, student.logits, temperature)
+    _squash_check(student, teacher, "kl")
+    return kl_gaussian(teacher.mean, teacher.log_std, student.mean, student.log_std, temperature)
+
+
+def reverse_kl(student: ActionDist, teacher: ActionDist, temperature: float = 1.0) -> th.Tensor:
+    """Reverse KL(student || teacher): mode-seeking."""
+    _check(student, teacher, "reverse_kl", (CATEGORICAL, GAUSSIAN))
+    if teacher.kind == CATEGORICAL:
+        return kl_categorical(student.logits, teacher.logits, temperature)
+    _squash_check(student, teacher, "reverse_kl")
+    return kl_gaussian(student.mean, student.log_std, teacher.mean, teacher.log_std, temperature)
+
+
+def gaussian_kl(student: ActionDist, teacher: ActionDist, temperature: float = 1.0) -> th.Tensor:
+    """KL(teacher || student) restricted to Gaussian policies (continuous control)."""
+    _check(student, teacher, "gaussian_kl", (GAUSSIAN,))
+    return kl(student, teacher, temperature)
+
+
+def hard_nll(student: ActionDist, teacher: ActionDist, temperature: float = 1.0) -> th.Tensor:
+    """Negative log-likelihood of the teacher's greedy action (cross-entropy for discrete actions)."""
+    if teacher.kind == CATEGORICAL:
+        _check(student, teacher, "ce", (CATEGORICAL,))
+        return F.cross_entropy(student.logits, teacher.logits.argmax(dim=-1), reduction="mean")
+    _check(student, teacher, "ce", (GAUSSIAN,))
+    _squash_check(student, teacher, "ce")
+    target = teacher.mean
+    if teacher.kind == DETERMINISTIC and teacher.squashed:  # TD3 action -> pre-tanh
+        target = th.atanh(target.clamp(-0.999, 0.999))
+    normal = th.distributions.Normal(student.mean, th.exp(student.log_std))
+    return -normal.log_prob(target).sum(dim=-1).mean()
+
+
+def mse_logits(student: ActionDist, teacher: ActionDist, temperature: float = 1.0) -> th.Tensor:
+    """Mean squared error between raw logits (Ba & Caruana 2014)."""
+    _check(student, teacher, "mse_logits", (CATEGORICAL,))
+    return F.mse_loss(student.logits, teacher.logits, reduction="mean")
+
+
+def mse_q(student: ActionDist, teacher: ActionDist, temperature: float = 1.0) -> th.Tensor:
+    """Mean squared error between Q-values: keeps the Q scale a DQN student needs to continue RL."""
+    _check(student, teacher, "mse_q", (CATEGORICAL,))
+    if not (student.q_values and teacher.q_values):
+        raise PolicykdError("loss 'mse_q' needs a Q-value teacher (DQN, QR-DQN) and a DQN student")
+    return F.mse_loss(student.logits, teacher.logits, reduction="mean")
+
+
+def scaled_action(dist: ActionDist) -> th.Tensor:
+    """The greedy continuous action in the policy's own space ([-1, 1] when squashed)."""
+    if dist.kind == GAUSSIAN and dist.squashed:
+        return th.tanh(dist.mean)
+    return dist.mean
+
+
+def mse_action(student: ActionDist, teacher: ActionDist, temperature: float = 1.0) -> th.Tensor:
+    """Mean squared error between greedy actions: the loss for deterministic teachers (TD3/DDPG/ARS)."""
+    _check(student, teacher, "mse_action", (GAUSSIAN, DETERMINISTIC))
+    _squash_check(student, teacher, "mse_action")
+    return F.mse_loss(scaled_action(student), scaled_action(teacher), reduction="mean")
+
+
+LOSSES: dict[str, LossFn] = {
+    "kl": kl,
+    "reverse_kl": reverse_kl,
+    "gaussian_kl": gaussian_kl,
+    "ce": hard_nll,
+    "nll": hard_nll,
+    "mse_logits": mse_logits,
+    "mse_q": mse_q,
+    "mse_action": mse_action,
+}
+
+
+def entropy(dist: ActionDist) -> th.Tensor:
+    """Batch-mean entropy (pre-tanh for squashed Gaussians; zero for deterministic policies)."""
+    if dist.kind == CATEGORICAL:
+        log_p = F.log_softmax(dist.logits, dim=-1)
+        return -(log_p.exp() * log_p).sum(dim=-1).mean()
+    if dist.kind == GAUSSIAN:
+        return (dist.log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(dim=-1).mean()
+    return th.zeros(())
+
+
+class LossTerms(NamedTuple):
+    """What one minibatch contributes: the total to minimise and its parts for logging."""
+
+    total: th.Tensor
+    policy: th.Tensor
+    value: th.Tensor
+    entropy: th.Tensor
+
+
+def distillation_loss(
+    student: ActionDist,
+    teacher: ActionDist,
+    *,
+    loss: str,
+    temperature: float,
+    alpha: float,
+    ent_coef: float,
+    student_value: th.Tensor | None = None,
+    teacher_value: th.Tensor | None = None,
+    vf_coef: float = 0.5,
+) -> LossTerms:
+    """(1 - alpha) * soft loss + alpha * hard NLL - ent_coef * entropy + vf_coef * normalised value MSE."""
+    soft = LOSSES[loss](student, teacher, temperature)
+    policy = soft if alpha == 0 else (1 - alpha) * soft + alpha * hard_nll(student, teacher)
+    ent = entropy(student)
+    value = th.zeros(())
+    if student_value is not None and teacher_value is not None:
+        known = ~th.isnan(teacher_value)
+        if known.any():
+            # Normalised by the batch variance of the teacher's values, so the value term
+            # does not drown the policy term when returns are large (CartPole: ~100).
+            target = teacher_value[known]
+            value = F.mse_loss(student_value[known], target, reduction="mean") / (target.var(unbiased=False) + 1.0)
+    return LossTerms(policy - ent_coef * ent + vf_coef * value, policy, value, ent)
+
+
+def action_agreement(student: ActionDist, teacher: ActionDist, tolerance: float = 0.1) -> float:
+    """Fraction of states where the greedy actions agree (continuous: every dim within `tolerance`)."""
+    if teacher.kind == CATEGORICAL:
+        return (student.logits.argmax(-1) == teacher.logits.argmax(-1)).float().mean().item()
+    diff = (scaled_action(student) - scaled_action(teacher)).abs().amax(dim=-1)
+    return (diff <= tolerance).float().mean().item()

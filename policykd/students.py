@@ -1,0 +1,80 @@
+"""Students are real SB3 models with small networks, built through SB3 itself.
+
+Nothing here hand-writes a zip: the student is `PPO(...)`, `DQN(...)`, `SAC(...)` or
+`TD3(...)` with a small `net_arch`, trained on its `policy` and saved with `.save()`,
+so `PPO.load("student.zip")` works in a process that never imports policykd.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
+
+from policykd.errors import PolicykdError
+from policykd.models import ALGOS, acting_params, uses_images
+
+STUDENT_ALGOS = ("ppo", "a2c", "dqn", "sac", "td3")
+_WIDTHS = (256, 128, 96, 64, 48, 32, 24, 16, 12, 8, 4)
+
+
+def default_student_algo(teacher_algo: str, action_space: spaces.Space) -> str:
+    """PPO for actor-critic teachers, DQN for Q-learners, SAC for SAC/TQC, TD3 for deterministic actors."""
+    if teacher_algo in ("dqn", "qrdqn"):
+        return "dqn"
+    if teacher_algo in ("sac", "tqc"):
+        return "sac"
+    if teacher_algo in ("td3", "ddpg") or (teacher_algo == "ars" and isinstance(action_space, spaces.Box)):
+        return "td3"
+    return "ppo"
+
+
+def _kwargs(algo: str, arch: Sequence[int], learning_rate: float) -> dict:
+    """Constructor arguments: the small net, and RL settings sane for continuing a distilled policy."""
+    arch = list(arch)
+    if algo in ("ppo", "a2c"):
+        return {"policy_kwargs": {"net_arch": {"pi": arch, "vf": arch}}, "learning_rate": learning_rate}
+    if algo == "dqn":
+        # A distilled Q-network should not restart from epsilon = 1 when RL continues.
+        return {
+            "policy_kwargs": {"net_arch": arch},
+            "buffer_size": 50_000,
+            "exploration_initial_eps": 0.05,
+            "exploration_final_eps": 0.05,
+            "learning_rate": learning_rate,
+        }
+    if algo in ("sac", "td3"):
+        return {
+            "policy_kwargs": {"net_arch": {"pi": arch, "qf": [256, 256]}},
+            "buffer_size": 100_000,
+            "learning_rate": learning_rate,
+        }
+    raise PolicykdError(f"unknown student algorithm {algo!r}: choose from {', '.join(STUDENT_ALGOS)}")
+
+
+def build_student(
+    algo: str, venv: VecEnv, arch: Sequence[int], *, seed: int, learning_rate: float = 3e-4
+) -> BaseAlgorithm:
+    """A fresh SB3 model of `algo` with hidden layers `arch` on `venv`'s spaces."""
+    if algo not in STUDENT_ALGOS:
+        raise PolicykdError(f"unknown student algorithm {algo!r}: choose from {', '.join(STUDENT_ALGOS)}")
+    if algo == "dqn" and not isinstance(venv.action_space, spaces.Discrete):
+        raise PolicykdError("a DQN student needs a discrete action space")
+    if algo in ("sac", "td3") and not isinstance(venv.action_space, spaces.Box):
+        raise PolicykdError(f"a {algo.upper()} student needs a continuous (Box) action space")
+    policy = "CnnPolicy" if uses_images(venv.observation_space) else "MlpPolicy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ALGOS[algo](policy, venv, seed=seed, device="cpu", verbose=0, **_kwargs(algo, arch, learning_rate))
+
+
+def auto_arch(algo: str, venv: VecEnv, max_params: int, *, depth: int = 2) -> tuple[int, ...]:
+    """The widest `depth`-layer MLP whose acting network has at most `max_params` parameters."""
+    for width in _WIDTHS:
+        arch = (width,) * depth
+        if acting_params(build_student(algo, venv, arch, seed=0).policy) <= max_params:
+            return arch
+    return (_WIDTHS[-1],)

@@ -1,0 +1,99 @@
+"""Loading teachers from any spec: an SB3 zip, an rl-zoo folder, `zoo:<algo>/<ENV>`,
+a shipped agent's name, or several of these as an ensemble."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+from policykd.agents import find_agent, read_card
+from policykd.envs import EnvFactory, check_env_id, newest_version
+from policykd.errors import PolicykdError
+from policykd.models import ALGOS, check_spaces, detect_algo, read_zip_data
+from policykd.teachers.base import SB3Teacher, Teacher
+from policykd.teachers.ensemble import EnsembleTeacher
+from policykd.teachers.zoo import is_zoo_folder, load_vecnormalize, read_zoo_run, resolve_zoo_spec
+
+__all__ = ["Teacher", "SB3Teacher", "EnsembleTeacher", "load_teacher", "load_teachers"]
+
+
+def _resolve(spec: str, zoo_folder: str | Path | None) -> tuple[Path, str | None, dict, Path | None]:
+    """spec -> (zip path, env id it was trained on, rl-zoo config, vecnormalize.pkl)."""
+    if spec.startswith("zoo:"):
+        spec = str(resolve_zoo_spec(spec, zoo_folder))
+    card = find_agent(spec) if "/" not in spec and not spec.endswith(".zip") else None
+    path = card.folder if card else Path(spec).expanduser()
+    if not path.exists():
+        raise PolicykdError(f"teacher not found: {spec}")
+    if path.is_file():
+        beside = path.with_name("vecnormalize.pkl")  # how policykd writes students
+        return path, None, {}, beside if beside.is_file() else None
+    if (path / "card.yaml").is_file():
+        card = read_card(path)
+        return card.model_path, card.env_id, {}, None
+    if is_zoo_folder(path):
+        run = read_zoo_run(path)
+        return run.zip_path, run.env_name, run.config, run.vecnormalize
+    zips = sorted(path.glob("*.zip"))
+    if len(zips) != 1:
+        raise PolicykdError(f"teacher folder {path} is not an rl-zoo run folder and holds {len(zips)} zips, not one")
+    return zips[0], None, {}, None
+
+
+def load_teacher(spec: str | Path, *, env_id: str | None = None, zoo_folder: str | Path | None = None) -> SB3Teacher:
+    """Load one teacher, checked against `env_id` (default: the newest version of its own env).
+
+    The algorithm is read from the zip. Spaces come from the live env, so agents saved
+    with the legacy `gym` package load on gymnasium; a mismatch names both spaces.
+    """
+    spec = str(spec)
+    zip_path, trained_env, config, vecnorm_path = _resolve(spec, zoo_folder)
+    data = read_zip_data(zip_path)
+    algo = detect_algo(data)
+    if env_id is None:
+        if trained_env is None:
+            raise PolicykdError(f"teacher {spec} does not say which env it was trained on: pass --env")
+        env_id = newest_version(trained_env)
+    check_env_id(env_id)
+    factory = EnvFactory(env_id, env_wrapper=config.get("env_wrapper"), frame_stack=int(config.get("frame_stack", 4)))
+    obs_space, action_space = factory.spaces()
+    check_spaces(data, obs_space, action_space, f"teacher {spec}", env_id)
+    custom = {
+        "observation_space": obs_space,
+        "action_space": action_space,
+        "lr_schedule": lambda _: 0.0,
+        "learning_rate": 0.0,
+        "clip_range": lambda _: 0.0,
+        "exploration_schedule": lambda _: 0.0,
+    }
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = ALGOS[algo].load(zip_path, device="cpu", custom_objects=custom)
+    except Exception as err:  # SB3 raises many types for broken zips
+        raise PolicykdError(f"cannot load teacher {spec} as {algo.upper()}: {type(err).__name__}: {err}") from None
+    model.policy.set_training_mode(False)
+    normalizer = None
+    if vecnorm_path is not None:
+        normalizer = load_vecnormalize(vecnorm_path, factory.make(1, 0))
+    return SB3Teacher(spec, algo, model, factory, normalizer, trained_env, config)
+
+
+def load_teachers(
+    specs: Sequence[str | Path],
+    *,
+    env_id: str | None = None,
+    weights: Sequence[float] | None = None,
+    zoo_folder: str | Path | None = None,
+) -> Teacher:
+    """One teacher, or an ensemble when several specs are given (all on the same env)."""
+    if not specs:
+        raise PolicykdError("no teacher given: pass --teacher (or use an env with a shipped teacher)")
+    first = load_teacher(specs[0], env_id=env_id, zoo_folder=zoo_folder)
+    if len(specs) == 1:
+        if weights and len(weights) != 1:
+            raise PolicykdError(f"{len(weights)} teacher weights for 1 teacher")
+        return first
+    rest = [load_teacher(s, env_id=first.factory.env_id, zoo_folder=zoo_folder) for s in specs[1:]]
+    return EnsembleTeacher([first, *rest], list(weights or []))

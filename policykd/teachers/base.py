@@ -1,0 +1,73 @@
+"""The Teacher protocol, and a teacher backed by one SB3 model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecNormalize
+
+from policykd.distributions import ActionDist, policy_dist, policy_value
+from policykd.envs import EnvFactory
+from policykd.models import acting_params
+
+
+class Teacher(Protocol):
+    """Anything that labels observations with an action distribution (and a value, if it has one)."""
+
+    name: str
+    algo: str
+    factory: EnvFactory
+
+    @property
+    def observation_space(self) -> spaces.Space: ...
+
+    @property
+    def action_space(self) -> spaces.Space: ...
+
+    @property
+    def normalizer(self) -> VecNormalize | None: ...
+
+    @property
+    def acting_params(self) -> int: ...
+
+    def label(self, obs: np.ndarray) -> tuple[ActionDist, th.Tensor | None]:
+        """Distribution and value for a batch of raw env observations (no gradients)."""
+        ...
+
+
+@dataclass
+class SB3Teacher:
+    """One SB3 model (any supported algorithm), with the frozen VecNormalize it was trained with."""
+
+    name: str
+    algo: str
+    model: BaseAlgorithm
+    factory: EnvFactory
+    normalizer: VecNormalize | None = None
+    trained_env_id: str | None = None
+    config: dict[str, Any] | None = None
+
+    @property
+    def observation_space(self) -> spaces.Space:
+        return self.model.observation_space
+
+    @property
+    def action_space(self) -> spaces.Space:
+        return self.model.action_space
+
+    @property
+    def acting_params(self) -> int:
+        return acting_params(self.model.policy)
+
+    def label(self, obs: np.ndarray) -> tuple[ActionDist, th.Tensor | None]:
+        if self.normalizer is not None:
+            obs = self.normalizer.normalize_obs(obs)
+        policy = self.model.policy
+        with th.no_grad():
+            tensor = policy.obs_to_tensor(obs)[0]
+            return policy_dist(policy, tensor), policy_value(policy, tensor)

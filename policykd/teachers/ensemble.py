@@ -1,0 +1,78 @@
+"""Several teachers on one env, acting as one: their distributions are averaged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecNormalize
+
+from policykd.distributions import ActionDist, mix
+from policykd.envs import EnvFactory
+from policykd.errors import PolicykdError
+from policykd.models import describe_space
+from policykd.teachers.base import Teacher
+
+
+@dataclass
+class EnsembleTeacher:
+    """Weighted average of its members (see `distributions.mix`); values are averaged too."""
+
+    members: Sequence[Teacher]
+    weights: Sequence[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.weights:
+            self.weights = [1.0] * len(self.members)
+        if len(self.weights) != len(self.members):
+            raise PolicykdError(f"{len(self.weights)} teacher weights for {len(self.members)} teachers")
+        if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
+            raise PolicykdError(f"teacher weights must be non-negative with a positive sum: {list(self.weights)}")
+        first = self.members[0]
+        for other in self.members[1:]:
+            for space in ("observation_space", "action_space"):
+                a, b = getattr(first, space), getattr(other, space)
+                if describe_space(a) != describe_space(b):
+                    raise PolicykdError(f"ensemble teachers {first.name} and {other.name} differ in {space}: {a} vs {b}")
+            if other.factory.env_wrapper != first.factory.env_wrapper:
+                raise PolicykdError(f"ensemble teachers {first.name} and {other.name} need different env wrappers")
+
+    @property
+    def name(self) -> str:
+        return " + ".join(m.name for m in self.members)
+
+    @property
+    def algo(self) -> str:
+        return "+".join(sorted({m.algo for m in self.members}))
+
+    @property
+    def factory(self) -> EnvFactory:
+        return self.members[0].factory
+
+    @property
+    def observation_space(self) -> spaces.Space:
+        return self.members[0].observation_space
+
+    @property
+    def action_space(self) -> spaces.Space:
+        return self.members[0].action_space
+
+    @property
+    def normalizer(self) -> VecNormalize | None:
+        return self.members[0].normalizer
+
+    @property
+    def acting_params(self) -> int:
+        return sum(m.acting_params for m in self.members)
+
+    def label(self, obs: np.ndarray) -> tuple[ActionDist, th.Tensor | None]:
+        labels = [m.label(obs) for m in self.members]
+        dist = mix([d for d, _ in labels], self.weights)
+        valued = [(w, v) for w, (_, v) in zip(self.weights, labels) if v is not None]
+        if not valued:
+            return dist, None
+        total = sum(w for w, _ in valued)
+        return dist, sum(w * v for w, v in valued) / total
