@@ -96,5 +96,6 @@ class DistillConfig:
         unknown = sorted(set(values) - names)
         if unknown:
             raise PolicykdError(f"unknown setting(s): {', '.join(unknown)}")
-        tuples = {"teachers", "teacher_weights", "student_arch"}
-        return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in values.items()})
+        tuples, paths = {"teachers", "teacher_weights", "student_arch"}, {"out", "zoo_folder"}
+        values = {k: tuple(v) if k in tuples and v is not None else v for k, v in values.items()}
+        return cls(**{k: str(v) if k in paths and v is not None else v for k, v in values.items()})

@@ -69,10 +69,12 @@ class Distiller:
         self.rng = np.random.default_rng(config.seed)
         self.venv = self.teacher.factory.make(config.n_envs, config.seed)
         self.student_algo = config.student_algo or default_student_algo(self.teacher.algo, self.venv.action_space)
+        # Built on a single env so the saved student has n_envs=1: `model.set_env(gym.make(...))` works.
+        spaces_env = self.teacher.factory.make(1, config.seed)
         arch = config.student_arch or auto_arch(
-            self.student_algo, self.venv, int(config.student_fraction * self.teacher.acting_params)
+            self.student_algo, spaces_env, int(config.student_fraction * self.teacher.acting_params)
         )
-        self.student: BaseAlgorithm = build_student(self.student_algo, self.venv, arch, seed=config.seed)
+        self.student: BaseAlgorithm = build_student(self.student_algo, spaces_env, arch, seed=config.seed)
         self.student_arch = tuple(arch)
         self.normalizer = self.teacher.normalizer
         self.buffer = DistillationBuffer(config.buffer_size)
@@ -166,7 +168,9 @@ class Distiller:
         logger = tensorboard_logger(self.out / "tb")
         teacher_returns = run_episodes(teacher_actor(self.teacher), self.teacher.factory, cfg.eval_episodes, self._eval_seed)
         student_returns, eval_agreement = None, float("nan")
-        per_round = [cfg.steps // cfg.rounds + (1 if r < cfg.steps % cfg.rounds else 0) for r in range(cfg.rounds)]
+        # Whole vector steps, never more than the budget: rounds split steps // n_envs.
+        vector_steps = max(cfg.rounds, cfg.steps // cfg.n_envs)
+        per_round = [(vector_steps // cfg.rounds + (r < vector_steps % cfg.rounds)) * cfg.n_envs for r in range(cfg.rounds)]
         env_steps = 0
         with progress_bar(self.console, disable=self.quiet) as bar:
             task = bar.add_task("distill", total=cfg.steps, sps=0.0, loss=float("nan"), kl=float("nan"),

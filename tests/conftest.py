@@ -1,0 +1,63 @@
+"""Shared fixtures: the rl-zoo agents from ../shared (skipped when absent) and teachers trained in seconds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ZOO = Path(os.environ.get("POLICYKD_TEST_ZOO", REPO.parent / "shared" / "teachers" / "rl-zoo"))
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+@pytest.fixture(scope="session")
+def zoo() -> Path:
+    if not (ZOO / "ppo" / "CartPole-v1_1").is_dir():
+        pytest.skip(f"rl-zoo agents not found at {ZOO} (set POLICYKD_TEST_ZOO)")
+    return ZOO
+
+
+@pytest.fixture(scope="session")
+def cartpole_ppo_teacher(tmp_path_factory) -> Path:
+    """A PPO CartPole teacher trained here in a few seconds (not strong; for mechanics)."""
+    from stable_baselines3 import PPO
+
+    path = tmp_path_factory.mktemp("teachers") / "ppo_cartpole.zip"
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=256, batch_size=64, seed=1, device="cpu")
+    model.learn(3000)
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pendulum_td3_teacher(tmp_path_factory) -> Path:
+    """A TD3 Pendulum teacher (deterministic actor) trained for a few hundred steps."""
+    from stable_baselines3 import TD3
+
+    path = tmp_path_factory.mktemp("teachers") / "td3_pendulum.zip"
+    model = TD3("MlpPolicy", "Pendulum-v1", learning_starts=100, policy_kwargs={"net_arch": [64, 64]}, seed=1, device="cpu")
+    model.learn(300)
+    model.save(path)
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The real `policykd` entry point in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "policykd.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        timeout=timeout,
+    )
+
+
+def run_fresh_python(code: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Python code in a fresh interpreter (to prove a student loads without policykd)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd="/")

@@ -1,0 +1,109 @@
+"""The library API end to end on small envs: students per teacher family, drivers, reproducibility."""
+
+import json
+
+import numpy as np
+import pytest
+import torch as th
+
+import policykd
+from policykd.collect import beta_schedule
+from policykd.errors import PolicykdError
+from conftest import run_fresh_python
+
+FAST = dict(quiet=True, eval_episodes=3, rounds=2)
+
+
+def test_beta_schedules():
+    assert [beta_schedule("dagger", r, 5) for r in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert [beta_schedule("dagger", r, 3, schedule="exponential", decay=0.5) for r in range(3)] == [1.0, 0.5, 0.25]
+    assert beta_schedule("teacher", 3, 5) == 1.0 and beta_schedule("student", 0, 5) == 0.0
+    with pytest.raises(PolicykdError, match="unknown driver"):
+        beta_schedule("nobody", 0, 5)
+
+
+@pytest.mark.parametrize("driver", ["teacher", "student", "dagger"])
+def test_every_driver_runs_and_logs_its_beta(cartpole_ppo_teacher, tmp_path, driver):
+    summary = policykd.distill("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / driver, steps=1600, driver=driver, **FAST)
+    assert summary["driver"] == driver and summary["env_steps"] == 1600
+    assert 0.0 <= summary["action_agreement"] <= 1.0
+
+
+def test_same_seed_gives_same_student(cartpole_ppo_teacher, tmp_path):
+    def weights(out, seed):
+        policykd.distill("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / out, steps=1600, seed=seed, **FAST)
+        from stable_baselines3 import PPO
+
+        return PPO.load(tmp_path / out / "student.zip", device="cpu").policy.state_dict()
+
+    a, b, c = weights("a", 7), weights("b", 7), weights("c", 8)
+    assert all(th.equal(a[k], b[k]) for k in a)
+    assert not all(th.equal(a[k], c[k]) for k in a)
+
+
+def test_dqn_teacher_gives_dqn_student(zoo, tmp_path):
+    summary = policykd.distill("CartPole-v1", [zoo / "dqn/CartPole-v1_1"], out=tmp_path / "dqn", steps=4000, **FAST)
+    assert (summary["teacher_algo"], summary["student_algo"]) == ("dqn", "dqn")
+    assert summary["student_params"] <= 0.25 * summary["teacher_params"]
+    mse = policykd.distill("CartPole-v1", [zoo / "qrdqn/CartPole-v1_1"], out=tmp_path / "qr", steps=1600, loss="mse_q", **FAST)
+    assert (mse["teacher_algo"], mse["student_algo"], mse["loss"]) == ("qrdqn", "dqn", "mse_q")
+
+
+def test_sac_teacher_gives_sac_student_that_continues_rl(zoo, tmp_path):
+    out = tmp_path / "sac"
+    summary = policykd.distill("Pendulum-v1", [zoo / "sac/Pendulum-v1_1"], out=out, steps=4000, **FAST)
+    assert (summary["teacher_algo"], summary["student_algo"]) == ("sac", "sac")
+    code = f"""
+import gymnasium as gym
+from stable_baselines3 import SAC
+model = SAC.load({str(out / 'student.zip')!r}, env=gym.make("Pendulum-v1"), device="cpu")
+model.learn(300)
+print("ok")
+"""
+    result = run_fresh_python(code)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+def test_deterministic_teacher_uses_mse_action(pendulum_td3_teacher, tmp_path):
+    summary = policykd.distill("Pendulum-v1", [pendulum_td3_teacher], out=tmp_path / "td3", steps=800, loss="mse_action", **FAST)
+    assert (summary["teacher_algo"], summary["student_algo"]) == ("td3", "td3")
+    with pytest.raises(PolicykdError, match="loss 'kl' needs"):
+        policykd.distill("Pendulum-v1", [pendulum_td3_teacher], out=tmp_path / "bad", steps=800, loss="kl", **FAST)
+
+
+def test_ensemble_with_weights(zoo, tmp_path):
+    summary = policykd.distill(
+        "CartPole-v1", [zoo / "ppo/CartPole-v1_1", zoo / "a2c/CartPole-v1_1"], teacher_weights=(2.0, 1.0),
+        out=tmp_path / "ens", steps=1600, **FAST,
+    )
+    assert len(summary["teachers"]) == 2 and summary["teacher_algo"] == "a2c+ppo"
+
+
+def test_vecnormalize_student_reproduces_its_return_in_plain_sb3(zoo, tmp_path):
+    out = tmp_path / "hc"
+    summary = policykd.distill("HalfCheetah-v5", [zoo / "ppo/HalfCheetah-v3_1"], out=out, steps=4000, quiet=True,
+                               eval_episodes=2, rounds=2, n_envs=4)
+    assert (out / "vecnormalize.pkl").is_file()
+    code = f"""
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecNormalize
+venv = VecNormalize.load({str(out / 'vecnormalize.pkl')!r}, make_vec_env("HalfCheetah-v5", n_envs=1, seed={summary['eval_seed']}))
+venv.training = False
+venv.norm_reward = False
+model = PPO.load({str(out / 'student.zip')!r}, device="cpu")
+rewards, _ = evaluate_policy(model, venv, n_eval_episodes=1, return_episode_rewards=True)
+print(rewards[0])
+"""
+    result = run_fresh_python(code)
+    assert result.returncode == 0, result.stderr
+    reproduced = float(result.stdout.strip().splitlines()[-1])
+    assert reproduced == pytest.approx(summary["student_returns"][0], rel=0.02, abs=20)
+
+
+def test_summary_json_matches_return_value(cartpole_ppo_teacher, tmp_path):
+    summary = policykd.distill("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / "s", steps=800, **FAST)
+    on_disk = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert on_disk["student_return_mean"] == summary["student_return_mean"]
+    assert np.isclose(np.mean(on_disk["student_returns"]), on_disk["student_return_mean"])
