@@ -13,6 +13,7 @@ import numpy as np
 import torch as th
 
 from policykd.distributions import ActionDist
+from policykd.frames import ArrayStore, FrameStackStore, make_store
 
 _LABELS = ("logits", "mean", "log_std")
 
@@ -32,7 +33,7 @@ class DistillationBuffer:
         if capacity <= 0:
             raise ValueError("buffer capacity must be positive")
         self.capacity = capacity
-        self.obs: np.ndarray | None = None
+        self.obs: ArrayStore | FrameStackStore | None = None  # Atari stacks: frames stored once
         self.labels: dict[str, np.ndarray] = {}
         self.value = np.full(capacity, np.nan, dtype=np.float32)
         self.template: ActionDist | None = None  # kind and flags of the stored distributions
@@ -43,7 +44,7 @@ class DistillationBuffer:
         return self.capacity if self.full else self.pos
 
     def _allocate(self, obs: np.ndarray, dist: ActionDist) -> None:
-        self.obs = np.zeros((self.capacity, *obs.shape[1:]), dtype=obs.dtype)
+        self.obs = make_store(self.capacity, obs)
         for key in _LABELS:
             tensor = getattr(dist, key)
             if tensor is not None:
@@ -56,7 +57,7 @@ class DistillationBuffer:
             self._allocate(obs, dist)
         n = len(obs)
         idx = (self.pos + np.arange(n)) % self.capacity
-        self.obs[idx] = obs
+        self.obs.put(idx, obs)
         for key, array in self.labels.items():
             array[idx] = getattr(dist, key).cpu().numpy()
         self.value[idx] = np.nan if value is None else value.cpu().numpy()
@@ -65,7 +66,11 @@ class DistillationBuffer:
 
     def get(self, idx: np.ndarray) -> Batch:
         labels = {key: th.as_tensor(array[idx]) for key, array in self.labels.items()}
-        return Batch(self.obs[idx], self.template._replace(**labels), th.as_tensor(self.value[idx]))
+        return Batch(self.obs.get(idx), self.template._replace(**labels), th.as_tensor(self.value[idx]))
+
+    def valid_indices(self) -> np.ndarray:
+        """Slots that can be sampled (all of them, except Atari stacks whose frames were recycled)."""
+        return np.arange(0) if self.obs is None else self.obs.valid(len(self))
 
     def nbytes(self) -> int:
         """Memory held by the stored arrays (observations and labels)."""

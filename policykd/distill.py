@@ -22,6 +22,7 @@ from policykd.errors import PolicykdError
 from policykd.evaluation import Returns, run_episodes, student_actor, teacher_actor
 from policykd.losses import LOSSES, action_agreement, distillation_loss, kl
 from policykd.models import acting_params
+from policykd.normalization import ObsStats, fit_obs_stats, folded, supports_folding
 from policykd.output import check_out, prepare_out, write_student, write_summary
 from policykd.reporting import progress_bar, summary_table, tensorboard_logger
 from policykd.students import auto_arch, build_student, default_student_algo
@@ -77,6 +78,7 @@ class Distiller:
         self.student: BaseAlgorithm = build_student(self.student_algo, spaces_env, arch, seed=config.seed)
         self.student_arch = tuple(arch)
         self.normalizer = self.teacher.normalizer
+        self.obs_stats: ObsStats | None = None  # fitted after the first round (MLP students)
         self.buffer = DistillationBuffer(config.buffer_size)
         self.collector = Collector(self.venv, self.teacher, self.buffer, self.rng)
         self._check_loss_fits()
@@ -89,19 +91,26 @@ class Distiller:
         with th.no_grad():
             LOSSES[self.config.loss](self._student_dist(obs), teacher_dist, self.config.temperature)
 
-    def _obs_tensor(self, obs: np.ndarray) -> th.Tensor:
+    def _prep(self, obs: np.ndarray, *, folded: bool = False) -> np.ndarray:
+        """What the student reads: the teacher's VecNormalize, then (until folded) its own standardisation."""
         if self.normalizer is not None:
             obs = self.normalizer.normalize_obs(obs)
-        return self.student.policy.obs_to_tensor(obs)[0]
+        if self.obs_stats is not None and not folded:
+            obs = self.obs_stats.apply(obs)
+        return obs
+
+    def _obs_tensor(self, obs: np.ndarray) -> th.Tensor:
+        return self.student.policy.obs_to_tensor(self._prep(obs))[0]
 
     def _student_dist(self, obs: np.ndarray):
         return policy_dist(self.student.policy, self._obs_tensor(obs))
 
     def train_round(self) -> RoundStats:
         """`epochs` passes over the buffer in shuffled minibatches."""
-        cfg, n = self.config, len(self.buffer)
+        cfg, valid = self.config, self.buffer.valid_indices()
+        n = len(valid)
         steps = max(1, math.ceil(cfg.epochs * n / cfg.batch_size))
-        order = np.concatenate([self.rng.permutation(n) for _ in range(math.ceil(steps * cfg.batch_size / n))])
+        order = np.concatenate([valid[self.rng.permutation(n)] for _ in range(math.ceil(steps * cfg.batch_size / n))])
         self.student.policy.set_training_mode(True)
         sums: dict[str, float] = {"loss": 0.0, "policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "kl": 0.0, "agreement": 0.0}
         for i in range(steps):
@@ -137,9 +146,9 @@ class Distiller:
         means["gradient_steps"] = steps
         return RoundStats(means["loss"], means["kl"], means["agreement"], means)
 
-    def evaluate_student(self) -> tuple[Returns, float]:
+    def evaluate_student(self, *, stats_folded: bool = False) -> tuple[Returns, float]:
         """Student returns on the evaluation seeds, and its agreement with the teacher on the states it visits."""
-        act = student_actor(self.student, self.normalizer)
+        act = student_actor(self.student, lambda obs: self._prep(obs, folded=stats_folded))
         agree = [0, 0]
 
         def act_and_compare(obs: np.ndarray) -> np.ndarray:
@@ -179,15 +188,26 @@ class Distiller:
                 beta = beta_schedule(cfg.driver, r, cfg.rounds, schedule=cfg.beta_schedule, decay=cfg.beta_decay)
                 t0 = time.time()
                 stats = self.collector.run(
-                    n_steps, beta, student_actor(self.student, self.normalizer),
+                    n_steps, beta, student_actor(self.student, self._prep),
                     on_step=lambda k: bar.update(task, advance=k),
                 )
                 env_steps += stats.steps
+                if r == 0 and self.normalizer is None and supports_folding(self.student):
+                    self.obs_stats = fit_obs_stats(self.buffer.get(self.buffer.valid_indices()).obs)
                 bar.update(task, sps=stats.steps / max(time.time() - t0, 1e-9))
                 round_stats = self.train_round()
                 bar.update(task, loss=round_stats.loss, kl=round_stats.kl)
-                if (r + 1) % cfg.eval_every == 0 or r == cfg.rounds - 1:
-                    student_returns, eval_agreement = self.evaluate_student()
+                last = r == cfg.rounds - 1
+                if (r + 1) % cfg.eval_every == 0 or last:
+                    # The last evaluation is of the student as saved (standardisation folded in).
+                    with folded(self.student, self.obs_stats if last else None):
+                        student_returns, eval_agreement = self.evaluate_student(stats_folded=last)
+                        if last:
+                            student_path = write_student(
+                                self.out, self.student, algo=self.student_algo, env_id=cfg.env_id,
+                                normalizer=self.normalizer, env_wrapper=self.teacher.factory.env_wrapper,
+                                env_steps=env_steps,
+                            )
                     bar.update(task, student=f"{student_returns.mean:.1f}")
                     logger.record("eval/teacher_return", teacher_returns.mean)
                     logger.record("eval/student_return", student_returns.mean)
@@ -205,10 +225,6 @@ class Distiller:
                 logger.dump(env_steps)
         logger.close()
         self.venv.close()
-        student_path = write_student(
-            self.out, self.student, algo=self.student_algo, env_id=cfg.env_id, normalizer=self.normalizer,
-            env_wrapper=self.teacher.factory.env_wrapper, env_steps=env_steps,
-        )
         summary = self._summary(teacher_returns, student_returns, eval_agreement, env_steps, time.time() - start)
         summary["student_path"] = str(student_path)
         write_summary(self.out, summary)

@@ -12,7 +12,6 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.vec_env import VecNormalize
 
 from policykd.distributions import env_action
 from policykd.envs import EnvFactory
@@ -56,12 +55,12 @@ def teacher_actor(teacher: Teacher) -> ActFn:
     return lambda obs: env_action(teacher.label(obs)[0], teacher.action_space)
 
 
-def student_actor(student: BaseAlgorithm, normalizer: VecNormalize | None) -> ActFn:
-    """What SB3's `evaluate_policy` does with a VecNormalize-wrapped env: normalise, then predict."""
+def student_actor(student: BaseAlgorithm, prep: Callable[[np.ndarray], np.ndarray] | None = None) -> ActFn:
+    """What SB3's `evaluate_policy` does with a VecNormalize-wrapped env: `prep` (normalise), then predict."""
 
     def act(obs: np.ndarray) -> np.ndarray:
-        if normalizer is not None:
-            obs = normalizer.normalize_obs(obs)
+        if prep is not None:
+            obs = prep(obs)
         return student.predict(obs, deterministic=True)[0]
 
     return act

@@ -7,18 +7,29 @@ so `PPO.load("student.zip")` works in a process that never imports policykd.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Sequence
 
+import cloudpickle
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
+from policykd import cnn
 from policykd.errors import PolicykdError
 from policykd.models import ALGOS, acting_params, uses_images
 
 STUDENT_ALGOS = ("ppo", "a2c", "dqn", "sac", "td3")
 _WIDTHS = (256, 128, 96, 64, 48, 32, 24, 16, 12, 8, 4)
+# Image students: (conv1, conv2, conv3 channels, features), largest first.
+_CNN_SIZES = (
+    (32, 64, 64, 256), (32, 64, 64, 128), (32, 32, 32, 64), (16, 32, 32, 64), (16, 32, 32, 32),
+    (16, 16, 16, 32), (16, 16, 16, 16), (8, 16, 16, 16), (8, 8, 8, 16), (8, 8, 8, 8),
+)
+
+# The CNN class travels inside the zip, so loading a student never needs policykd.
+cloudpickle.register_pickle_by_value(sys.modules[cnn.__name__])
 
 
 def default_student_algo(teacher_algo: str, action_space: spaces.Space) -> str:
@@ -32,15 +43,26 @@ def default_student_algo(teacher_algo: str, action_space: spaces.Space) -> str:
     return "ppo"
 
 
-def _kwargs(algo: str, arch: Sequence[int], learning_rate: float) -> dict:
+def _image_kwargs(arch: Sequence[int]) -> dict:
+    if len(arch) != 4:
+        raise PolicykdError(f"an image student's arch is conv1,conv2,conv3,features (4 numbers), got {list(arch)}")
+    return {
+        "features_extractor_class": cnn.SmallCNN,
+        "features_extractor_kwargs": {"channels": tuple(arch[:3]), "features_dim": int(arch[3])},
+    }
+
+
+def _kwargs(algo: str, arch: Sequence[int], learning_rate: float, images: bool) -> dict:
     """Constructor arguments: the small net, and RL settings sane for continuing a distilled policy."""
     arch = list(arch)
+    extractor = _image_kwargs(arch) if images else {}
+    hidden = [] if images else arch  # image students: linear heads on the CNN features
     if algo in ("ppo", "a2c"):
-        return {"policy_kwargs": {"net_arch": {"pi": arch, "vf": arch}}, "learning_rate": learning_rate}
+        return {"policy_kwargs": {"net_arch": {"pi": hidden, "vf": hidden}, **extractor}, "learning_rate": learning_rate}
     if algo == "dqn":
         # A distilled Q-network should not restart from epsilon = 1 when RL continues.
         return {
-            "policy_kwargs": {"net_arch": arch},
+            "policy_kwargs": {"net_arch": hidden, **extractor},
             "buffer_size": 50_000,
             "exploration_initial_eps": 0.05,
             "exploration_final_eps": 0.05,
@@ -48,7 +70,7 @@ def _kwargs(algo: str, arch: Sequence[int], learning_rate: float) -> dict:
         }
     if algo in ("sac", "td3"):
         return {
-            "policy_kwargs": {"net_arch": {"pi": arch, "qf": [256, 256]}},
+            "policy_kwargs": {"net_arch": {"pi": hidden, "qf": [256, 256]}, **extractor},
             "buffer_size": 100_000,
             "learning_rate": learning_rate,
         }
@@ -65,16 +87,19 @@ def build_student(
         raise PolicykdError("a DQN student needs a discrete action space")
     if algo in ("sac", "td3") and not isinstance(venv.action_space, spaces.Box):
         raise PolicykdError(f"a {algo.upper()} student needs a continuous (Box) action space")
-    policy = "CnnPolicy" if uses_images(venv.observation_space) else "MlpPolicy"
+    images = uses_images(venv.observation_space)
+    kwargs = _kwargs(algo, arch, learning_rate, images)
+    if images and algo == "dqn":
+        kwargs["buffer_size"] = 10_000  # the SB3 replay buffer would allocate GBs of frames
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return ALGOS[algo](policy, venv, seed=seed, device="cpu", verbose=0, **_kwargs(algo, arch, learning_rate))
+        return ALGOS[algo]("CnnPolicy" if images else "MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **kwargs)
 
 
 def auto_arch(algo: str, venv: VecEnv, max_params: int, *, depth: int = 2) -> tuple[int, ...]:
-    """The widest `depth`-layer MLP whose acting network has at most `max_params` parameters."""
-    for width in _WIDTHS:
-        arch = (width,) * depth
+    """The largest student (2-layer MLP, or small CNN for images) with at most `max_params` acting parameters."""
+    candidates = _CNN_SIZES if uses_images(venv.observation_space) else [(w,) * depth for w in _WIDTHS]
+    for arch in candidates:
         if acting_params(build_student(algo, venv, arch, seed=0).policy) <= max_params:
-            return arch
-    return (_WIDTHS[-1],)
+            return tuple(arch)
+    return tuple(candidates[-1])

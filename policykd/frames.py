@@ -1,0 +1,109 @@
+"""Observation storage for the distillation buffer, including Atari frame stacks stored once.
+
+An 84x84x4 Atari stack shares three of its frames with the previous step's stack, so
+storing every stack costs 4x the memory. `FrameStackStore` keeps each frame once in a
+ring and each transition as four indices into it; stacks are rebuilt exactly on read.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_ZERO = -1  # VecFrameStack pads new episodes with zero frames
+
+
+class ArrayStore:
+    """Plain observations, one row per transition."""
+
+    def __init__(self, capacity: int, example: np.ndarray) -> None:
+        self.data = np.zeros((capacity, *example.shape[1:]), dtype=example.dtype)
+
+    def put(self, slots: np.ndarray, obs: np.ndarray) -> None:
+        self.data[slots] = obs
+
+    def get(self, slots: np.ndarray) -> np.ndarray:
+        return self.data[slots]
+
+    def valid(self, n: int) -> np.ndarray:
+        return np.arange(n)
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+
+class FrameStackStore:
+    """Frame stacks (N, k, H, W) uint8 with frames stored once.
+
+    Frames live in a ring of `capacity + slack` slots with a serial number each; a
+    transition holds the ring slots of its k frames and the serial of its oldest one,
+    and stays readable while that frame has not been overwritten.
+    """
+
+    def __init__(self, capacity: int, example: np.ndarray, slack: int | None = None) -> None:
+        n_envs, self.k = example.shape[:2]
+        # Each transition adds one frame (a fresh env adds up to k): a little slack keeps the
+        # oldest transitions' earlier frames alive.
+        self.frame_capacity = capacity + (slack if slack is not None else max(64 * n_envs, capacity // 200))
+        self.frames = np.zeros((self.frame_capacity, *example.shape[2:]), dtype=example.dtype)
+        self.frame_serial = np.full(self.frame_capacity, -1, dtype=np.int64)
+        self.index = np.full((capacity, self.k), _ZERO, dtype=np.int32)
+        self.oldest = np.zeros(capacity, dtype=np.int64)  # serial of the oldest real frame
+        self.next_serial = 0
+        self.last: dict[int, np.ndarray] = {}  # env row -> ring slots of its last stack
+
+    def _store_frame(self, frame: np.ndarray) -> int:
+        slot = self.next_serial % self.frame_capacity
+        self.frames[slot] = frame
+        self.frame_serial[slot] = self.next_serial
+        self.next_serial += 1
+        return slot
+
+    def _alive(self, slot: int) -> bool:
+        return slot == _ZERO or self.frame_serial[slot] > self.next_serial - self.frame_capacity
+
+    def _stack_slots(self, env: int, stack: np.ndarray) -> np.ndarray:
+        """Ring slots for one stack, reusing the env's previous frames when they match."""
+        prev = self.last.get(env)
+        if prev is not None and all(self._alive(s) for s in prev[1:]) and self._same(prev[1:], stack[:-1]):
+            slots = np.append(prev[1:], self._store_frame(stack[-1]))
+        else:  # first stack of this env, or a new episode: zero padding or fresh frames
+            slots = np.array([_ZERO if not frame.any() else self._store_frame(frame) for frame in stack])
+        self.last[env] = slots
+        return slots
+
+    def _same(self, slots: np.ndarray, frames: np.ndarray) -> bool:
+        return all(
+            (not frame.any()) if slot == _ZERO else np.array_equal(self.frames[slot], frame)
+            for slot, frame in zip(slots, frames)
+        )
+
+    def put(self, slots: np.ndarray, obs: np.ndarray) -> None:
+        for env, (slot, stack) in enumerate(zip(slots, obs)):
+            ring = self._stack_slots(env, stack)
+            self.index[slot] = ring
+            real = [self.frame_serial[s] for s in ring if s != _ZERO]
+            self.oldest[slot] = min(real) if real else self.next_serial
+
+    def get(self, slots: np.ndarray) -> np.ndarray:
+        ring = self.index[slots]
+        out = self.frames[np.where(ring == _ZERO, 0, ring)]
+        out[ring == _ZERO] = 0
+        return out
+
+    def valid(self, n: int) -> np.ndarray:
+        """Transitions whose frames are all still in the ring."""
+        return np.flatnonzero(self.oldest[:n] > self.next_serial - self.frame_capacity)
+
+    @property
+    def nbytes(self) -> int:
+        return self.frames.nbytes + self.frame_serial.nbytes + self.index.nbytes + self.oldest.nbytes
+
+
+def is_frame_stack(example: np.ndarray) -> bool:
+    """(n_envs, k, H, W) uint8 with k > 1: channel-first stacked grayscale frames."""
+    return example.ndim == 4 and example.dtype == np.uint8 and 1 < example.shape[1] <= 16
+
+
+def make_store(capacity: int, example: np.ndarray):
+    return FrameStackStore(capacity, example) if is_frame_stack(example) else ArrayStore(capacity, example)

@@ -1,0 +1,87 @@
+"""Input normalisation for MLP students, folded into their first layer when saved.
+
+A teacher trained on raw MuJoCo observations (rl-zoo's SAC agents) leaves the student to
+learn from inputs whose scales differ by orders of magnitude, which slows distillation
+badly. The student trains on standardised inputs, (x - mean) / std with statistics from
+the first round's observations, and the affine map is folded into its first linear
+layer(s) on save: W' = W / std, b' = b - W @ (mean / std). The saved student is still a
+plain SB3 model that takes raw observations, with no extra file.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from torch import nn
+
+MIN_STD = 1e-2  # a nearly constant input must not get a huge weight after folding
+
+
+class ObsStats(NamedTuple):
+    mean: np.ndarray
+    std: np.ndarray
+
+    def apply(self, obs: np.ndarray) -> np.ndarray:
+        return ((obs - self.mean) / self.std).astype(np.float32)
+
+
+def fit_obs_stats(obs: np.ndarray) -> ObsStats:
+    obs = obs.reshape(len(obs), -1).astype(np.float64)
+    return ObsStats(obs.mean(axis=0).astype(np.float32), np.maximum(obs.std(axis=0), MIN_STD).astype(np.float32))
+
+
+def _first_linear(seq: nn.Module, head: nn.Module) -> nn.Linear:
+    layers = [m for m in seq.modules() if isinstance(m, nn.Linear)]
+    return layers[0] if layers else head
+
+
+def input_layers(policy: BasePolicy) -> list[nn.Linear]:
+    """The linear layers that read the (flattened) observation directly."""
+    if isinstance(policy, ActorCriticPolicy):
+        extractor = policy.mlp_extractor
+        return [_first_linear(extractor.policy_net, policy.action_net), _first_linear(extractor.value_net, policy.value_net)]
+    if hasattr(policy, "q_net"):  # DQN
+        return [_first_linear(policy.q_net.q_net, policy.q_net.q_net)]
+    actor = policy.actor
+    if hasattr(actor, "latent_pi"):  # SAC: the heads read latent_pi, or the obs when it is empty
+        first = [m for m in actor.latent_pi.modules() if isinstance(m, nn.Linear)]
+        return first[:1] or [actor.mu, actor.log_std]
+    return [_first_linear(actor.mu, actor.mu)]  # TD3
+
+
+def supports_folding(model: BaseAlgorithm) -> bool:
+    """Flat Box observations read by SB3's FlattenExtractor (MLP students)."""
+    policy = model.policy
+    owner = getattr(policy, "actor", None) or getattr(policy, "q_net", None) or policy
+    extractor = getattr(owner, "features_extractor", None)
+    return len(getattr(model.observation_space, "shape", ())) == 1 and isinstance(extractor, FlattenExtractor)
+
+
+@contextmanager
+def folded(model: BaseAlgorithm, stats: ObsStats | None) -> Iterator[BaseAlgorithm]:
+    """Within the block, `model`'s first layers take raw observations (target networks synced)."""
+    if stats is None:
+        yield model
+        return
+    policy = model.policy
+    saved = copy.deepcopy(policy.state_dict())
+    mean, std = th.as_tensor(stats.mean), th.as_tensor(stats.std)
+    with th.no_grad():
+        for layer in input_layers(policy):
+            weight = layer.weight / std
+            layer.bias -= layer.weight @ (mean / std)
+            layer.weight.copy_(weight)
+        for online, target in (("q_net", "q_net_target"), ("actor", "actor_target")):
+            if getattr(policy, target, None) is not None:
+                getattr(policy, target).load_state_dict(getattr(policy, online).state_dict())
+    try:
+        yield model
+    finally:
+        policy.load_state_dict(saved)

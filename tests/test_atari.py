@@ -1,0 +1,78 @@
+"""Atari: frames stored once (exact stacks back, bytes per transition), the Pong pipeline end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import torch as th
+
+from conftest import run_cli, run_fresh_python
+from policykd.buffers import DistillationBuffer
+from policykd.distributions import ActionDist
+from policykd.envs import EnvFactory
+from policykd.frames import FrameStackStore
+
+
+def _pong_stacks(steps: int, n_envs: int = 2, seed: int = 0):
+    venv = EnvFactory("ALE/Pong-v5").make(n_envs, seed)
+    rng = np.random.default_rng(seed)
+    obs = venv.reset()
+    stacks = [obs]
+    for _ in range(steps):
+        obs, _, dones, _ = venv.step(rng.integers(0, venv.action_space.n, n_envs))
+        stacks.append(obs)
+    venv.close()
+    return stacks
+
+
+def test_frame_store_returns_exactly_the_wrapper_stacks():
+    stacks = _pong_stacks(300)
+    assert stacks[0].shape == (2, 4, 84, 84) and stacks[0].dtype == np.uint8
+    buffer = DistillationBuffer(capacity=50_000)
+    dist = ActionDist("categorical", logits=th.zeros(2, 6))
+    for obs in stacks:
+        buffer.add(obs, dist, None)
+    assert isinstance(buffer.obs, FrameStackStore)
+    everything = np.concatenate(stacks)
+    order = np.arange(len(everything))
+    np.testing.assert_array_equal(buffer.get(order).obs, everything)
+    per_transition = buffer.nbytes() / buffer.capacity  # allocated bytes, frames ring and labels included
+    assert per_transition <= 7.5 * 1024, per_transition  # a naive stack costs 28.2 KB
+
+
+def test_frame_store_survives_episode_ends_and_ring_wrap():
+    """A tiny ring: old transitions whose frames were recycled are excluded, the rest read back exactly."""
+    stacks = _pong_stacks(200, n_envs=1)
+    store = FrameStackStore(capacity=50, example=stacks[0], slack=8)
+    slots = np.arange(len(stacks)) % 50
+    for slot, obs in zip(slots, stacks):
+        store.put(np.array([slot]), obs)
+    valid = store.valid(50)
+    assert 40 <= len(valid) <= 50
+    latest = {int(s): stacks[i][0] for i, s in enumerate(slots)}
+    for slot in valid:
+        np.testing.assert_array_equal(store.get(np.array([slot]))[0], latest[int(slot)])
+
+
+def test_pong_end_to_end_with_shipped_teacher(tmp_path):
+    out = tmp_path / "pong"
+    result = run_cli("distill", "--env", "ALE/Pong-v5", "--out", str(out), "--steps", "320", "--rounds", "2",
+                     "--eval-episodes", "1", "--student-arch", "8,8,8,8", "--epochs", "1", "--quiet", timeout=600)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["teachers"][0].endswith("agents/pong-ppo-v5")
+    assert summary["teacher_params"] == 1_687_206
+    assert summary["student_params"] < 0.02 * summary["teacher_params"]
+    assert summary["env_steps"] == 320
+    assert -21 <= summary["student_return_mean"] <= 21
+    code = f"""
+import sys
+sys.modules["policykd"] = None  # any import of policykd would fail
+from stable_baselines3 import PPO
+model = PPO.load({str(out / 'student.zip')!r}, device="cpu")
+assert type(model.policy.features_extractor).__name__ == "SmallCNN"
+import numpy as np
+print(model.predict(np.zeros((4, 84, 84), dtype=np.uint8), deterministic=True)[0])
+"""
+    loaded = run_fresh_python(code)
+    assert loaded.returncode == 0, loaded.stderr
