@@ -72,6 +72,40 @@ class DistillationBuffer:
         """Slots that can be sampled (all of them, except Atari stacks whose frames were recycled)."""
         return np.arange(0) if self.obs is None else self.obs.valid(len(self))
 
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything needed to rebuild the buffer exactly (for checkpoints), as named arrays."""
+        if self.obs is None:
+            return {}
+        meta = np.array([self.pos, int(self.full), int(self.template.squashed), int(self.template.q_values)])
+        arrays = {"meta": meta, "kind": np.array(self.template.kind), "value": self.value}
+        arrays.update({f"label.{k}": v for k, v in self.labels.items()})
+        arrays.update({f"obs.{k}": v for k, v in self.obs.state().items()})
+        arrays["obs.example"] = np.zeros((1, *self._obs_shape()), dtype=self._obs_dtype())
+        return arrays
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        if not arrays:
+            return
+        pos, full, squashed, q_values = (int(x) for x in arrays["meta"])
+        labels = {k.removeprefix("label."): th.as_tensor(v[:1]) for k, v in arrays.items() if k.startswith("label.")}
+        example = arrays["obs.example"]
+        if example.ndim == 4 and "obs.frames" in arrays:  # a frame store was saved: rebuild one
+            example = np.zeros((max(len(arrays["obs.last_envs"]), 1), *example.shape[1:]), dtype=example.dtype)
+        self._allocate(example, ActionDist(str(arrays["kind"]), squashed=bool(squashed), q_values=bool(q_values), **labels))
+        self.obs.restore({k.removeprefix("obs."): v for k, v in arrays.items() if k.startswith("obs.") and k != "obs.example"})
+        for key in self.labels:
+            self.labels[key][...] = arrays[f"label.{key}"]
+        self.value[...] = arrays["value"]
+        self.pos, self.full = pos, bool(full)
+
+    def _obs_shape(self) -> tuple[int, ...]:
+        if isinstance(self.obs, ArrayStore):
+            return self.obs.data.shape[1:]
+        return (self.obs.k, *self.obs.frames.shape[1:])
+
+    def _obs_dtype(self) -> np.dtype:
+        return self.obs.data.dtype if isinstance(self.obs, ArrayStore) else self.obs.frames.dtype
+
     def nbytes(self) -> int:
         """Memory held by the stored arrays (observations and labels)."""
         if self.obs is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -35,6 +36,7 @@ def distill(
     teacher: Optional[List[str]] = typer.Option(None, "--teacher", help="SB3 zip, rl-zoo run folder, zoo:<algo>/<ENV> or shipped agent; repeat for an ensemble. Default: the env's shipped teacher."),
     teacher_weights: Optional[str] = typer.Option(None, "--teacher-weights", help="Comma-separated ensemble weights, one per --teacher."),
     zoo_folder: Optional[str] = typer.Option(None, "--zoo-folder", help="Where zoo:<algo>/<ENV> is looked up (default $POLICYKD_ZOO_FOLDER)."),
+    trust_teacher: bool = typer.Option(False, "--trust-teacher", help="Use SB3's full load, which runs the pickles in the zip (default: load without unpickling)."),
     out: Optional[str] = typer.Option(None, "--out", help="Output folder (default runs/<env>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Env-step budget."),
@@ -56,6 +58,8 @@ def distill(
     eval_episodes: Optional[int] = typer.Option(None, "--eval-episodes", help="Episodes per evaluation (same seeds for teacher and student)."),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate every N rounds."),
     seed: Optional[int] = typer.Option(None, "--seed"),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Checkpoint every N env steps (default: every round)."),
+    resume: bool = typer.Option(False, "--resume", help="Require a checkpoint in --out and continue it (re-running the same command does this too)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table."),
 ) -> None:
     """Distil the teacher(s) into a small SB3 student; writes student.zip, summary.json and tb/."""
@@ -73,6 +77,7 @@ def distill(
         teachers=tuple(teacher) if teacher else None,
         teacher_weights=weights,
         zoo_folder=zoo_folder,
+        trust_teacher=trust_teacher or None,
         out=out or f"runs/{env.replace('/', '-')}",
         overwrite=overwrite or None,
         steps=steps,
@@ -94,8 +99,17 @@ def distill(
         eval_episodes=eval_episodes,
         eval_every=eval_every,
         seed=seed,
+        checkpoint_every=checkpoint_every,
     )
-    Distiller(config, quiet=quiet).run()
+    if resume:
+        from policykd.checkpoint import read_pointer
+
+        if read_pointer(Path(config.out)) is None:
+            raise PolicykdError(f"--resume: no checkpoint in {config.out}")
+    try:
+        Distiller(config, quiet=quiet).run()
+    except KeyboardInterrupt:  # the run has written its student and kept its checkpoint
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -106,6 +120,7 @@ def evaluate(
     episodes: int = typer.Option(10, "--episodes"),
     seed: int = typer.Option(10_000, "--seed", help="Episode i is reset with seed + i."),
     zoo_folder: Optional[str] = typer.Option(None, "--zoo-folder"),
+    trust_teacher: bool = typer.Option(False, "--trust-teacher", help="Use SB3's full load (runs the zip's pickles)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Returns of a model (and a teacher) side by side on identical episode seeds."""
@@ -114,9 +129,9 @@ def evaluate(
 
     if episodes <= 0:
         raise PolicykdError(f"--episodes must be positive, got {episodes}")
-    policies = {"model": load_teacher(model, env_id=env, zoo_folder=zoo_folder)}
+    policies = {"model": load_teacher(model, env_id=env, zoo_folder=zoo_folder, trust=trust_teacher)}
     if teacher:
-        policies["teacher"] = load_teacher(teacher, env_id=env, zoo_folder=zoo_folder)
+        policies["teacher"] = load_teacher(teacher, env_id=env, zoo_folder=zoo_folder, trust=trust_teacher)
     results = {}
     for role, policy in policies.items():
         returns = run_episodes(teacher_actor(policy), policy.factory, episodes, seed)
@@ -153,8 +168,13 @@ def teachers() -> None:
 
 
 def main() -> None:
+    # Ctrl-C must reach the run (it checkpoints and exits 130) even when the parent shell
+    # started us with SIGINT ignored, as non-interactive shells do for background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns typer.Exit codes in this mode
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except PolicykdError as err:
         err_console.print(f"[red]error:[/red] {err}", soft_wrap=True, highlight=False)
         sys.exit(2)

@@ -14,7 +14,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
 from policykd.buffers import DistillationBuffer
-from policykd.distributions import env_action
+from policykd.distributions import check_finite, env_action
 from policykd.errors import PolicykdError
 from policykd.teachers import Teacher
 
@@ -57,6 +57,7 @@ class Collector:
     buffer: DistillationBuffer
     rng: np.random.Generator
     obs: np.ndarray | None = None
+    env_steps: int = 0  # run-wide count, for error messages
 
     def run(self, n_steps: int, beta: float, student_act: ActFn | None, on_step: Callable[[int], None] | None = None) -> CollectStats:
         """Collect at least `n_steps` env steps (rounded up to whole vector steps)."""
@@ -66,6 +67,7 @@ class Collector:
         n_envs = self.venv.num_envs
         for _ in range(math.ceil(n_steps / n_envs)):
             dist, value = self.teacher.label(self.obs)
+            check_finite(dist, value, f"the teacher's output at env step {self.env_steps + stats.steps}")
             self.buffer.add(self.obs, dist, value)
             actions = env_action(dist, self.venv.action_space)
             if beta < 1.0:

@@ -20,6 +20,8 @@ class DistillConfig:
     """Teacher specs: SB3 zip, rl-zoo run folder, zoo:<algo>/<ENV>, or a shipped agent name."""
     teacher_weights: tuple[float, ...] = ()
     """Ensemble weights, one per teacher (default: equal)."""
+    trust_teacher: bool = False
+    """Load teacher zips with SB3's full load, which runs the pickles inside them (trusted files only)."""
     zoo_folder: str | None = None
     """Where zoo:<algo>/<ENV> specs are looked up (default: $POLICYKD_ZOO_FOLDER, ~/.cache/policykd/rl-zoo)."""
     out: str = "runs/distill"
@@ -66,6 +68,8 @@ class DistillConfig:
     """Episodes for each evaluation (teacher and student on the same seeds)."""
     eval_every: int = 1
     """Evaluate the student every this many rounds (and always at the end)."""
+    checkpoint_every: int | None = None
+    """Checkpoint every this many env steps (default: after each round's collection and training)."""
     seed: int = 0
     """Seeds torch, numpy and the envs: the same seed on CPU gives the same student."""
 
@@ -79,6 +83,7 @@ class DistillConfig:
             (self.epochs > 0, f"--epochs must be positive, got {self.epochs}"),
             (self.buffer_size > 0, f"--buffer-size must be positive, got {self.buffer_size}"),
             (self.n_envs > 0, f"--n-envs must be positive, got {self.n_envs}"),
+            (self.checkpoint_every is None or self.checkpoint_every > 0, f"--checkpoint-every must be positive, got {self.checkpoint_every}"),
             (self.eval_episodes > 0, f"--eval-episodes must be positive, got {self.eval_episodes}"),
             (self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}"),
             (0 < self.student_fraction <= 1, f"--student-fraction must be within (0, 1], got {self.student_fraction}"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from policykd.evaluation import Returns, run_episodes, student_actor, teacher_ac
 from policykd.losses import LOSSES, action_agreement, distillation_loss, kl
 from policykd.models import acting_params
 from policykd.normalization import ObsStats, fit_obs_stats, folded, supports_folding
-from policykd.output import check_out, prepare_out, write_student, write_summary
+from policykd.checkpoint import load_checkpoint, read_pointer, remove_checkpoints, save_checkpoint
+from policykd.output import atomic_write_text, check_out, prepare_out, write_student, write_summary
 from policykd.reporting import progress_bar, summary_table, tensorboard_logger
 from policykd.students import auto_arch, build_student, default_student_algo
 from policykd.teachers import Teacher, load_teachers
@@ -42,7 +44,27 @@ def resolve_teachers(config: DistillConfig) -> Teacher:
         if card is None:
             raise PolicykdError(f"no teacher given and none shipped for {config.env_id}: pass --teacher")
         specs = [str(card.folder)]
-    return load_teachers(specs, env_id=config.env_id, weights=config.teacher_weights, zoo_folder=config.zoo_folder)
+    return load_teachers(specs, env_id=config.env_id, weights=config.teacher_weights, zoo_folder=config.zoo_folder,
+                         trust=config.trust_teacher)
+
+
+def resumable(out: Path, config: DistillConfig) -> bool:
+    """True when `out` holds an unfinished run of the same settings (resume it); a
+    different run there is refused rather than mixed."""
+    if config.overwrite or read_pointer(out) is None or (out / "summary.json").exists():
+        return False
+    try:
+        saved = json.loads((out / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        raise PolicykdError(f"{out} holds a checkpoint without a readable config.json; pass --overwrite to start again") from None
+    current = json.loads(json.dumps(config.to_dict()))
+    differ = sorted(k for k in set(saved) | set(current) if k != "overwrite" and saved.get(k) != current.get(k))
+    if differ:
+        raise PolicykdError(
+            f"{out} holds an unfinished run with other settings ({', '.join(differ)}); "
+            "re-run it unchanged to resume, or pass --overwrite / another --out"
+        )
+    return True
 
 
 @dataclass
@@ -62,7 +84,9 @@ class Distiller:
         beta_schedule(config.driver, 0, config.rounds, schedule=config.beta_schedule)  # validates
         self.config = config
         self.out = Path(config.out)
-        check_out(self.out, config.overwrite)
+        self.resuming = resumable(self.out, config)
+        if not self.resuming:
+            check_out(self.out, config.overwrite)
         self.teacher = teacher or resolve_teachers(config)
         self.console = console or Console()
         self.quiet = quiet
@@ -129,7 +153,10 @@ class Distiller:
                 vf_coef=cfg.vf_coef,
             )
             if not th.isfinite(terms.total):
-                raise PolicykdError(f"loss became {terms.total.item()} at gradient step {i} of this round")
+                raise PolicykdError(
+                    f"loss became {terms.total.item()} at gradient step {i} after env step {self.progress['env_steps']}; "
+                    "stopping (the last checkpoint is kept)"
+                )
             self.optimizer.zero_grad()
             terms.total.backward()
             th.nn.utils.clip_grad_norm_(self.student.policy.parameters(), 10.0)
@@ -170,68 +197,149 @@ class Distiller:
     def _eval_seed(self) -> int:
         return self.config.seed + EVAL_SEED_OFFSET
 
+    def _plan(self) -> list[tuple[str, int, int]]:
+        """The run as phases: ("collect", round, env steps) segments of at most `checkpoint_every`
+        steps, then ("train", round, 0). Whole vector steps, never more than the budget."""
+        cfg = self.config
+        vector_steps = max(cfg.rounds, cfg.steps // cfg.n_envs)
+        segment = max(1, (cfg.checkpoint_every or cfg.steps) // cfg.n_envs)
+        plan: list[tuple[str, int, int]] = []
+        for r in range(cfg.rounds):
+            left = vector_steps // cfg.rounds + (r < vector_steps % cfg.rounds)
+            while left > 0:
+                plan.append(("collect", r, min(segment, left) * cfg.n_envs))
+                left -= min(segment, left)
+            plan.append(("train", r, 0))
+        return plan
+
+    def _checkpoint(self, phase: int) -> None:
+        meta = {**self.progress, "phase": phase, "rng": self.rng.bit_generator.state}
+        tensors = {"student": self.student.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                   "torch_rng": th.get_rng_state()}
+        arrays = {f"buffer.{k}": v for k, v in self.buffer.state().items()}
+        if self.obs_stats is not None:
+            arrays.update({"obs_stats.mean": self.obs_stats.mean, "obs_stats.std": self.obs_stats.std})
+        save_checkpoint(self.out, meta, tensors, arrays)
+
+    def _restore(self) -> int:
+        """Load the checkpoint in `out`; returns the phase to continue from."""
+        meta, tensors, arrays = load_checkpoint(self.out)
+        self.student.policy.load_state_dict(tensors["student"])
+        self.optimizer.load_state_dict(tensors["optimizer"])
+        th.set_rng_state(tensors["torch_rng"])
+        self.rng.bit_generator.state = meta.pop("rng")
+        self.buffer.restore({k.removeprefix("buffer."): v for k, v in arrays.items() if k.startswith("buffer.")})
+        if "obs_stats.mean" in arrays:
+            self.obs_stats = ObsStats(arrays["obs_stats.mean"], arrays["obs_stats.std"])
+        phase = meta.pop("phase")
+        self.progress = meta
+        return phase
+
     def run(self) -> dict[str, Any]:
         cfg = self.config
         start = time.time()
-        prepare_out(self.out, cfg.overwrite)
+        plan = self._plan()
+        if self.resuming:
+            first = self._restore()
+        else:
+            prepare_out(self.out, cfg.overwrite)
+            atomic_write_text(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2))
+            teacher = run_episodes(teacher_actor(self.teacher), self.teacher.factory, cfg.eval_episodes, self._eval_seed)
+            self.progress = {"env_steps": 0, "wall": 0.0, "teacher_returns": teacher.returns.tolist(),
+                             "student_returns": None, "agreement": float("nan")}
+            first = 0
         logger = tensorboard_logger(self.out / "tb")
-        teacher_returns = run_episodes(teacher_actor(self.teacher), self.teacher.factory, cfg.eval_episodes, self._eval_seed)
-        student_returns, eval_agreement = None, float("nan")
-        # Whole vector steps, never more than the budget: rounds split steps // n_envs.
-        vector_steps = max(cfg.rounds, cfg.steps // cfg.n_envs)
-        per_round = [(vector_steps // cfg.rounds + (r < vector_steps % cfg.rounds)) * cfg.n_envs for r in range(cfg.rounds)]
-        env_steps = 0
-        with progress_bar(self.console, disable=self.quiet) as bar:
-            task = bar.add_task("distill", total=cfg.steps, sps=0.0, loss=float("nan"), kl=float("nan"),
-                                teacher=f"{teacher_returns.mean:.1f}", student="-")
-            for r, n_steps in enumerate(per_round):
-                beta = beta_schedule(cfg.driver, r, cfg.rounds, schedule=cfg.beta_schedule, decay=cfg.beta_decay)
-                t0 = time.time()
-                stats = self.collector.run(
-                    n_steps, beta, student_actor(self.student, self._prep),
-                    on_step=lambda k: bar.update(task, advance=k),
-                )
-                env_steps += stats.steps
-                if r == 0 and self.normalizer is None and supports_folding(self.student):
-                    self.obs_stats = fit_obs_stats(self.buffer.get(self.buffer.valid_indices()).obs)
-                bar.update(task, sps=stats.steps / max(time.time() - t0, 1e-9))
-                round_stats = self.train_round()
-                bar.update(task, loss=round_stats.loss, kl=round_stats.kl)
-                last = r == cfg.rounds - 1
-                if (r + 1) % cfg.eval_every == 0 or last:
-                    # The last evaluation is of the student as saved (standardisation folded in).
-                    with folded(self.student, self.obs_stats if last else None):
-                        student_returns, eval_agreement = self.evaluate_student(stats_folded=last)
-                        if last:
-                            student_path = write_student(
-                                self.out, self.student, algo=self.student_algo, env_id=cfg.env_id,
-                                normalizer=self.normalizer, env_wrapper=self.teacher.factory.env_wrapper,
-                                env_steps=env_steps,
-                            )
-                    bar.update(task, student=f"{student_returns.mean:.1f}")
-                    logger.record("eval/teacher_return", teacher_returns.mean)
-                    logger.record("eval/student_return", student_returns.mean)
-                    logger.record("eval/student_return_std", student_returns.std)
-                    logger.record("eval/action_agreement", eval_agreement)
-                for key, value in round_stats.parts.items():
-                    logger.record(f"train/{'action_agreement' if key == 'agreement' else key}", value)
-                logger.record("collect/beta", beta)
-                logger.record("collect/teacher_action_fraction", stats.teacher_actions / max(stats.steps, 1))
-                if stats.episode_returns:
-                    logger.record("collect/episode_return", float(np.mean(stats.episode_returns)))
-                logger.record("collect/buffer_size", len(self.buffer))
-                logger.record("time/env_steps", env_steps)
-                logger.record("time/round", r)
-                logger.dump(env_steps)
-        logger.close()
-        self.venv.close()
-        summary = self._summary(teacher_returns, student_returns, eval_agreement, env_steps, time.time() - start)
-        summary["student_path"] = str(student_path)
+        teacher_returns = Returns(np.array(self.progress["teacher_returns"]), np.zeros(0))
+        phase = first
+        try:
+            with progress_bar(self.console, disable=self.quiet) as bar:
+                task = bar.add_task("distill", total=cfg.steps, completed=self.progress["env_steps"], sps=0.0,
+                                    loss=float("nan"), kl=float("nan"), teacher=f"{teacher_returns.mean:.1f}", student="-")
+                for phase in range(first, len(plan)):
+                    kind, r, n_steps = plan[phase]
+                    if kind == "collect":
+                        self._collect_phase(phase, r, n_steps, bar, task, logger)
+                    else:
+                        self._train_phase(r, teacher_returns, bar, task, logger)
+                    self.progress["wall"] += time.time() - start
+                    start = time.time()
+                    self._checkpoint(phase + 1)
+        except KeyboardInterrupt:
+            self._on_interrupt(phase, plan)
+            raise
+        finally:
+            logger.close()
+            self.venv.close()
+        student_returns = Returns(np.array(self.progress["student_returns"]), np.zeros(0))
+        summary = self._summary(teacher_returns, student_returns, self.progress["agreement"],
+                                self.progress["env_steps"], self.progress["wall"])
+        summary["student_path"] = str(self.out / "student.zip")
         write_summary(self.out, summary)
+        remove_checkpoints(self.out)
         if not self.quiet:
             self.console.print(summary_table(summary))
-            self.console.print(f"student: {student_path}   TensorBoard: tensorboard --logdir {self.out / 'tb'}")
+            self.console.print(f"student: {summary['student_path']}   TensorBoard: tensorboard --logdir {self.out / 'tb'}")
         return summary
+
+    def _collect_phase(self, phase: int, r: int, n_steps: int, bar, task, logger) -> None:
+        """One segment of collection; envs are reseeded per segment, so a resumed run sees the same states."""
+        cfg = self.config
+        beta = beta_schedule(cfg.driver, r, cfg.rounds, schedule=cfg.beta_schedule, decay=cfg.beta_decay)
+        self.venv.seed(cfg.seed + 7919 * (phase + 1))
+        self.collector.obs = self.venv.reset()
+        self.collector.env_steps = self.progress["env_steps"]
+        t0 = time.time()
+        stats = self.collector.run(n_steps, beta, student_actor(self.student, self._prep),
+                                   on_step=lambda k: bar.update(task, advance=k))
+        self.progress["env_steps"] += stats.steps
+        bar.update(task, sps=stats.steps / max(time.time() - t0, 1e-9))
+        logger.record("collect/beta", beta)
+        logger.record("collect/teacher_action_fraction", stats.teacher_actions / max(stats.steps, 1))
+        if stats.episode_returns:
+            logger.record("collect/episode_return", float(np.mean(stats.episode_returns)))
+        logger.record("collect/buffer_size", len(self.buffer))
+        logger.record("time/env_steps", self.progress["env_steps"])
+        logger.dump(self.progress["env_steps"])
+
+    def _train_phase(self, r: int, teacher_returns: Returns, bar, task, logger) -> None:
+        """Train on the buffer, evaluate when due; the last round evaluates and saves the student as saved."""
+        cfg = self.config
+        if r == 0 and self.normalizer is None and supports_folding(self.student):
+            self.obs_stats = fit_obs_stats(self.buffer.get(self.buffer.valid_indices()).obs)
+        round_stats = self.train_round()
+        bar.update(task, loss=round_stats.loss, kl=round_stats.kl)
+        last = r == cfg.rounds - 1
+        if (r + 1) % cfg.eval_every == 0 or last:
+            with folded(self.student, self.obs_stats if last else None):
+                student_returns, agreement = self.evaluate_student(stats_folded=last)
+                if last:
+                    self._write_student()
+            self.progress["student_returns"] = student_returns.returns.tolist()
+            self.progress["agreement"] = agreement
+            bar.update(task, student=f"{student_returns.mean:.1f}")
+            logger.record("eval/teacher_return", teacher_returns.mean)
+            logger.record("eval/student_return", student_returns.mean)
+            logger.record("eval/student_return_std", student_returns.std)
+            logger.record("eval/action_agreement", agreement)
+        for key, value in round_stats.parts.items():
+            logger.record(f"train/{'action_agreement' if key == 'agreement' else key}", value)
+        logger.record("time/round", r)
+        logger.dump(self.progress["env_steps"])
+
+    def _write_student(self) -> None:
+        write_student(self.out, self.student, algo=self.student_algo, env_id=self.config.env_id,
+                      normalizer=self.normalizer, env_wrapper=self.teacher.factory.env_wrapper,
+                      env_steps=self.progress["env_steps"])
+
+    def _on_interrupt(self, phase: int, plan: list) -> None:
+        """Ctrl-C: the student so far is written; the last checkpoint stays for resuming."""
+        with folded(self.student, self.obs_stats):
+            self._write_student()
+        round_index = plan[min(phase, len(plan) - 1)][1]
+        self.console.print(
+            f"interrupted in round {round_index + 1}/{self.config.rounds}: student so far at {self.out / 'student.zip'}, "
+            f"checkpoint in {self.out}; run the same command again to resume"
+        )
 
     def _summary(self, teacher: Returns, student: Returns, agreement: float, env_steps: int, wall: float) -> dict[str, Any]:
         teacher_params = int(self.teacher.acting_params)

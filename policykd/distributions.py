@@ -91,6 +91,16 @@ def policy_value(policy: BasePolicy, obs: th.Tensor) -> th.Tensor | None:
     return None
 
 
+def check_finite(dist: ActionDist, value: th.Tensor | None, where: str) -> None:
+    """NaN or Inf from a teacher would silently poison the buffer: stop instead."""
+    for name in ("logits", "mean", "log_std"):
+        tensor = getattr(dist, name)
+        if tensor is not None and not th.isfinite(tensor).all():
+            raise PolicykdError(f"{where} has NaN or Inf {name}; stopping (the last checkpoint is kept)")
+    if value is not None and not th.isfinite(value).all():
+        raise PolicykdError(f"{where} has a NaN or Inf value; stopping (the last checkpoint is kept)")
+
+
 def env_action(dist: ActionDist, action_space: spaces.Space) -> np.ndarray:
     """The distribution's mode as an env action: what SB3's `predict(deterministic=True)` returns."""
     if dist.kind == CATEGORICAL:

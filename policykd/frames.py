@@ -31,6 +31,12 @@ class ArrayStore:
     def nbytes(self) -> int:
         return self.data.nbytes
 
+    def state(self) -> dict[str, np.ndarray]:
+        return {"data": self.data}
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        self.data[...] = state["data"]
+
 
 class FrameStackStore:
     """Frame stacks (N, k, H, W) uint8 with frames stored once.
@@ -98,6 +104,20 @@ class FrameStackStore:
     @property
     def nbytes(self) -> int:
         return self.frames.nbytes + self.frame_serial.nbytes + self.index.nbytes + self.oldest.nbytes
+
+    def state(self) -> dict[str, np.ndarray]:
+        envs = sorted(self.last)
+        return {
+            "frames": self.frames, "frame_serial": self.frame_serial, "index": self.index, "oldest": self.oldest,
+            "next_serial": np.array(self.next_serial), "last_envs": np.array(envs, dtype=np.int64),
+            "last_slots": np.array([self.last[e] for e in envs], dtype=np.int64).reshape(len(envs), self.k),
+        }
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        for key in ("frames", "frame_serial", "index", "oldest"):
+            getattr(self, key)[...] = state[key]
+        self.next_serial = int(state["next_serial"])
+        self.last = {int(e): slots.copy() for e, slots in zip(state["last_envs"], state["last_slots"])}
 
 
 def is_frame_stack(example: np.ndarray) -> bool:

@@ -11,6 +11,7 @@ from policykd.agents import find_agent, read_card
 from policykd.envs import EnvFactory, check_env_id, newest_version
 from policykd.errors import PolicykdError
 from policykd.models import ALGOS, check_spaces, detect_algo, read_zip_data
+from policykd.safe_load import load_sb3_safely
 from policykd.teachers.base import SB3Teacher, Teacher
 from policykd.teachers.ensemble import EnsembleTeacher
 from policykd.teachers.zoo import is_zoo_folder, load_vecnormalize, read_zoo_run, resolve_zoo_spec
@@ -41,11 +42,19 @@ def _resolve(spec: str, zoo_folder: str | Path | None) -> tuple[Path, str | None
     return zips[0], None, {}, None
 
 
-def load_teacher(spec: str | Path, *, env_id: str | None = None, zoo_folder: str | Path | None = None) -> SB3Teacher:
+def load_teacher(
+    spec: str | Path,
+    *,
+    env_id: str | None = None,
+    zoo_folder: str | Path | None = None,
+    trust: bool = False,
+) -> SB3Teacher:
     """Load one teacher, checked against `env_id` (default: the newest version of its own env).
 
     The algorithm is read from the zip. Spaces come from the live env, so agents saved
     with the legacy `gym` package load on gymnasium; a mismatch names both spaces.
+    By default nothing in the zip is unpickled (`load_sb3_safely`); `trust=True` uses
+    SB3's full `load`, which runs the zip's pickles: only for zips you trust.
     """
     spec = str(spec)
     zip_path, trained_env, config, vecnorm_path = _resolve(spec, zoo_folder)
@@ -59,6 +68,24 @@ def load_teacher(spec: str | Path, *, env_id: str | None = None, zoo_folder: str
     factory = EnvFactory(env_id, env_wrapper=config.get("env_wrapper"), frame_stack=int(config.get("frame_stack", 4)))
     obs_space, action_space = factory.spaces()
     check_spaces(data, obs_space, action_space, f"teacher {spec}", env_id)
+    if not trust:
+        try:
+            model = load_sb3_safely(zip_path, algo, obs_space, action_space)
+        except PolicykdError:
+            raise
+        except Exception as err:  # torch/SB3 errors the safe loader did not foresee
+            raise PolicykdError(f"cannot load teacher {spec} as {algo.upper()}: {type(err).__name__}: {err}") from None
+    else:
+        model = _load_trusted(spec, zip_path, algo, obs_space, action_space)
+    model.policy.set_training_mode(False)
+    normalizer = None
+    if vecnorm_path is not None:
+        normalizer = load_vecnormalize(vecnorm_path, factory.make(1, 0))
+    return SB3Teacher(spec, algo, model, factory, normalizer, trained_env, config)
+
+
+def _load_trusted(spec: str, zip_path: Path, algo: str, obs_space, action_space):
+    """SB3's full `load`: unpickles everything in the zip (it can run code)."""
     custom = {
         "observation_space": obs_space,
         "action_space": action_space,
@@ -73,11 +100,7 @@ def load_teacher(spec: str | Path, *, env_id: str | None = None, zoo_folder: str
             model = ALGOS[algo].load(zip_path, device="cpu", custom_objects=custom)
     except Exception as err:  # SB3 raises many types for broken zips
         raise PolicykdError(f"cannot load teacher {spec} as {algo.upper()}: {type(err).__name__}: {err}") from None
-    model.policy.set_training_mode(False)
-    normalizer = None
-    if vecnorm_path is not None:
-        normalizer = load_vecnormalize(vecnorm_path, factory.make(1, 0))
-    return SB3Teacher(spec, algo, model, factory, normalizer, trained_env, config)
+    return model
 
 
 def load_teachers(
@@ -86,14 +109,15 @@ def load_teachers(
     env_id: str | None = None,
     weights: Sequence[float] | None = None,
     zoo_folder: str | Path | None = None,
+    trust: bool = False,
 ) -> Teacher:
     """One teacher, or an ensemble when several specs are given (all on the same env)."""
     if not specs:
         raise PolicykdError("no teacher given: pass --teacher (or use an env with a shipped teacher)")
-    first = load_teacher(specs[0], env_id=env_id, zoo_folder=zoo_folder)
+    first = load_teacher(specs[0], env_id=env_id, zoo_folder=zoo_folder, trust=trust)
     if len(specs) == 1:
         if weights and len(weights) != 1:
             raise PolicykdError(f"{len(weights)} teacher weights for 1 teacher")
         return first
-    rest = [load_teacher(s, env_id=first.factory.env_id, zoo_folder=zoo_folder) for s in specs[1:]]
+    rest = [load_teacher(s, env_id=first.factory.env_id, zoo_folder=zoo_folder, trust=trust) for s in specs[1:]]
     return EnsembleTeacher([first, *rest], list(weights or []))

@@ -1,0 +1,77 @@
+"""Checkpoints that a kill at any instant cannot break.
+
+Each checkpoint is a fresh folder `ckpt-<n>/` (tensors via torch.save, arrays via
+np.save, the rest as JSON); only when it is complete does `checkpoint.json` (written to a
+temporary name and renamed) point at it, and only then is the previous folder removed.
+A kill leaves either the old checkpoint or the new one, never a half-written one.
+Loading uses `torch.load(weights_only=True)` and `np.load(allow_pickle=False)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+
+from policykd.errors import PolicykdError
+
+POINTER = "checkpoint.json"
+
+
+def save_checkpoint(out: Path, meta: dict[str, Any], tensors: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
+    previous = read_pointer(out)
+    number = (previous["number"] + 1) if previous else 0
+    folder = out / f"ckpt-{number}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    (folder / "arrays").mkdir(parents=True)
+    th.save(tensors, folder / "tensors.pt")
+    for name, array in arrays.items():
+        np.save(folder / "arrays" / f"{name}.npy", np.asarray(array), allow_pickle=False)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    for path in folder.rglob("*"):  # durable before the pointer moves
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    tmp = out / f".{POINTER}.tmp"
+    tmp.write_text(json.dumps({"number": number, "folder": folder.name}))
+    os.replace(tmp, out / POINTER)
+    if previous and (out / previous["folder"]).exists():
+        shutil.rmtree(out / previous["folder"])
+    return folder
+
+
+def read_pointer(out: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((out / POINTER).read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, OSError) as err:
+        raise PolicykdError(f"{out / POINTER} is unreadable ({err}); pass --overwrite to start again") from None
+
+
+def load_checkpoint(out: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]] | None:
+    """(meta, tensors, arrays) of the current checkpoint in `out`, or None when there is none."""
+    pointer = read_pointer(out)
+    if pointer is None:
+        return None
+    folder = out / pointer["folder"]
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        tensors = th.load(folder / "tensors.pt", weights_only=True)
+        arrays = {p.stem: np.load(p, allow_pickle=False) for p in (folder / "arrays").glob("*.npy")}
+    except Exception as err:  # a checkpoint damaged after it was written
+        raise PolicykdError(f"checkpoint {folder} is damaged ({type(err).__name__}); pass --overwrite to start again") from None
+    return meta, tensors, arrays
+
+
+def remove_checkpoints(out: Path) -> None:
+    """Once the run is complete its checkpoints are only disk space."""
+    (out / POINTER).unlink(missing_ok=True)
+    for folder in out.glob("ckpt-*"):
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,83 @@
+"""Runs that survive: kill -9 twice and resume to the same weights; Ctrl-C; atomic checkpoints."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch as th
+
+from conftest import REPO, run_cli
+
+ARGS = ["--env", "CartPole-v1", "--steps", "12000", "--rounds", "3", "--checkpoint-every", "1000",
+        "--eval-episodes", "2", "--seed", "5", "--quiet"]
+
+
+def _start(zoo, out):
+    return subprocess.Popen([sys.executable, "-m", "policykd.cli", "distill", *ARGS, "--teacher", str(zoo / "ppo/CartPole-v1_1"),
+                             "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _checkpoint_number(out):
+    try:
+        return json.loads((out / "checkpoint.json").read_text())["number"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return -1
+
+
+def _kill_after(proc, out, number, sig=signal.SIGKILL, timeout=240):
+    deadline = time.time() + timeout
+    while _checkpoint_number(out) < number:
+        assert proc.poll() is None, f"run ended before checkpoint {number}: {proc.stderr.read()}"
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    return proc.wait(timeout=120)
+
+
+def _weights(path):
+    from stable_baselines3 import PPO
+
+    return PPO.load(path, device="cpu").policy.state_dict()
+
+
+def test_kill_9_twice_then_resume_gives_the_uninterrupted_weights(zoo, tmp_path):
+    reference = tmp_path / "reference"
+    assert run_cli("distill", *ARGS, "--teacher", str(zoo / "ppo/CartPole-v1_1"), "--out", str(reference)).returncode == 0
+
+    out = tmp_path / "killed"
+    assert _kill_after(_start(zoo, out), out, 2) == -signal.SIGKILL
+    assert _kill_after(_start(zoo, out), out, 9) == -signal.SIGKILL  # second kill, after resuming
+    assert not (out / "summary.json").exists()
+    finished = _start(zoo, out)
+    assert finished.wait(timeout=300) == 0, finished.stderr.read()
+
+    a, b = _weights(reference / "student.zip"), _weights(out / "student.zip")
+    assert all(th.equal(a[k], b[k]) for k in a)
+    ref_summary = json.loads((reference / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["student_returns"] == ref_summary["student_returns"]
+    assert summary["env_steps"] == ref_summary["env_steps"] == 12000
+    assert not (out / "checkpoint.json").exists() and not list(out.glob("ckpt-*"))  # cleaned up once finished
+
+
+def test_ctrl_c_writes_student_and_exits_130_then_resumes(zoo, tmp_path):
+    out = tmp_path / "interrupted"
+    proc = _start(zoo, out)
+    assert _kill_after(proc, out, 3, sig=signal.SIGINT) == 130
+    assert "interrupted" in proc.stdout.read() + proc.stderr.read()
+    assert (out / "student.zip").is_file() and (out / "checkpoint.json").is_file()
+    changed = run_cli("distill", *ARGS[:-1], "--teacher", str(zoo / "ppo/CartPole-v1_1"), "--out", str(out), "--steps", "999")
+    assert changed.returncode == 2 and "other settings (steps)" in changed.stderr
+    resumed = _start(zoo, out)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert json.loads((out / "summary.json").read_text())["env_steps"] == 12000
+
+
+def test_resume_flag_needs_a_checkpoint(zoo, tmp_path):
+    result = run_cli("distill", "--env", "CartPole-v1", "--teacher", str(zoo / "ppo/CartPole-v1_1"),
+                     "--out", str(tmp_path / "none"), "--resume")
+    assert result.returncode == 2 and "no checkpoint" in result.stderr
