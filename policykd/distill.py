@@ -17,7 +17,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from policykd.buffers import DistillationBuffer
 from policykd.collect import Collector, beta_schedule
 from policykd.config import DistillConfig
-from policykd.distributions import env_action, policy_dist, policy_value
+from policykd.distributions import check_finite, env_action, policy_dist, policy_value
 from policykd.envs import check_env_id
 from policykd.errors import PolicykdError
 from policykd.evaluation import Returns, run_episodes, student_actor, teacher_actor
@@ -111,7 +111,8 @@ class Distiller:
     def _check_loss_fits(self) -> None:
         """Run the loss once on a reset observation, so a bad combination fails before any work."""
         obs = self.collector.obs = self.venv.reset()
-        teacher_dist, _ = self.teacher.label(obs)
+        teacher_dist, teacher_value = self.teacher.label(obs)
+        check_finite(teacher_dist, teacher_value, "the teacher's output on the first observations")
         with th.no_grad():
             LOSSES[self.config.loss](self._student_dist(obs), teacher_dist, self.config.temperature)
 

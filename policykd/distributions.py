@@ -7,7 +7,8 @@ torch `Distribution` lets the buffer store them and the losses compare them dire
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from contextlib import contextmanager
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch as th
@@ -49,8 +50,24 @@ class ActionDist(NamedTuple):
         return self._replace(**{k: getattr(self, k)[idx] for k in ("logits", "mean", "log_std") if getattr(self, k) is not None})
 
 
+@contextmanager
+def _unvalidated() -> Iterator[None]:
+    """torch's argument validation would raise on NaN before `check_finite` can name the step."""
+    previous = th.distributions.Distribution._validate_args
+    th.distributions.Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        th.distributions.Distribution.set_default_validate_args(previous)
+
+
 def policy_dist(policy: BasePolicy, obs: th.Tensor) -> ActionDist:
     """The action distribution of an SB3 policy (any algorithm policykd supports)."""
+    with _unvalidated():
+        return _policy_dist(policy, obs)
+
+
+def _policy_dist(policy: BasePolicy, obs: th.Tensor) -> ActionDist:
     name = type(policy).__name__
     if isinstance(policy, ActorCriticPolicy):  # PPO, A2C, TRPO
         dist = policy.get_distribution(obs)

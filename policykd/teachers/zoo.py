@@ -90,9 +90,20 @@ def resolve_zoo_spec(spec: str, folder: str | Path | None = None) -> Path:
 
 def download_zoo_run(algo: str, env_name: str, dest: Path) -> Path:
     """Fetch `sb3/<algo>-<ENV>` from the Hugging Face hub into rl-zoo layout at `dest`."""
+    import socket
+
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import logging as hub_logging
 
     repo = f"sb3/{algo}-{env_name}"
+    try:  # offline: fail in one line at once, not after the client's retries
+        socket.getaddrinfo("huggingface.co", 443)
+    except OSError as err:
+        raise PolicykdError(
+            f"cannot download zoo:{algo}/{env_name} from the Hugging Face hub (offline: {err.strerror or err}); "
+            f"put the rl-zoo run folder under --zoo-folder or ${ZOO_ENV_VAR}"
+        ) from None
+    hub_logging.set_verbosity_error()
     try:
         model = hf_hub_download(repo, f"{algo}-{env_name}.zip")
         config = hf_hub_download(repo, "config.yml")
