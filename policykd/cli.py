@@ -58,6 +58,7 @@ def distill(
     eval_episodes: Optional[int] = typer.Option(None, "--eval-episodes", help="Episodes per evaluation (same seeds for teacher and student)."),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate every N rounds."),
     seed: Optional[int] = typer.Option(None, "--seed"),
+    torch_threads: Optional[int] = typer.Option(None, "--torch-threads", help="CPU threads for torch (default: 1 for MLP students, all for CNNs)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Checkpoint every N env steps (default: every round)."),
     resume: bool = typer.Option(False, "--resume", help="Require a checkpoint in --out and continue it (re-running the same command does this too)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table."),
@@ -100,6 +101,7 @@ def distill(
         eval_every=eval_every,
         seed=seed,
         checkpoint_every=checkpoint_every,
+        torch_threads=torch_threads,
     )
     if resume:
         from policykd.checkpoint import read_pointer

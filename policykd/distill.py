@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from policykd.envs import check_env_id
 from policykd.errors import PolicykdError
 from policykd.evaluation import Returns, run_episodes, student_actor, teacher_actor
 from policykd.losses import LOSSES, action_agreement, distillation_loss, kl
-from policykd.models import acting_params
+from policykd.models import acting_params, uses_images
 from policykd.normalization import ObsStats, fit_obs_stats, folded, supports_folding
 from policykd.checkpoint import load_checkpoint, read_pointer, remove_checkpoints, save_checkpoint
 from policykd.output import atomic_write_text, check_out, prepare_out, write_student, write_summary
@@ -101,6 +102,8 @@ class Distiller:
         )
         self.student: BaseAlgorithm = build_student(self.student_algo, spaces_env, arch, seed=config.seed)
         self.student_arch = tuple(arch)
+        images = uses_images(self.venv.observation_space)
+        th.set_num_threads(config.torch_threads or ((os.cpu_count() or 1) if images else 1))
         self.normalizer = self.teacher.normalizer
         self.obs_stats: ObsStats | None = None  # fitted after the first round (MLP students)
         self.buffer = DistillationBuffer(config.buffer_size)
@@ -364,6 +367,8 @@ class Distiller:
             "eval_episodes": self.config.eval_episodes,
             "eval_seed": self._eval_seed,
             "action_agreement": agreement,
+            "buffer_transitions": len(self.buffer),
+            "buffer_bytes_per_transition": self.buffer.nbytes() / self.buffer.capacity,
             "teacher_returns": teacher.returns.tolist(),
             "student_returns": student.returns.tolist(),
             "loss": self.config.loss,
