@@ -101,6 +101,7 @@ class Distiller:
             self.student_algo, spaces_env, int(config.student_fraction * self.teacher.acting_params)
         )
         self.student: BaseAlgorithm = build_student(self.student_algo, spaces_env, arch, seed=config.seed)
+        spaces_env.close()
         self.student_arch = tuple(arch)
         images = uses_images(self.venv.observation_space)
         th.set_num_threads(config.torch_threads or ((os.cpu_count() or 1) if images else 1))

@@ -72,7 +72,7 @@ def load_teacher(
         try:
             model = load_sb3_safely(zip_path, algo, obs_space, action_space)
         except PolicykdError:
-            raise
+            raise  # already one clear line
         except Exception as err:  # torch/SB3 errors the safe loader did not foresee
             raise PolicykdError(f"cannot load teacher {spec} as {algo.upper()}: {type(err).__name__}: {err}") from None
     else:
