@@ -126,9 +126,5 @@ def acting_params(policy: BasePolicy) -> int:
     return sum(p.numel() for p in policy.parameters())
 
 
-def total_params(policy: BasePolicy) -> int:
-    return int(sum(p.numel() for p in policy.parameters()))
-
-
 def uses_images(space: spaces.Space) -> bool:
     return isinstance(space, spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
