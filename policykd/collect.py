@@ -57,17 +57,24 @@ class Collector:
     buffer: DistillationBuffer
     rng: np.random.Generator
     obs: np.ndarray | None = None
-    env_steps: int = 0  # run-wide count, for error messages
 
-    def run(self, n_steps: int, beta: float, student_act: ActFn | None, on_step: Callable[[int], None] | None = None) -> CollectStats:
-        """Collect at least `n_steps` env steps (rounded up to whole vector steps)."""
+    def run(
+        self,
+        n_steps: int,
+        beta: float,
+        student_act: ActFn | None,
+        on_step: Callable[[int], None] | None = None,
+        steps_before: int = 0,
+    ) -> CollectStats:
+        """Collect at least `n_steps` env steps (rounded up to whole vector steps);
+        `steps_before` (the run's earlier steps) only numbers the steps in error messages."""
         if self.obs is None:
             self.obs = self.venv.reset()
         stats = CollectStats()
         n_envs = self.venv.num_envs
         for _ in range(math.ceil(n_steps / n_envs)):
             dist, value = self.teacher.label(self.obs)
-            check_finite(dist, value, f"the teacher's output at env step {self.env_steps + stats.steps}")
+            check_finite(dist, value, f"the teacher's output at env step {steps_before + stats.steps}")
             self.buffer.add(self.obs, dist, value)
             actions = env_action(dist, self.venv.action_space)
             if beta < 1.0:

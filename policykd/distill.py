@@ -114,7 +114,7 @@ class Distiller:
 
     def _check_loss_fits(self) -> None:
         """Run the loss once on a reset observation, so a bad combination fails before any work."""
-        obs = self.collector.obs = self.venv.reset()
+        obs = self.venv.reset()
         teacher_dist, teacher_value = self.teacher.label(obs)
         check_finite(teacher_dist, teacher_value, "the teacher's output on the first observations")
         with th.no_grad():
@@ -292,10 +292,9 @@ class Distiller:
         beta = beta_schedule(cfg.driver, r, cfg.rounds, schedule=cfg.beta_schedule, decay=cfg.beta_decay)
         self.venv.seed(cfg.seed + 7919 * (phase + 1))
         self.collector.obs = self.venv.reset()
-        self.collector.env_steps = self.progress["env_steps"]
         t0 = time.time()
         stats = self.collector.run(n_steps, beta, student_actor(self.student, self._prep),
-                                   on_step=lambda k: bar.update(task, advance=k))
+                                   on_step=lambda k: bar.update(task, advance=k), steps_before=self.progress["env_steps"])
         self.progress["env_steps"] += stats.steps
         bar.update(task, sps=stats.steps / max(time.time() - t0, 1e-9))
         logger.record("collect/beta", beta)

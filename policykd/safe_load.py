@@ -147,11 +147,13 @@ def _load_state(policy: th.nn.Module, state: dict[str, th.Tensor], zip_path: Pat
 
 
 def load_sb3_safely(
-    zip_path: Path, algo: str, observation_space: spaces.Space, action_space: spaces.Space
+    zip_path: Path, algo: str, observation_space: spaces.Space, action_space: spaces.Space, data: dict | None = None
 ) -> BaseAlgorithm:
-    """An `ALGOS[algo]` model with the zip's weights, built without unpickling its JSON blobs."""
+    """An `ALGOS[algo]` model with the zip's weights, built without unpickling its JSON blobs.
+
+    `data` is the zip's JSON when the caller has already read it."""
     zip_path = Path(zip_path)
-    data = read_zip_data(zip_path)
+    data = read_zip_data(zip_path) if data is None else data
     module = str((data.get("policy_class") or {}).get("__module__", ""))
     if not module.startswith(("stable_baselines3.", "sb3_contrib.")):
         raise _unsafe(zip_path, f"its policy class comes from {module or 'an unknown module'!r}, not SB3")

@@ -70,7 +70,7 @@ def load_teacher(
     check_spaces(data, obs_space, action_space, f"teacher {spec}", env_id)
     if not trust:
         try:
-            model = load_sb3_safely(zip_path, algo, obs_space, action_space)
+            model = load_sb3_safely(zip_path, algo, obs_space, action_space, data)
         except PolicykdError:
             raise  # already one clear line
         except Exception as err:  # torch/SB3 errors the safe loader did not foresee
