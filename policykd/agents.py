@@ -26,10 +26,15 @@ class AgentCard:
     return_std: float
     episodes: int
     protocol: str = ""
+    vecnormalize: str | None = None  # VecNormalize statistics the model was trained with, relative to folder
 
     @property
     def model_path(self) -> Path:
         return self.folder / self.model
+
+    @property
+    def vecnormalize_path(self) -> Path | None:
+        return self.folder / self.vecnormalize if self.vecnormalize else None
 
 
 def read_card(folder: Path) -> AgentCard:

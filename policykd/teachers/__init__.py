@@ -32,7 +32,7 @@ def _resolve(spec: str, zoo_folder: str | Path | None) -> tuple[Path, str | None
         return path, None, {}, beside if beside.is_file() else None
     if (path / "card.yaml").is_file():
         card = read_card(path)
-        return card.model_path, card.env_id, {}, None
+        return card.model_path, card.env_id, {}, card.vecnormalize_path
     if is_zoo_folder(path):
         run = read_zoo_run(path)
         return run.zip_path, run.env_name, run.config, run.vecnormalize

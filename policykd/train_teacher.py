@@ -1,0 +1,350 @@
+"""`policykd train-teacher`: train a teacher with SB3 / sb3-contrib and rl-zoo's tuned hyperparameters.
+
+A thin layer: SB3 trains, saves, loads and keeps the replay buffer and VecNormalize
+statistics; this module picks the hyperparameters (`envs/teachers.yaml`), checkpoints so a
+kill at any instant loses at most one checkpoint interval, and writes the result in rl-zoo
+layout with a model card, so `--teacher <out>` loads it.
+
+Checkpoints: every `--checkpoint-every` env steps (at the start of a rollout, when the model
+has been trained on every step it has counted) SB3 writes the model, replay buffer and
+VecNormalize statistics into a fresh `checkpoint/ckpt-<n>/`; then `checkpoint/checkpoint.json`
+(steps done, settings, wall-clock) is written to a temporary name and renamed. It names
+only complete folders, so a kill between any two writes leaves the previous checkpoint usable.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch as th
+import yaml
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from policykd.envs import EnvFactory, check_env_id
+from policykd.errors import PolicykdError
+from policykd.models import ALGOS
+from policykd.output import atomic_write_text, check_out, disk_full_is_one_line, prepare_out, save_model, save_normalizer, zoo_env_name
+from policykd.teacher_hyperparams import ZooHyperparams, action_noise, check_action_space, check_algo, lookup
+
+CKPT_DIR = "checkpoint"
+POINTER = "checkpoint.json"
+EVAL_SEED = 10_000  # `policykd evaluate`'s default: episode i is reset with seed 10000 + i
+IDENTITY = ("env_id", "algo", "steps", "seed", "n_envs", "hyperparameters")
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    """One `train-teacher` command, resolved (defaults from rl-zoo filled in)."""
+
+    env_id: str
+    algo: str
+    steps: int
+    out: Path
+    seed: int
+    n_envs: int
+    checkpoint_every: int
+    eval_episodes: int
+    overwrite: bool
+
+    def identity(self, hp: ZooHyperparams) -> dict[str, Any]:
+        """What must match for a checkpoint to be continued (not how often it is saved or evaluated)."""
+        fields = {**asdict(self), "hyperparameters": hp.raw}
+        return json.loads(json.dumps({k: fields[k] for k in IDENTITY}))
+
+
+def resolve(
+    env_id: str,
+    algo: str,
+    *,
+    steps: int | None = None,
+    out: str | None = None,
+    seed: int = 0,
+    checkpoint_every: int | None = None,
+    eval_episodes: int = 10,
+    n_envs: int | None = None,
+    overwrite: bool = False,
+) -> tuple[TeacherSettings, ZooHyperparams]:
+    """Every check that needs no training, in the order a user would fix them."""
+    algo = check_algo(algo.lower())
+    for flag, value in (("--steps", steps), ("--checkpoint-every", checkpoint_every), ("--n-envs", n_envs),
+                        ("--eval-episodes", eval_episodes)):
+        if value is not None and value <= 0:
+            raise PolicykdError(f"{flag} must be positive, got {value}")
+    check_env_id(env_id)
+    factory = EnvFactory(env_id)
+    check_action_space(algo, env_id, factory.spaces()[1])
+    hp = lookup(algo, env_id)
+    steps = steps or hp.n_timesteps
+    n_envs = n_envs or hp.n_envs
+    rollout = n_envs * (int(hp.model_kwargs.get("n_steps", 2048)) if algo == "ppo" else _train_freq(hp))
+    every = checkpoint_every or max(steps // 10, rollout)
+    out_path = Path(out or f"runs/teachers/{algo}-{zoo_env_name(env_id)}")
+    if out_path.exists() and not out_path.is_dir():
+        raise PolicykdError(f"output path {out_path} exists and is not a folder")
+    return TeacherSettings(env_id, algo, steps, out_path, seed, n_envs, every, eval_episodes, overwrite), hp
+
+
+def _train_freq(hp: ZooHyperparams) -> int:
+    """Env steps per off-policy rollout (an episode-based train_freq counts as 1)."""
+    freq = hp.model_kwargs.get("train_freq", 1)
+    if isinstance(freq, tuple):
+        return int(freq[0]) if freq[1] == "step" else 1
+    return int(freq)
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+def read_checkpoint(out: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads((out / CKPT_DIR / POINTER).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as err:
+        raise PolicykdError(f"{out / CKPT_DIR / POINTER} is unreadable ({err}); pass --overwrite to start again") from None
+    meta["path"] = out / CKPT_DIR / meta["folder"]
+    return meta
+
+
+def write_checkpoint(model: BaseAlgorithm, out: Path, meta: dict[str, Any]) -> Path:
+    """Model, replay buffer, VecNormalize into a fresh folder; the pointer JSON last."""
+    root = out / CKPT_DIR
+    previous = read_checkpoint(out)
+    number = previous["number"] + 1 if previous else 0
+    folder = root / f"ckpt-{number}"
+    if folder.exists():  # left by a run killed while writing it
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    save_model(model, folder / "model.zip")
+    if isinstance(model, OffPolicyAlgorithm):
+        tmp = folder / ".replay_buffer.tmp.pkl"
+        model.save_replay_buffer(tmp)
+        os.replace(tmp, folder / "replay_buffer.pkl")
+    normalizer = model.get_vec_normalize_env()
+    if normalizer is not None:
+        save_normalizer(normalizer, folder / "vecnormalize.pkl")
+    for path in folder.iterdir():  # durable before the pointer moves
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    atomic_write_text(root / POINTER, json.dumps({**meta, "number": number, "folder": folder.name}, indent=2))
+    for old in root.glob("ckpt-*"):
+        if old != folder:
+            shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+class AtomicCheckpoint(BaseCallback):
+    """Checkpoints at the start of a rollout, when every counted step has been trained on."""
+
+    def __init__(self, every: int, save: Callable[[], Path], start: int) -> None:
+        super().__init__()
+        self.every, self.save, self.last = every, save, start
+        self.rollout_start = start  # steps counted when the current rollout began
+
+    def _on_rollout_start(self) -> None:
+        steps = self.model.num_timesteps
+        self.rollout_start = steps
+        if steps - self.last >= self.every:
+            self.save()
+            self.last = steps
+
+    def _on_step(self) -> bool:
+        return True
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def _algo_gamma(algo: str) -> float:
+    return float(inspect.signature(ALGOS[algo].__init__).parameters["gamma"].default)
+
+
+def _make_env(settings: TeacherSettings, hp: ZooHyperparams, seed: int, vecnormalize: Path | None) -> VecEnv:
+    venv = EnvFactory(settings.env_id).make(settings.n_envs, seed)
+    if hp.normalize is None:
+        return venv
+    if vecnormalize is not None:
+        return VecNormalize.load(str(vecnormalize), venv)  # our own checkpoint: SB3's load
+    return VecNormalize(venv, **{"gamma": float(hp.model_kwargs.get("gamma", _algo_gamma(settings.algo))), **hp.normalize})
+
+
+def _build_model(settings: TeacherSettings, hp: ZooHyperparams, ckpt: dict[str, Any] | None) -> BaseAlgorithm:
+    cls = ALGOS[settings.algo]
+    done = ckpt["steps_done"] if ckpt else 0
+    folder = ckpt["path"] if ckpt else None
+    vecnorm = folder / "vecnormalize.pkl" if folder and (folder / "vecnormalize.pkl").is_file() else None
+    venv = _make_env(settings, hp, settings.seed + done, vecnorm)
+    if folder is not None:
+        try:
+            model = cls.load(folder / "model.zip", env=venv, device="cpu")
+            if isinstance(model, OffPolicyAlgorithm) and (folder / "replay_buffer.pkl").is_file():
+                model.load_replay_buffer(folder / "replay_buffer.pkl")
+        except Exception as err:  # damaged after it was written (SB3 raises many types)
+            raise PolicykdError(f"checkpoint {folder} is damaged ({type(err).__name__}); pass --overwrite to start again") from None
+        model._last_obs = None  # the env is fresh: learn() must reset it
+        model.set_random_seed(settings.seed + done)
+        return model
+    kwargs = action_noise(hp.model_kwargs, venv.action_space)
+    try:
+        return cls(hp.policy, venv, seed=settings.seed, device="cpu", verbose=0,
+                   tensorboard_log=str(settings.out / "tb"), **kwargs)
+    except (TypeError, ValueError, AssertionError) as err:
+        venv.close()
+        raise PolicykdError(f"envs/teachers.yaml [{settings.algo}][{hp.key}]: {type(err).__name__}: {err}") from None
+
+
+def _prepare(settings: TeacherSettings, hp: ZooHyperparams) -> tuple[dict[str, Any] | None, bool]:
+    """(checkpoint to continue or None, whether `out` may be emptied); refuses what would mix or lose runs."""
+    out = settings.out
+    if (out / "card.yaml").is_file() and not settings.overwrite:
+        raise PolicykdError(f"{out} already holds a finished teacher (card.yaml); pass --overwrite to train again")
+    ckpt = None if settings.overwrite else read_checkpoint(out)
+    if ckpt is None:
+        # a run killed before its first checkpoint left only its own traces: start it again
+        ours = out.is_dir() and {p.name for p in out.iterdir()} <= {"tb", CKPT_DIR}
+        check_out(out, settings.overwrite or ours)
+        return None, settings.overwrite or ours
+    saved, current = ckpt.get("settings", {}), settings.identity(hp)
+    differ = [f"{k} {saved.get(k)!r} -> {current[k]!r}" if k != "hyperparameters" else k
+              for k in IDENTITY if saved.get(k) != current[k]]
+    if differ:
+        raise PolicykdError(
+            f"{out} holds an unfinished run with other settings ({'; '.join(differ)}); "
+            "re-run it unchanged to resume, or pass --overwrite / another --out"
+        )
+    if not (ckpt["path"] / "model.zip").is_file():
+        raise PolicykdError(f"checkpoint {ckpt['path']} has no model.zip; pass --overwrite to start again")
+    return ckpt, False
+
+
+def train_teacher(settings: TeacherSettings, hp: ZooHyperparams, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train (or continue) the teacher, evaluate it, write zoo layout + card; returns the card fields."""
+    th.set_num_threads(1)  # small MLPs: thread hand-offs cost more than they give on 2 cores
+    ckpt, clear = _prepare(settings, hp)
+    model = _build_model(settings, hp, ckpt)
+    if ckpt is None:
+        prepare_out(settings.out, clear)  # only now is an old run replaced
+    done = int(model.num_timesteps)
+    wall_before = float(ckpt["wall_s"]) if ckpt else 0.0
+    resumed_at = list(ckpt.get("resumed_at", [])) + [done] if ckpt else []
+    if ckpt:
+        log(f"resuming from checkpoint at step {done} of {settings.steps} ({ckpt['path']})")
+    else:
+        log(f"training {settings.algo} on {settings.env_id} for {settings.steps} steps "
+            f"({settings.n_envs} envs, rl-zoo entry {hp.key!r}); checkpoints every {settings.checkpoint_every}")
+    session_start = time.time()
+
+    def checkpoint() -> Path:
+        meta = {"steps_done": int(model.num_timesteps), "total_steps": settings.steps,
+                "wall_s": wall_before + time.time() - session_start, "resumed_at": resumed_at,
+                "settings": settings.identity(hp)}
+        folder = write_checkpoint(model, settings.out, meta)
+        rate = (model.num_timesteps - done) / max(time.time() - session_start, 1e-9)
+        episodes = [e["r"] for e in model.ep_info_buffer or []]
+        recent = f", recent episode return {sum(episodes) / len(episodes):.1f}" if episodes else ""
+        log(f"step {model.num_timesteps}/{settings.steps} ({rate:.0f} steps/s{recent}): checkpoint {folder}")
+        return folder
+
+    callback = AtomicCheckpoint(settings.checkpoint_every, checkpoint, done)
+    try:
+        with disk_full_is_one_line(settings.out, "a checkpoint"):
+            model.learn(settings.steps - done, callback=callback, reset_num_timesteps=ckpt is None)
+    except KeyboardInterrupt:
+        if not isinstance(model, OffPolicyAlgorithm):  # a partial rollout is never trained on: redo it
+            model.num_timesteps = callback.rollout_start
+        folder = checkpoint()
+        log(f"interrupted at step {model.num_timesteps} of {settings.steps}: checkpoint in {folder}; "
+            "run the same command again to resume")
+        raise
+    wall = wall_before + time.time() - session_start
+    with disk_full_is_one_line(settings.out, "the teacher and its card"):
+        card = _finish(settings, hp, model, wall, resumed_at)
+    model.get_env().close()
+    shutil.rmtree(settings.out / CKPT_DIR, ignore_errors=True)
+    log(f"{settings.algo} {settings.env_id}: {card['return_mean']:.2f} ± {card['return_std']:.2f} over "
+        f"{card['episodes']} episodes after {card['env_steps']} steps ({wall:.0f} s); card: {settings.out / 'CARD.md'}")
+    return card
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+
+def _finish(settings: TeacherSettings, hp: ZooHyperparams, model: BaseAlgorithm, wall: float,
+            resumed_at: list[int]) -> dict[str, Any]:
+    """rl-zoo layout, then the deterministic evaluation of the files as written, then the card."""
+    from policykd.evaluation import run_episodes, teacher_actor
+    from policykd.teachers import load_teacher
+
+    out, name = settings.out, zoo_env_name(settings.env_id)
+    run = out / settings.algo / f"{name}_1"
+    (run / name).mkdir(parents=True, exist_ok=True)
+    save_model(model, run / f"{name}.zip")
+    normalizer = model.get_vec_normalize_env()
+    if normalizer is not None:
+        save_normalizer(normalizer, run / name / "vecnormalize.pkl")
+    config = {**hp.raw, "n_timesteps": settings.steps, "n_envs": settings.n_envs,
+              "normalize": hp.raw.get("normalize", False)}
+    atomic_write_text(run / name / "config.yml", yaml.safe_dump(config, sort_keys=True))
+    args = {"algo": settings.algo, "env": settings.env_id, "n_timesteps": settings.steps, "seed": settings.seed,
+            "n_envs": settings.n_envs, "hyperparams_file": "envs/teachers.yaml", "hyperparams_entry": hp.key}
+    atomic_write_text(run / name / "args.yml", yaml.safe_dump(args, sort_keys=True))
+
+    start = time.time()
+    teacher = load_teacher(str(run), env_id=settings.env_id)
+    returns = run_episodes(teacher_actor(teacher), teacher.factory, settings.eval_episodes, EVAL_SEED)
+    eval_s = time.time() - start
+    protocol = (f"deterministic actions; {settings.eval_episodes} episodes, episode i reset with seed {EVAL_SEED}+i "
+                "(as `policykd evaluate`); raw Monitor returns"
+                + ("; observations through the frozen VecNormalize statistics" if normalizer is not None else ""))
+    card = {
+        "model": str((run / f"{name}.zip").relative_to(out)),
+        "env_id": settings.env_id,
+        "algo": settings.algo,
+        "env_steps": int(model.num_timesteps),
+        "return_mean": round(returns.mean, 4),
+        "return_std": round(returns.std, 4),
+        "episodes": settings.eval_episodes,
+        "protocol": protocol,
+    }
+    if normalizer is not None:
+        card["vecnormalize"] = str((run / name / "vecnormalize.pkl").relative_to(out))
+    atomic_write_text(out / "CARD.md", _card_markdown(settings, hp, card, wall, eval_s, returns.returns.tolist(), resumed_at))
+    atomic_write_text(out / "card.yaml", yaml.safe_dump(card, sort_keys=False))  # last: marks the run finished
+    return card
+
+
+def _card_markdown(settings: TeacherSettings, hp: ZooHyperparams, card: dict[str, Any], wall: float,
+                   eval_s: float, returns: list[float], resumed_at: list[int]) -> str:
+    hyper = yaml.safe_dump(hp.raw, sort_keys=False).strip()
+    resumed = ", ".join(str(s) for s in resumed_at) if resumed_at else "never (one uninterrupted run)"
+    rows = [
+        ("file", f"`{card['model']}`: SB3 {settings.algo.upper()} zip (`{settings.algo.upper()}.load` works, `.learn()` continues)"),
+        ("algorithm", f"{settings.algo.upper()}, `{hp.policy}`"),
+        ("environment", f"`{settings.env_id}` ({settings.n_envs} envs, seed {settings.seed})"),
+        ("normalisation", f"VecNormalize {hp.normalize}: `{card['vecnormalize']}`" if "vecnormalize" in card else "none"),
+        ("hyperparameters", f"rl-baselines3-zoo, entry `{settings.algo}: {hp.key}` of `envs/teachers.yaml` (below)"),
+        ("env steps", f"{card['env_steps']:,}"),
+        ("wall-clock", f"{wall:.0f} s training (all sessions, checkpoints included) + {eval_s:.0f} s evaluation; "
+                       f"torch threads 1"),
+        ("resumed at step", resumed),
+        ("measured return", f"**{card['return_mean']:.2f} ± {card['return_std']:.2f}** (mean ± std) over "
+                            f"{card['episodes']} episodes: {', '.join(f'{r:.1f}' for r in returns)}"),
+        ("how measured", card["protocol"] + f"; `policykd evaluate --env {settings.env_id} --model {settings.out}` "
+                                            f"repeats it"),
+    ]
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    command = (f"policykd train-teacher --env {settings.env_id} --algo {settings.algo} --steps {settings.steps} "
+               f"--seed {settings.seed} --n-envs {settings.n_envs} --out {settings.out}")
+    return (f"# {settings.algo}-{zoo_env_name(settings.env_id)}: {settings.algo.upper()} teacher for "
+            f"{settings.env_id}\n\nTrained with `{command}`.\n\n| field | value |\n|---|---|\n{table}\n\n"
+            f"## Hyperparameters\n\n```yaml\n{hyper}\n```\n\nTensorBoard: `tensorboard --logdir {settings.out / 'tb'}`.\n")
