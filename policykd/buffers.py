@@ -51,18 +51,24 @@ class DistillationBuffer:
                 self.labels[key] = np.zeros((self.capacity, *tensor.shape[1:]), dtype=np.float32)
         self.template = dist._replace(logits=None, mean=None, log_std=None)
 
-    def add(self, obs: np.ndarray, dist: ActionDist, value: th.Tensor | None) -> None:
-        """Store a batch of labelled observations (one row per env)."""
+    def add(self, obs: np.ndarray, dist: ActionDist, value: th.Tensor | None, *, sequential: bool = False) -> None:
+        """Store a batch of labelled observations: one row per env, or with `sequential`
+        consecutive steps of one episode (a dataset), whose frame stacks share frames."""
         if self.obs is None:
             self._allocate(obs, dist)
         n = len(obs)
         idx = (self.pos + np.arange(n)) % self.capacity
-        self.obs.put(idx, obs)
+        self.obs.put(idx, obs, sequential=sequential)
         for key, array in self.labels.items():
             array[idx] = getattr(dist, key).cpu().numpy()
         self.value[idx] = np.nan if value is None else value.cpu().numpy()
         self.full = self.full or self.pos + n >= self.capacity
         self.pos = int((self.pos + n) % self.capacity)
+
+    def end_sequence(self) -> None:
+        """The sequential episode being added has ended: its next stack starts afresh."""
+        if self.obs is not None:
+            self.obs.end_sequence()
 
     def get(self, idx: np.ndarray) -> Batch:
         labels = {key: th.as_tensor(array[idx]) for key, array in self.labels.items()}
@@ -77,9 +83,10 @@ class DistillationBuffer:
         if self.obs is None:
             return {}
         meta = np.array([self.pos, int(self.full), int(self.template.squashed), int(self.template.q_values)])
-        arrays = {"meta": meta, "kind": np.array(self.template.kind), "value": self.value}
-        arrays.update({f"label.{k}": v for k, v in self.labels.items()})
-        arrays.update({f"obs.{k}": v for k, v in self.obs.state().items()})
+        n = len(self)  # only the filled part: an early checkpoint of a large buffer stays small
+        arrays = {"meta": meta, "kind": np.array(self.template.kind), "value": self.value[:n]}
+        arrays.update({f"label.{k}": v[:n] for k, v in self.labels.items()})
+        arrays.update({f"obs.{k}": v for k, v in self.obs.state(n).items()})
         arrays["obs.example"] = np.zeros((1, *self._obs_shape()), dtype=self._obs_dtype())
         return arrays
 
@@ -94,8 +101,8 @@ class DistillationBuffer:
         self._allocate(example, ActionDist(str(arrays["kind"]), squashed=bool(squashed), q_values=bool(q_values), **labels))
         self.obs.restore({k.removeprefix("obs."): v for k, v in arrays.items() if k.startswith("obs.") and k != "obs.example"})
         for key in self.labels:
-            self.labels[key][...] = arrays[f"label.{key}"]
-        self.value[...] = arrays["value"]
+            self.labels[key][: len(arrays[f"label.{key}"])] = arrays[f"label.{key}"]
+        self.value[: len(arrays["value"])] = arrays["value"]
         self.pos, self.full = pos, bool(full)
 
     def _obs_shape(self) -> tuple[int, ...]:

@@ -13,12 +13,15 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch as th
 
 from policykd.errors import PolicykdError
+
+if TYPE_CHECKING:
+    from policykd.config import DistillConfig
 
 POINTER = "checkpoint.json"
 
@@ -75,3 +78,35 @@ def remove_checkpoints(out: Path) -> None:
     (out / POINTER).unlink(missing_ok=True)
     for folder in out.glob("ckpt-*"):
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def resumable(out: Path, config: "DistillConfig") -> bool:
+    """True when `out` holds an unfinished run of the same settings (resume it); a
+    different run there is refused rather than mixed."""
+    if config.overwrite or read_pointer(out) is None or (out / "summary.json").exists():
+        return False
+    try:
+        saved = json.loads((out / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        raise PolicykdError(f"{out} holds a checkpoint without a readable config.json; pass --overwrite to start again") from None
+    current = json.loads(json.dumps(config.to_dict()))
+    differ = sorted(k for k in set(saved) | set(current) if k != "overwrite" and saved.get(k) != current.get(k))
+    if differ:
+        raise PolicykdError(
+            f"{out} holds an unfinished run with other settings ({', '.join(differ)}); "
+            "re-run it unchanged to resume, or pass --overwrite / another --out"
+        )
+    return True
+
+
+def unstarted(out: Path, config: "DistillConfig") -> bool:
+    """True when `out` holds only the start of this very run (its config.json, no checkpoint yet,
+    e.g. after a full disk at the first checkpoint): re-running starts it over there."""
+    if not out.is_dir() or read_pointer(out) is not None or (out / "summary.json").exists():
+        return False
+    try:
+        saved = json.loads((out / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    current = json.loads(json.dumps(config.to_dict()))
+    return all(saved.get(k) == current.get(k) for k in set(saved) | set(current) if k != "overwrite")

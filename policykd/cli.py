@@ -1,4 +1,4 @@
-"""`policykd distill | evaluate | teachers`: bad input is one line on stderr and exit status 2."""
+"""`policykd distill | evaluate | record | teachers | train-teacher`: bad input is one line on stderr and exit status 2."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def distill(
     env: str = typer.Option(..., "--env", help="Gymnasium env id, e.g. CartPole-v1, HalfCheetah-v5, ALE/Pong-v5."),
     teacher: Optional[List[str]] = typer.Option(None, "--teacher", help="SB3 zip, rl-zoo run folder, zoo:<algo>/<ENV> or shipped agent; repeat for an ensemble. Default: the env's shipped teacher."),
     teacher_weights: Optional[str] = typer.Option(None, "--teacher-weights", help="Comma-separated ensemble weights, one per --teacher."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Minari dataset id or folder: distil offline from it (with --teacher, DAgger rounds follow)."),
     zoo_folder: Optional[str] = typer.Option(None, "--zoo-folder", help="Where zoo:<algo>/<ENV> is looked up (default $POLICYKD_ZOO_FOLDER)."),
     trust_teacher: bool = typer.Option(False, "--trust-teacher", help="Use SB3's full load, which runs the pickles in the zip (default: load without unpickling)."),
     out: Optional[str] = typer.Option(None, "--out", help="Output folder (default runs/<env>)."),
@@ -77,6 +78,7 @@ def distill(
         env,
         teachers=tuple(teacher) if teacher else None,
         teacher_weights=weights,
+        dataset=dataset,
         zoo_folder=zoo_folder,
         trust_teacher=trust_teacher or None,
         out=out or f"runs/{env.replace('/', '-')}",
@@ -157,6 +159,54 @@ def evaluate(
 
 
 @app.command()
+def record(
+    env: str = typer.Option(..., "--env", help="Gymnasium env id."),
+    dataset: str = typer.Option(..., "--dataset", help="Minari dataset id to write, e.g. pong/teacher-v0 (under $MINARI_DATASETS_PATH)."),
+    episodes: int = typer.Option(..., "--episodes", help="Episodes to record (episode i is reset with seed + i)."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="Teacher spec (default: the env's shipped teacher)."),
+    human: bool = typer.Option(False, "--human", help="A person plays with the keyboard (needs a display); actions only."),
+    fps: float = typer.Option(15.0, "--fps", help="With --human: agent steps per second (15 = Atari's real speed; 0 = unpaced)."),
+    actions_only: bool = typer.Option(False, "--actions-only", help="Store the teacher's actions, not its distributions (as an expert's logs would be)."),
+    seed: int = typer.Option(0, "--seed"),
+    zoo_folder: Optional[str] = typer.Option(None, "--zoo-folder"),
+    trust_teacher: bool = typer.Option(False, "--trust-teacher", help="Use SB3's full load (runs the zip's pickles)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset (and any unfinished recording of it)."),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Record a teacher (its full action distribution per step) or a person into a Minari dataset; re-run to resume."""
+    from policykd.envs import EnvFactory, check_env_id
+    from policykd.record import RecordSettings, check_dataset_id, record as run_record, teacher_policy
+
+    if episodes <= 0:
+        raise PolicykdError(f"--episodes must be positive, got {episodes}")
+    if human and teacher:
+        raise PolicykdError("--human and --teacher exclude each other: record a person or a teacher")
+    check_env_id(env)
+    check_dataset_id(dataset)
+    if human:
+        from policykd.human import human_policy
+
+        factory, policy = human_policy(EnvFactory(env), fps=fps)  # RGB rendering on, and the window
+        loaded = None
+    else:
+        from policykd.distill import resolve_teacher_specs
+        from policykd.teachers import load_teacher
+
+        spec = teacher or resolve_teacher_specs(env, ())[0]
+        loaded = load_teacher(spec, env_id=env, zoo_folder=zoo_folder, trust=trust_teacher)
+        factory, policy = loaded.factory, teacher_policy(loaded, actions_only=actions_only)
+    source = "human" if human else ("teacher-actions" if actions_only else "teacher")
+    settings = RecordSettings(env, dataset, episodes, seed, source, None if human else (teacher or loaded.name))
+    try:
+        run_record(factory, policy, settings, teacher=loaded, overwrite=overwrite, quiet=quiet)
+    except KeyboardInterrupt:
+        from policykd.record import partial_folder
+
+        err_console.print(f"interrupted: the episodes recorded so far are in {partial_folder(dataset)}; run the same command again to resume")
+        raise typer.Exit(130) from None
+
+
+@app.command()
 def teachers() -> None:
     """The teachers this repository ships, and what each was measured at."""
     from policykd.agents import shipped_agents
@@ -167,6 +217,29 @@ def teachers() -> None:
     for card in shipped_agents():
         table.add_row(card.name, card.env_id, card.algo, f"{card.env_steps:,}", f"{card.return_mean:+.2f} ± {card.return_std:.2f}", str(card.episodes))
     Console().print(table)
+
+
+@app.command("train-teacher")
+def train_teacher(
+    env: str = typer.Option(..., "--env", help="Gymnasium env id, e.g. Hopper-v5, CartPole-v1."),
+    algo: str = typer.Option(..., "--algo", help="sac | tqc | ppo | td3."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Env steps (default: rl-zoo's n_timesteps for the env)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Output folder (default runs/teachers/<algo>-<env>)."),
+    seed: int = typer.Option(0, "--seed"),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Checkpoint every N env steps (default: about --steps/10)."),
+    eval_episodes: int = typer.Option(10, "--eval-episodes", help="Deterministic episodes for the model card's return."),
+    n_envs: Optional[int] = typer.Option(None, "--n-envs", help="Parallel envs (default: rl-zoo's n_envs)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished or unfinished run in --out."),
+) -> None:
+    """Train a teacher with rl-zoo's tuned hyperparameters (envs/teachers.yaml); re-run to resume."""
+    from policykd.train_teacher import resolve, train_teacher as run
+
+    settings, hyperparams = resolve(env, algo, steps=steps, out=out, seed=seed, checkpoint_every=checkpoint_every,
+                                    eval_episodes=eval_episodes, n_envs=n_envs, overwrite=overwrite)
+    try:
+        run(settings, hyperparams, log=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:  # the checkpoint is written and its path printed
+        raise typer.Exit(130) from None
 
 
 def main() -> None:

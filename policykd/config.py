@@ -20,6 +20,8 @@ class DistillConfig:
     """Teacher specs: SB3 zip, rl-zoo run folder, zoo:<algo>/<ENV>, or a shipped agent name."""
     teacher_weights: tuple[float, ...] = ()
     """Ensemble weights, one per teacher (default: equal)."""
+    dataset: str | None = None
+    """Minari dataset (local id, folder, or remote id) to distil from: offline, or before DAgger rounds with --teacher."""
     trust_teacher: bool = False
     """Load teacher zips with SB3's full load, which runs the pickles inside them (trusted files only)."""
     zoo_folder: str | None = None

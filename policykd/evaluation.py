@@ -64,3 +64,29 @@ def student_actor(student: BaseAlgorithm, prep: Callable[[np.ndarray], np.ndarra
         return student.predict(obs, deterministic=True)[0]
 
     return act
+
+
+def student_eval(
+    student: BaseAlgorithm, prep: Callable[[np.ndarray], np.ndarray], factory: EnvFactory, episodes: int, seed: int,
+    teacher: Teacher | None = None,
+) -> tuple[Returns, float]:
+    """Student returns on the evaluation seeds, and (with a live teacher) how often its greedy
+    action is the teacher's on the states the student visits (continuous: within 5 % of the range)."""
+    act = student_actor(student, prep)
+    agree = [0, 0]
+
+    def act_and_compare(obs: np.ndarray) -> np.ndarray:
+        actions = act(obs)
+        if teacher is not None:
+            teacher_actions = env_action(teacher.label(obs)[0], teacher.action_space)
+            if actions.ndim > 1:
+                span = teacher.action_space.high - teacher.action_space.low
+                same = (np.abs(actions - teacher_actions) / span).max(axis=-1) <= 0.05
+            else:
+                same = actions == teacher_actions
+            agree[0] += int(same.sum())
+            agree[1] += len(same)
+        return actions
+
+    returns = run_episodes(act_and_compare, factory, episodes, seed)
+    return returns, (agree[0] / agree[1] if agree[1] else float("nan"))

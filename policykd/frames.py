@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 _ZERO = -1  # VecFrameStack pads new episodes with zero frames
+_SEQUENCE = -1  # the `last` key of episodes added step by step (datasets), beside env rows 0..n-1
 
 
 class ArrayStore:
@@ -18,8 +19,11 @@ class ArrayStore:
     def __init__(self, capacity: int, example: np.ndarray) -> None:
         self.data = np.zeros((capacity, *example.shape[1:]), dtype=example.dtype)
 
-    def put(self, slots: np.ndarray, obs: np.ndarray) -> None:
+    def put(self, slots: np.ndarray, obs: np.ndarray, sequential: bool = False) -> None:
         self.data[slots] = obs
+
+    def end_sequence(self) -> None:
+        pass
 
     def get(self, slots: np.ndarray) -> np.ndarray:
         return self.data[slots]
@@ -31,11 +35,11 @@ class ArrayStore:
     def nbytes(self) -> int:
         return self.data.nbytes
 
-    def state(self) -> dict[str, np.ndarray]:
-        return {"data": self.data}
+    def state(self, n: int) -> dict[str, np.ndarray]:
+        return {"data": self.data[:n]}
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
-        self.data[...] = state["data"]
+        self.data[: len(state["data"])] = state["data"]
 
 
 class FrameStackStore:
@@ -84,12 +88,16 @@ class FrameStackStore:
             for slot, frame in zip(slots, frames)
         )
 
-    def put(self, slots: np.ndarray, obs: np.ndarray) -> None:
+    def put(self, slots: np.ndarray, obs: np.ndarray, sequential: bool = False) -> None:
+        """Rows are envs, or with `sequential` consecutive steps of one episode."""
         for env, (slot, stack) in enumerate(zip(slots, obs)):
-            ring = self._stack_slots(env, stack)
+            ring = self._stack_slots(_SEQUENCE if sequential else env, stack)
             self.index[slot] = ring
             real = [self.frame_serial[s] for s in ring if s != _ZERO]
             self.oldest[slot] = min(real) if real else self.next_serial
+
+    def end_sequence(self) -> None:
+        self.last.pop(_SEQUENCE, None)
 
     def get(self, slots: np.ndarray) -> np.ndarray:
         ring = self.index[slots]
@@ -105,17 +113,23 @@ class FrameStackStore:
     def nbytes(self) -> int:
         return self.frames.nbytes + self.frame_serial.nbytes + self.index.nbytes + self.oldest.nbytes
 
-    def state(self) -> dict[str, np.ndarray]:
+    def state(self, n: int) -> dict[str, np.ndarray]:
+        """The first `n` transitions and the frames written so far (the ring fills from slot 0)."""
         envs = sorted(self.last)
+        used = min(self.next_serial, self.frame_capacity)
         return {
-            "frames": self.frames, "frame_serial": self.frame_serial, "index": self.index, "oldest": self.oldest,
+            "frames": self.frames[:used], "frame_serial": self.frame_serial[:used], "index": self.index[:n],
+            "oldest": self.oldest[:n], "frame_capacity": np.array(self.frame_capacity),
             "next_serial": np.array(self.next_serial), "last_envs": np.array(envs, dtype=np.int64),
             "last_slots": np.array([self.last[e] for e in envs], dtype=np.int64).reshape(len(envs), self.k),
         }
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
+        self.frame_capacity = int(state.get("frame_capacity", len(state["frames"])))  # the ring's size as saved
+        self.frames = np.zeros((self.frame_capacity, *self.frames.shape[1:]), dtype=self.frames.dtype)
+        self.frame_serial = np.full(self.frame_capacity, -1, dtype=np.int64)
         for key in ("frames", "frame_serial", "index", "oldest"):
-            getattr(self, key)[...] = state[key]
+            getattr(self, key)[: len(state[key])] = state[key]
         self.next_serial = int(state["next_serial"])
         self.last = {int(e): slots.copy() for e, slots in zip(state["last_envs"], state["last_slots"])}
 

@@ -6,11 +6,13 @@ run never leaves a half-written student or summary.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -18,6 +20,27 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from policykd.errors import PolicykdError
 from policykd.models import uses_images
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no space, quota, file-size limit
+
+
+@contextmanager
+def disk_full_is_one_line(folder: Path, what: str) -> Iterator[None]:
+    """A full disk while writing `what` stops the run with one line; what was written before
+    (the last complete checkpoint, earlier episodes) stays, so the same command resumes."""
+    try:
+        yield
+    except OSError as err:
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            free = -1
+        if err.errno not in DISK_FULL and not 0 <= free < 1 << 20:  # numpy's short writes carry no errno
+            raise
+        reason = err.strerror or str(err)
+        raise PolicykdError(f"the disk is full: cannot write {what} in {folder} ({reason}); what was written "
+                            "before is kept: free some space and re-run the same command to resume") from None
 
 
 def check_out(out: Path, overwrite: bool) -> None:

@@ -49,6 +49,7 @@ def progress_bar(console: Console | None = None, disable: bool = False) -> Progr
 SUMMARY_ROWS = (
     ("env", "env_id"),
     ("teacher", "teachers"),
+    ("dataset", "dataset"),
     ("teacher algo / params", ("teacher_algo", "teacher_params")),
     ("student algo / params", ("student_algo", "student_params")),
     ("params ratio", "params_ratio"),
@@ -57,6 +58,7 @@ SUMMARY_ROWS = (
     ("return ratio", "return_ratio"),
     ("action agreement", "action_agreement"),
     ("env steps", "env_steps"),
+    ("gradient steps", "gradient_steps"),
     ("wall-clock", "wall_seconds"),
 )
 
@@ -66,6 +68,10 @@ def _fmt(value: Any) -> str:
         return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
     if isinstance(value, int):
         return f"{value:,}"
+    if isinstance(value, dict) and "name" in value:  # the dataset
+        return f"{value['name']}: {value['episodes']} episodes, {value['steps']:,} steps"
+    if value is None:
+        return "-"
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value))
     return str(value)
@@ -82,3 +88,50 @@ def summary_table(summary: dict[str, Any], title: str = "policykd distill") -> T
             text = _fmt(summary.get(key))
         table.add_row(label, text)
     return table
+
+
+def build_summary(distiller: Any, teacher: Any, student: Any) -> dict[str, Any]:
+    """summary.json: what was distilled into what, how well, at what cost; `teacher` and `student` are `Returns`."""
+    from policykd.models import acting_params
+
+    d, cfg = distiller, distiller.config
+    teacher_params = int(d.teacher.acting_params)
+    student_params = int(acting_params(d.student.policy))
+    summary = {
+        "env_id": cfg.env_id,
+        "teachers": [m.name for m in getattr(d.live, "members", [d.live])] if d.live else [],
+        "teacher_algo": d.teacher.algo,
+        "student_algo": d.student_algo,
+        "student_arch": list(d.student_arch),
+        "teacher_params": teacher_params,
+        "student_params": student_params,
+        "params_ratio": student_params / teacher_params if teacher_params else float("nan"),
+        "env_steps": d.progress["env_steps"],
+        "gradient_steps": d.progress["gradient_steps"],
+        "wall_seconds": round(d.progress["wall"], 2),
+        "teacher_return_source": "live teacher, evaluation seeds" if d.live else "dataset episodes",
+        "teacher_return_mean": teacher.mean,
+        "teacher_return_std": teacher.std,
+        "student_return_mean": student.mean,
+        "student_return_std": student.std,
+        "return_ratio": student.mean / teacher.mean if teacher.mean else float("nan"),
+        "eval_episodes": cfg.eval_episodes,
+        "eval_seed": d._eval_seed,
+        "action_agreement": d.progress["agreement"],
+        "buffer_transitions": len(d.buffer),
+        "buffer_bytes_per_transition": d.buffer.nbytes() / d.buffer.capacity,
+        "teacher_returns": teacher.returns.tolist(),
+        "student_returns": student.returns.tolist(),
+        "evals": d.progress["evals"],
+        "loss": d.loss,
+        "driver": cfg.driver if d.live else "offline",
+        "config": cfg.to_dict(),
+    }
+    if d.recorded is not None:
+        data = d.recorded.dataset
+        summary["dataset"] = {
+            "name": data.name, "path": str(data.folder), "steps": data.total_steps, "episodes": data.total_episodes,
+            "bytes_on_disk": data.bytes_on_disk, "bytes_per_step": data.bytes_on_disk / max(data.total_steps, 1),
+            "distributions": data.has_distributions, "source": data.meta.source,
+        }
+    return summary

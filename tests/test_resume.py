@@ -81,3 +81,34 @@ def test_resume_flag_needs_a_checkpoint(zoo, tmp_path):
     result = run_cli("distill", "--env", "CartPole-v1", "--teacher", str(zoo / "ppo/CartPole-v1_1"),
                      "--out", str(tmp_path / "none"), "--resume")
     assert result.returncode == 2 and "no checkpoint" in result.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 300 KB filesystem (tmpfs) for the output folder; grown later with a remount."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_full_disk_stops_with_one_line_keeps_the_checkpoint_and_resumes(zoo, small_disk):
+    out = small_disk / "run"
+    args = ["distill", "--env", "CartPole-v1", "--teacher", str(zoo / "ppo/CartPole-v1_1"), "--steps", "20000",
+            "--eval-episodes", "2", "--quiet", "--out", str(out)]
+    full = run_cli(*args)
+    assert full.returncode == 2, full.stderr
+    lines = [line for line in full.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: the disk is full"), full.stderr
+    assert _checkpoint_number(out) >= 0 and not (out / "summary.json").exists()
+    from policykd.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out) is not None  # the last complete checkpoint loads
+    subprocess.run(["mount", "-o", "remount,size=50m", str(small_disk)], check=True)
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_steps"] == 20000 and summary["student_return_mean"] > 400

@@ -1,0 +1,224 @@
+"""`policykd record`: play episodes (a teacher, or a person) and store them as a Minari dataset.
+
+Episodes are recorded one at a time, episode i reset with seed `seed + i`, through the
+same wrapper stack distillation uses (`EnvFactory`). Each finished episode is written at
+once to `<root>/.policykd-partial/<dataset>/episode_<i>.npz` (temporary name, then
+rename), so a killed recording resumes at the first missing episode and, with a
+deterministic teacher, ends with the dataset an uninterrupted run would have written.
+The Minari dataset itself is written only when every episode is in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch as th
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from stable_baselines3.common.vec_env import VecEnv
+
+from policykd.datasets import META_FILE, DatasetMeta, Episode, dataset_root, frames_of, stored_observation_space, write_dataset
+from policykd.distributions import ActionDist, check_finite, env_action
+from policykd.envs import EnvFactory, is_atari
+from policykd.errors import PolicykdError
+from policykd.output import disk_full_is_one_line
+from policykd.teachers import Teacher
+
+# obs (1, ...) -> (action (1, ...), teacher distribution or None, teacher value or None)
+PolicyFn = Callable[[np.ndarray], tuple[np.ndarray, ActionDist | None, th.Tensor | None]]
+_LABELS = ("logits", "mean", "log_std")
+
+
+@dataclass(frozen=True)
+class RecordSettings:
+    """What must match for a re-run to resume an unfinished recording."""
+
+    env_id: str
+    dataset: str
+    episodes: int
+    seed: int
+    source: str
+    teacher: str | None
+
+
+def teacher_policy(teacher: Teacher, *, actions_only: bool = False) -> PolicyFn:
+    """The teacher acts greedily (as in evaluation) and labels every state with its distribution
+    (`actions_only`: keeps only its actions, like the logs of an expert nobody can run any more)."""
+
+    def act(obs: np.ndarray):
+        dist, value = teacher.label(obs)
+        check_finite(dist, value, "the teacher's output while recording")
+        action = env_action(dist, teacher.action_space)
+        return (action, None, None) if actions_only else (action, dist, value)
+
+    return act
+
+
+def check_dataset_id(dataset_id: str) -> None:
+    """Minari's id rules, checked before anyone plays: a refused name after the last episode loses the play."""
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    try:
+        if parse_dataset_id(dataset_id)[-1] is None:
+            raise ValueError("it has no version: end it with -v0")
+    except (ValueError, TypeError) as err:
+        raise PolicykdError(f"--dataset {dataset_id!r} is not a valid Minari dataset id ({err}); "
+                            "use [namespace/]name-v<version>, e.g. pong/teacher-v0") from None
+
+
+def partial_folder(dataset_id: str) -> Path:
+    return dataset_root() / ".policykd-partial" / dataset_id
+
+
+def _labels_of(dist: ActionDist | None) -> dict[str, np.ndarray]:
+    if dist is None:
+        return {}
+    return {k: getattr(dist, k)[0].cpu().numpy().astype(np.float32) for k in _LABELS if getattr(dist, k) is not None}
+
+
+def record_episode(venv: VecEnv, policy: PolicyFn, seed: int, frame_stack: int) -> tuple[Episode, ActionDist | None]:
+    """One episode on a single-env VecEnv, reset with `seed`; every observation labelled, the last one too."""
+    venv.seed(seed)
+    obs = venv.reset()
+    frames, actions, rewards, terms, truncs, labels, values = [], [], [], [], [], [], []
+    template = None
+    while True:
+        action, dist, value = policy(obs)
+        template = dist if dist is not None else template
+        frames.append(frames_of(obs, frame_stack)[0])
+        labels.append(_labels_of(dist))
+        values.append(None if value is None else float(value[0]))
+        obs, reward, done, infos = venv.step(action)
+        actions.append(np.asarray(action)[0])
+        rewards.append(float(reward[0]))
+        if done[0]:
+            info = infos[0]
+            truncated = bool(info.get("TimeLimit.truncated", False))
+            terms.append(not truncated)
+            truncs.append(truncated)
+            final = info["terminal_observation"][None]
+            _, dist, value = policy(final)
+            frames.append(frames_of(final, frame_stack)[0])
+            labels.append(_labels_of(dist))
+            values.append(None if value is None else float(value[0]))
+            score = float(info["episode"]["r"]) if "episode" in info else float(np.sum(rewards))
+            break
+        terms.append(False)
+        truncs.append(False)
+    stacked = {k: np.stack([step[k] for step in labels]) for k in labels[0]} if labels[0] else {}
+    value_array = None if values[0] is None else np.asarray(values, dtype=np.float32)
+    episode = Episode(np.stack(frames), np.stack(actions), np.asarray(rewards, dtype=np.float32),
+                      np.asarray(terms), np.asarray(truncs), stacked, value_array, seed, score)
+    return episode, template
+
+
+def _check_settings(folder: Path, settings: RecordSettings) -> None:
+    path = folder / "record.json"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / ".record.json.tmp"
+        tmp.write_text(json.dumps(asdict(settings)))
+        os.replace(tmp, path)
+        return
+    saved = json.loads(path.read_text())
+    differ = sorted(k for k, v in asdict(settings).items() if saved.get(k) != v)
+    if differ:
+        raise PolicykdError(f"an unfinished recording of {settings.dataset} with other settings ({', '.join(differ)}) "
+                            f"is in {folder}; re-run it unchanged to resume, or pass --overwrite")
+
+
+def record(
+    factory: EnvFactory,
+    policy: PolicyFn,
+    settings: RecordSettings,
+    *,
+    teacher: Teacher | None = None,
+    overwrite: bool = False,
+    console: Console | None = None,
+    quiet: bool = False,
+) -> dict:
+    """Record `settings.episodes` episodes into the Minari dataset `settings.dataset`; returns a summary."""
+    console = console or Console()
+    check_dataset_id(settings.dataset)
+    target = dataset_root() / settings.dataset
+    folder = partial_folder(settings.dataset)
+    if target.exists() and not overwrite:
+        if (target / META_FILE).exists() or not folder.exists():
+            raise PolicykdError(f"dataset {settings.dataset} already exists at {target}; pass --overwrite to replace it")
+        shutil.rmtree(target)  # our own write of it was cut short (full disk, kill): the episodes are all kept
+    if overwrite and folder.exists():
+        shutil.rmtree(folder)
+    _check_settings(folder, settings)
+    frame_stack = factory.frame_stack if is_atari(factory.env_id) else 0
+    venv = factory.make(1, settings.seed)
+    obs_space, action_space = venv.observation_space, venv.action_space
+    template = None
+    done = sorted(folder.glob("episode_*.npz"))
+    try:
+        with Progress(TextColumn("[bold]record"), BarColumn(), MofNCompleteColumn(), TextColumn("episodes"),
+                      TextColumn("{task.fields[last]}"), TimeElapsedColumn(), console=console, disable=quiet) as bar:
+            task = bar.add_task("record", total=settings.episodes, completed=len(done), last="")
+            for i in range(settings.episodes):
+                path = folder / f"episode_{i:06d}.npz"
+                if path.is_file():
+                    continue
+                episode, dist = record_episode(venv, policy, settings.seed + i, frame_stack)
+                template = dist if dist is not None else template
+                with disk_full_is_one_line(folder, "an episode"):
+                    episode.save(path)
+                bar.update(task, advance=1, last=f"return {episode.score:+.1f}, {len(episode.rewards)} steps")
+    finally:
+        venv.close()
+    if template is None and teacher is not None and settings.source == "teacher":  # all from an earlier, interrupted run
+        template = teacher.label(factory_reset_obs(factory, settings.seed))[0]
+    episodes = [Episode.load(p) for p in sorted(folder.glob("episode_*.npz"))]
+    meta = DatasetMeta(
+        env_id=settings.env_id, frame_stack=frame_stack, label_kind=template.kind if template is not None else None,
+        squashed=bool(template.squashed) if template is not None else False,
+        q_values=bool(template.q_values) if template is not None else False, source=settings.source,
+        teacher=settings.teacher, teacher_algo=teacher.algo if teacher else None,
+        teacher_params=int(teacher.acting_params) if teacher else None,
+        episode_returns=[ep.score for ep in episodes],
+    )
+    normalizer = _normalizer_file(teacher)
+    with disk_full_is_one_line(dataset_root(), f"dataset {settings.dataset}"):
+        out = write_dataset(settings.dataset, episodes, meta, observation_space=stored_observation_space(obs_space, frame_stack),
+                            action_space=action_space, normalizer=normalizer, overwrite=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    steps = int(sum(len(ep.rewards) for ep in episodes))
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    returns = np.array(meta.episode_returns)
+    summary = {"dataset": settings.dataset, "path": str(out), "env_id": settings.env_id, "episodes": len(episodes),
+               "steps": steps, "bytes_on_disk": size, "bytes_per_step": size / max(steps, 1),
+               "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+               "distributions": meta.label_kind is not None}
+    if not quiet:
+        console.print(f"dataset {settings.dataset}: {len(episodes)} episodes, {steps:,} steps, "
+                      f"return {returns.mean():+.2f} ± {returns.std():.2f}, {size / max(steps, 1):,.0f} bytes/step on disk → {out}")
+    return summary
+
+
+def factory_reset_obs(factory: EnvFactory, seed: int) -> np.ndarray:
+    venv = factory.make(1, seed)
+    try:
+        return venv.reset()
+    finally:
+        venv.close()
+
+
+def _normalizer_file(teacher: Teacher | None) -> Path | None:
+    """The teacher's VecNormalize statistics, saved so the dataset carries them."""
+    if teacher is None or teacher.normalizer is None:
+        return None
+    from policykd.output import save_normalizer
+
+    path = dataset_root() / ".policykd-partial" / "vecnormalize.pkl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_normalizer(teacher.normalizer, path)
+    return path

@@ -1,0 +1,87 @@
+"""A recorded dataset as the teacher: its stored distributions (or actions) are the labels.
+
+A `DatasetTeacher` cannot label new states, so a run with only a dataset is offline: the
+env is stepped for evaluation alone. With a live teacher as well, the dataset fills the
+buffer first (relabelled by the live teacher when it holds only actions) and DAgger
+rounds follow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecNormalize
+
+from policykd.buffers import DistillationBuffer
+from policykd.datasets import Dataset, action_labels, open_dataset, stored_labels
+from policykd.envs import EnvFactory
+from policykd.errors import PolicykdError
+from policykd.teachers.base import Teacher
+from policykd.teachers.zoo import load_vecnormalize
+
+CHUNK = 4096  # steps labelled or stored at once
+
+
+@dataclass
+class DatasetTeacher:
+    """The Teacher protocol over a dataset; `label` is refused (there is nobody to ask)."""
+
+    dataset: Dataset
+    factory: EnvFactory
+    observation_space: spaces.Space
+    action_space: spaces.Space
+    normalizer: VecNormalize | None = None
+
+    @property
+    def name(self) -> str:
+        return f"dataset:{self.dataset.name}"
+
+    @property
+    def algo(self) -> str:
+        return self.dataset.meta.teacher_algo or "ppo"
+
+    @property
+    def acting_params(self) -> int:
+        return int(self.dataset.meta.teacher_params or 0)
+
+    def label(self, obs: np.ndarray):
+        raise PolicykdError(f"{self.name} is a recorded dataset: it cannot label new states (pass --teacher for DAgger)")
+
+
+def load_dataset_teacher(spec: str, env_id: str) -> DatasetTeacher:
+    """Open and check a dataset against `env_id` (one line on any mismatch), with its VecNormalize."""
+    factory = EnvFactory(env_id)
+    obs_space, action_space = factory.spaces()
+    dataset = open_dataset(spec, env_id, obs_space, action_space)
+    normalizer = None
+    if dataset.normalizer_path is not None:
+        normalizer = load_vecnormalize(dataset.normalizer_path, factory.make(1, 0))
+    return DatasetTeacher(dataset, factory, obs_space, action_space, normalizer)
+
+
+def label_steps(dataset: Dataset, obs: np.ndarray, actions: np.ndarray, labels: dict[str, np.ndarray],
+                values: np.ndarray | None, part: slice, *, live: Teacher | None, squashed: bool):
+    """Labels for steps `part` of one episode: the live teacher's when the dataset holds only
+    actions and a teacher is there, else the stored distributions, else the actions."""
+    if live is not None and not dataset.has_distributions:
+        return live.label(obs[part])
+    if dataset.has_distributions:
+        dist = stored_labels(dataset.meta, {k: v[part] for k, v in labels.items()})
+        return dist, None if values is None else th.as_tensor(values[part])
+    return action_labels(actions[part], dataset.action_space, squashed=squashed), None
+
+
+def fill_buffer(buffer: DistillationBuffer, dataset: Dataset, *, live: Teacher | None, squashed: bool) -> int:
+    """Every dataset step into `buffer`, labelled by `label_steps`; returns the steps stored."""
+    steps = 0
+    for obs, actions, labels, values in dataset.episodes():
+        for start in range(0, len(obs), CHUNK):
+            part = slice(start, start + CHUNK)
+            dist, value = label_steps(dataset, obs, actions, labels, values, part, live=live, squashed=squashed)
+            buffer.add(obs[part], dist, value, sequential=True)
+            steps += len(obs[part])
+        buffer.end_sequence()
+    return steps

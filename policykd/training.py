@@ -1,0 +1,77 @@
+"""One round of distillation updates: shuffled minibatches over the buffer, the loss, Adam."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from policykd.buffers import DistillationBuffer
+from policykd.config import DistillConfig
+from policykd.distributions import DETERMINISTIC, policy_dist, policy_value
+from policykd.errors import PolicykdError
+from policykd.losses import action_agreement, distillation_loss, kl
+
+Prep = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class RoundStats:
+    loss: float = float("nan")
+    kl: float = float("nan")
+    agreement: float = float("nan")
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+def train_round(
+    student: BaseAlgorithm,
+    optimizer: th.optim.Optimizer,
+    buffer: DistillationBuffer,
+    config: DistillConfig,
+    rng: np.random.Generator,
+    prep: Prep,
+    *,
+    loss: str,
+    env_step: int,
+) -> RoundStats:
+    """`config.epochs` passes over the buffer; `env_step` only names the step in a NaN error."""
+    cfg, valid = config, buffer.valid_indices()
+    n = len(valid)
+    steps = max(1, math.ceil(cfg.epochs * n / cfg.batch_size))
+    order = np.concatenate([valid[rng.permutation(n)] for _ in range(math.ceil(steps * cfg.batch_size / n))])
+    policy = student.policy
+    policy.set_training_mode(True)
+    sums = dict.fromkeys(("loss", "policy_loss", "value_loss", "entropy", "kl", "agreement"), 0.0)
+    for i in range(steps):
+        batch = buffer.get(order[i * cfg.batch_size : (i + 1) * cfg.batch_size])
+        obs = policy.obs_to_tensor(prep(batch.obs))[0]
+        dist = policy_dist(policy, obs)
+        terms = distillation_loss(
+            dist, batch.teacher, loss=loss, temperature=cfg.temperature, alpha=cfg.alpha, ent_coef=cfg.ent_coef,
+            student_value=policy_value(policy, obs), teacher_value=batch.value, vf_coef=cfg.vf_coef,
+        )
+        if not th.isfinite(terms.total):
+            raise PolicykdError(
+                f"loss became {terms.total.item()} at gradient step {i} after env step {env_step}; "
+                "stopping (the last checkpoint is kept)"
+            )
+        optimizer.zero_grad()
+        terms.total.backward()
+        th.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
+        optimizer.step()
+        with th.no_grad():
+            sums["loss"] += terms.total.item()
+            sums["policy_loss"] += terms.policy.item()
+            sums["value_loss"] += terms.value.item()
+            sums["entropy"] += terms.entropy.item()
+            sums["agreement"] += action_agreement(dist, batch.teacher)
+            soft = batch.teacher.kind != DETERMINISTIC and dist.kind == batch.teacher.kind
+            sums["kl"] += kl(dist, batch.teacher).item() if soft else float("nan")
+    policy.set_training_mode(False)
+    means = {k: v / steps for k, v in sums.items()}
+    means["gradient_steps"] = steps
+    return RoundStats(means["loss"], means["kl"], means["agreement"], means)
