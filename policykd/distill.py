@@ -18,7 +18,7 @@ from policykd.buffers import DistillationBuffer
 from policykd.checkpoint import load_checkpoint, remove_checkpoints, resumable, save_checkpoint, unstarted
 from policykd.collect import Collector, beta_schedule
 from policykd.config import DistillConfig
-from policykd.distributions import check_finite, policy_dist
+from policykd.distributions import DETERMINISTIC, check_finite, policy_dist
 from policykd.envs import check_env_id
 from policykd.errors import PolicykdError
 from policykd.evaluation import Returns, run_episodes, student_actor, student_eval, teacher_actor
@@ -97,7 +97,6 @@ class Distiller:
         capacity = max(config.buffer_size, self.recorded.dataset.total_steps + online) if self.recorded else config.buffer_size
         self.buffer = DistillationBuffer(capacity)
         self.collector = Collector(self.venv, self.live, self.buffer, self.rng) if self.live else None
-        self.loss = self._choose_loss()
         self._check_loss_fits()
         self.optimizer = th.optim.Adam(self.student.policy.parameters(), lr=config.learning_rate)
 
@@ -110,9 +109,12 @@ class Distiller:
     def _squashed_student(self) -> bool:
         return self.student_algo in ("sac", "td3")
 
-    def _choose_loss(self) -> str:
-        """The configured loss; for action-only data the hard-label loss (the default KL becomes NLL)."""
+    def _choose_loss(self, teacher_kind: str) -> str:
+        """The configured loss, except where the default KL cannot apply: a deterministic teacher
+        (TD3/DDPG/ARS) is matched by MSE on the action, action-only data by the hard-label loss."""
         loss = self.config.loss
+        if teacher_kind == DETERMINISTIC and not self._actions_only and loss == "kl":
+            return "mse_action"
         if not self._actions_only or loss not in SOFT_LOSSES:
             return loss
         if loss != "kl":
@@ -133,6 +135,7 @@ class Distiller:
                                           live=None, squashed=self._squashed_student)
             check_finite(teacher_dist, None, f"the distributions stored in dataset {self.config.dataset}")
             obs = obs[:8]
+        self.loss = self._choose_loss(teacher_dist.kind)
         with th.no_grad():
             LOSSES[self.loss](self._student_dist(obs), teacher_dist, self.config.temperature)
 

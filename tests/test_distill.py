@@ -65,10 +65,11 @@ print("ok")
 
 
 def test_deterministic_teacher_uses_mse_action(pendulum_td3_teacher, tmp_path):
-    summary = policykd.distill("Pendulum-v1", [pendulum_td3_teacher], out=tmp_path / "td3", steps=800, loss="mse_action", **FAST)
+    summary = policykd.distill("Pendulum-v1", [pendulum_td3_teacher], out=tmp_path / "td3", steps=800, **FAST)
     assert (summary["teacher_algo"], summary["student_algo"]) == ("td3", "td3")
-    with pytest.raises(PolicykdError, match="loss 'kl' needs"):
-        policykd.distill("Pendulum-v1", [pendulum_td3_teacher], out=tmp_path / "bad", steps=800, loss="kl", **FAST)
+    assert summary["loss"] == "mse_action"  # the default KL has no density to compare: MSE on the action
+    with pytest.raises(PolicykdError, match="loss 'gaussian_kl' needs"):
+        policykd.distill("Pendulum-v1", [pendulum_td3_teacher], out=tmp_path / "bad", steps=800, loss="gaussian_kl", **FAST)
 
 
 def test_ensemble_with_weights(zoo, tmp_path):
