@@ -54,8 +54,8 @@ class DistillationBuffer:
     def add(self, obs: np.ndarray, dist: ActionDist, value: th.Tensor | None, *, sequential: bool = False) -> None:
         """Store a batch of labelled observations: one row per env, or with `sequential`
         consecutive steps of one episode (a dataset), whose frame stacks share frames."""
-        if self.obs is None:
-            self._allocate(obs, dist)
+        if self.obs is None:  # a dataset's run of steps is one env, however many rows it brings
+            self._allocate(obs[:1] if sequential else obs, dist)
         n = len(obs)
         idx = (self.pos + np.arange(n)) % self.capacity
         self.obs.put(idx, obs, sequential=sequential)

@@ -155,6 +155,14 @@ def test_atari_dataset_stores_frames_once_and_rebuilds_the_wrapper_stacks(tmp_pa
     assert np.array_equal(stacks, expected)
     assert data.bytes_on_disk / data.total_steps <= 7.5 * 1024, data.bytes_on_disk / data.total_steps
 
+    from policykd.buffers import DistillationBuffer
+    from policykd.teachers.dataset import fill_buffer
+
+    buffer = DistillationBuffer(20_000)  # allocated per transition, as in a real run
+    assert fill_buffer(buffer, data, live=None, squashed=False) == data.total_steps
+    np.testing.assert_array_equal(buffer.get(np.arange(data.total_steps)).obs, expected)  # frames shared in memory too
+    assert buffer.nbytes() / buffer.capacity <= 7.5 * 1024, buffer.nbytes() / buffer.capacity
+
 
 def _corrupt(src: Path, dst: Path) -> Path:
     import shutil
