@@ -129,6 +129,7 @@ def evaluate(
 ) -> None:
     """Returns of a model (and a teacher) side by side on identical episode seeds."""
     from policykd.evaluation import run_episodes, teacher_actor
+    from policykd.models import uses_images
     from policykd.teachers import load_teacher
 
     if episodes <= 0:
@@ -136,6 +137,10 @@ def evaluate(
     policies = {"model": load_teacher(model, env_id=env, zoo_folder=zoo_folder, trust=trust_teacher)}
     if teacher:
         policies["teacher"] = load_teacher(teacher, env_id=env, zoo_folder=zoo_folder, trust=trust_teacher)
+    if not any(uses_images(p.observation_space) for p in policies.values()):
+        import torch as th
+
+        th.set_num_threads(1)  # as distill and train-teacher evaluate MLPs: the same float sums, the same episodes
     results = {}
     for role, policy in policies.items():
         returns = run_episodes(teacher_actor(policy), policy.factory, episodes, seed)
