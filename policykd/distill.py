@@ -29,7 +29,7 @@ from policykd.output import atomic_write_text, check_out, disk_full_is_one_line,
 from policykd.reporting import build_summary, progress_bar, summary_table, tensorboard_logger
 from policykd.students import auto_arch, build_student, default_student_algo
 from policykd.teachers import Teacher, load_teachers
-from policykd.teachers.dataset import DatasetTeacher, fill_buffer, label_steps, load_dataset_teacher
+from policykd.teachers.dataset import DatasetTeacher, fill_buffer, label_steps, load_dataset_teacher, needs_relabelling
 from policykd.training import train_round
 
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes never reuse the collection seeds
@@ -97,6 +97,7 @@ class Distiller:
         capacity = max(config.buffer_size, self.recorded.dataset.total_steps + online) if self.recorded else config.buffer_size
         self.buffer = DistillationBuffer(capacity)
         self.collector = Collector(self.venv, self.live, self.buffer, self.rng) if self.live else None
+        self.relabel_with: Teacher | None = None  # the live teacher, when the dataset's own labels cannot serve
         self._check_loss_fits()
         self.optimizer = th.optim.Adam(self.student.policy.parameters(), lr=config.learning_rate)
 
@@ -129,6 +130,8 @@ class Distiller:
             obs = self.venv.reset()
             teacher_dist, teacher_value = self.live.label(obs)
             check_finite(teacher_dist, teacher_value, "the teacher's output on the first observations")
+            if self.recorded is not None and needs_relabelling(self.recorded.dataset, self.live, teacher_dist):
+                self.relabel_with = self.live
         else:
             obs, actions, labels, values = next(self.recorded.dataset.episodes())
             teacher_dist, _ = label_steps(self.recorded.dataset, obs, actions, labels, values, slice(0, 8),
@@ -220,7 +223,7 @@ class Distiller:
         return phase
 
     def _load_dataset(self) -> None:
-        fill_buffer(self.buffer, self.recorded.dataset, live=self.live, squashed=self._squashed_student)
+        fill_buffer(self.buffer, self.recorded.dataset, live=self.relabel_with, squashed=self._squashed_student)
 
     def _teacher_returns(self) -> Returns:
         """The live teacher on the evaluation seeds; for an offline run, the dataset's own episodes."""

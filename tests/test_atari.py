@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pytest
 import torch as th
 
 from conftest import run_cli, run_fresh_python

@@ -1,7 +1,6 @@
 """Runs that survive: kill -9 twice and resume to the same weights; Ctrl-C; atomic checkpoints."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -64,9 +64,9 @@ def load_dataset_teacher(spec: str, env_id: str) -> DatasetTeacher:
 
 def label_steps(dataset: Dataset, obs: np.ndarray, actions: np.ndarray, labels: dict[str, np.ndarray],
                 values: np.ndarray | None, part: slice, *, live: Teacher | None, squashed: bool):
-    """Labels for steps `part` of one episode: the live teacher's when the dataset holds only
-    actions and a teacher is there, else the stored distributions, else the actions."""
-    if live is not None and not dataset.has_distributions:
+    """Labels for steps `part` of one episode: the `live` teacher's when one is given (to relabel),
+    else the stored distributions, else the actions."""
+    if live is not None:
         return live.label(obs[part])
     if dataset.has_distributions:
         dist = stored_labels(dataset.meta, {k: v[part] for k, v in labels.items()})
@@ -74,8 +74,18 @@ def label_steps(dataset: Dataset, obs: np.ndarray, actions: np.ndarray, labels: 
     return action_labels(actions[part], dataset.action_space, squashed=squashed), None
 
 
+def needs_relabelling(dataset: Dataset, live: Teacher | None, live_dist) -> bool:
+    """A live teacher relabels a dataset that holds only actions, or distributions of another
+    kind than its own (they could not share one buffer, nor one loss)."""
+    if live is None:
+        return False
+    meta = dataset.meta
+    return not dataset.has_distributions or (meta.label_kind, meta.squashed) != (live_dist.kind, live_dist.squashed)
+
+
 def fill_buffer(buffer: DistillationBuffer, dataset: Dataset, *, live: Teacher | None, squashed: bool) -> int:
-    """Every dataset step into `buffer`, labelled by `label_steps`; returns the steps stored."""
+    """Every dataset step into `buffer`, labelled by `label_steps` (`live`: the teacher that relabels
+    them, or None to use what is stored); returns the steps stored."""
     steps = 0
     for obs, actions, labels, values in dataset.episodes():
         for start in range(0, len(obs), CHUNK):
