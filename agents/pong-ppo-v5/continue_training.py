@@ -10,6 +10,7 @@ the card's: make_atari_env(ALE/Pong-v5, frameskip=1) x 8 envs + 4-frame stack.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -56,11 +57,16 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     start = folder / "latest.zip" if (folder / "latest.zip").exists() else HERE / "pong_ppo_v5.zip"
     env = VecFrameStack(make_atari_env("ALE/Pong-v5", n_envs=8, seed=int(time.time()) % 10_000, env_kwargs={"frameskip": 1}), 4)
-    base = 4_000_032  # steps of the shipped model
-    end = base + args.steps
     lr = args.lr
     # Linear decay from lr to 0 over the added steps, resumable: it depends on num_timesteps only.
     model = PPO.load(start, env=env, device="cpu", custom_objects={"learning_rate": lr, "clip_range": lambda _: 0.1})
+    plan_path = folder / "plan.json"  # the step the continuation started from, kept across resumes
+    if plan_path.exists():
+        base = json.loads(plan_path.read_text())["base"]
+    else:
+        base = model.num_timesteps  # steps of the shipped model
+        plan_path.write_text(json.dumps({"base": base, "steps": args.steps}))
+    end = base + args.steps
     # SB3 passes progress_remaining = (end - num_timesteps) / end when resuming with
     # reset_num_timesteps=False, so this is lr * (end - num_timesteps) / steps.
     steps = args.steps
