@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -27,6 +28,23 @@ def _register(env_id: str) -> None:
         import ale_py
 
         gym.register_envs(ale_py)
+    else:
+        _quiet_known_mujoco_warning()
+
+
+def _quiet_known_mujoco_warning() -> None:
+    """gymnasium's MuJoCo v5 models use `settotalmass`, which MuJoCo 4 calls deprecated on stderr
+    each time an env is made: noise that would bury a one-line error. Other warnings still print."""
+    try:
+        import mujoco
+    except ImportError:
+        return
+
+    def warn(message: str) -> None:
+        if "'settotalmass' is deprecated" not in message:
+            sys.stderr.write(f"WARNING: {message}\n")
+
+    mujoco.set_mju_user_warning(warn)
 
 
 def check_env_id(env_id: str) -> str:

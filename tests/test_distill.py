@@ -90,17 +90,20 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecNormalize
-venv = VecNormalize.load({str(out / 'vecnormalize.pkl')!r}, make_vec_env("HalfCheetah-v5", n_envs=1, seed={summary['eval_seed']}))
+# policykd plays its evaluation episodes side by side, one env per episode (env i seeded eval_seed + i):
+# the same with SB3's own tools gives the same batches, hence the same floats and the same episodes
+# (a 4,000-step student is erratic enough that batch-1 float rounding alone changes its return)
+venv = VecNormalize.load({str(out / 'vecnormalize.pkl')!r}, make_vec_env("HalfCheetah-v5", n_envs=2, seed={summary['eval_seed']}))
 venv.training = False
 venv.norm_reward = False
 model = PPO.load({str(out / 'student.zip')!r}, device="cpu")
-rewards, _ = evaluate_policy(model, venv, n_eval_episodes=1, return_episode_rewards=True)
-print(rewards[0])
+rewards, _ = evaluate_policy(model, venv, n_eval_episodes=2, return_episode_rewards=True)
+print(*sorted(rewards))
 """
     result = run_fresh_python(code)
     assert result.returncode == 0, result.stderr
-    reproduced = float(result.stdout.strip().splitlines()[-1])
-    assert reproduced == pytest.approx(summary["student_returns"][0], rel=0.02, abs=20)
+    reproduced = [float(x) for x in result.stdout.strip().splitlines()[-1].split()]
+    assert reproduced == pytest.approx(sorted(summary["student_returns"]), abs=1e-3)
 
 
 def test_summary_json_matches_return_value(cartpole_ppo_teacher, tmp_path):
