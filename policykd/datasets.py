@@ -7,9 +7,9 @@ value (`teacher_value`), aligned with the observations: `infos[k][t]` labels
 `observations[t]`, for t = 0..T (the final observation is labelled too). Human play and
 other action-only datasets have no such keys: the student learns from the actions (BC).
 
-Atari observations are stored one frame per step, not one 4-frame stack per step
-(7 KB instead of 28 KB); stacks are rebuilt per episode exactly as SB3's VecFrameStack
-builds them, zero frames before the episode's first.
+Atari observations are stored one frame per step, not one 4-frame stack per step, in
+whole-frame gzip chunks (157 B per step for Pong instead of 28 KB); stacks are rebuilt per
+episode exactly as SB3's VecFrameStack builds them, zero frames before the episode's first.
 """
 
 from __future__ import annotations
