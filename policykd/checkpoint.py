@@ -80,17 +80,24 @@ def remove_checkpoints(out: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _settings_differing(out: Path, config: "DistillConfig") -> list[str] | None:
+    """Settings in which `out/config.json` differs from `config` (None when it is unreadable)."""
+    try:
+        saved = json.loads((out / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    current = json.loads(json.dumps(config.to_dict()))
+    return sorted(k for k in set(saved) | set(current) if k != "overwrite" and saved.get(k) != current.get(k))
+
+
 def resumable(out: Path, config: "DistillConfig") -> bool:
     """True when `out` holds an unfinished run of the same settings (resume it); a
     different run there is refused rather than mixed."""
     if config.overwrite or read_pointer(out) is None or (out / "summary.json").exists():
         return False
-    try:
-        saved = json.loads((out / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        raise PolicykdError(f"{out} holds a checkpoint without a readable config.json; pass --overwrite to start again") from None
-    current = json.loads(json.dumps(config.to_dict()))
-    differ = sorted(k for k in set(saved) | set(current) if k != "overwrite" and saved.get(k) != current.get(k))
+    differ = _settings_differing(out, config)
+    if differ is None:
+        raise PolicykdError(f"{out} holds a checkpoint without a readable config.json; pass --overwrite to start again")
     if differ:
         raise PolicykdError(
             f"{out} holds an unfinished run with other settings ({', '.join(differ)}); "
@@ -104,9 +111,4 @@ def unstarted(out: Path, config: "DistillConfig") -> bool:
     e.g. after a full disk at the first checkpoint): re-running starts it over there."""
     if not out.is_dir() or read_pointer(out) is not None or (out / "summary.json").exists():
         return False
-    try:
-        saved = json.loads((out / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    current = json.loads(json.dumps(config.to_dict()))
-    return all(saved.get(k) == current.get(k) for k in set(saved) | set(current) if k != "overwrite")
+    return _settings_differing(out, config) == []

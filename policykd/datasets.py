@@ -20,7 +20,7 @@ import shutil
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -30,6 +30,9 @@ from gymnasium import spaces
 from policykd.distributions import CATEGORICAL, DETERMINISTIC, ActionDist
 from policykd.errors import PolicykdError
 from policykd.models import describe_space
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.vec_env import VecNormalize
 
 META_FILE = "policykd.json"
 NORMALIZER_FILE = "vecnormalize.pkl"
@@ -113,6 +116,11 @@ def restack(frames: np.ndarray, k: int) -> np.ndarray:
     return padded[index]
 
 
+def folder_bytes(folder: Path) -> int:
+    """Bytes on disk of everything under `folder`."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
 def dataset_root() -> Path:
     from minari.storage.datasets_root_dir import get_dataset_path
 
@@ -131,7 +139,7 @@ def dataset_folder(spec: str) -> Path:
 
 
 def write_dataset(dataset_id: str, episodes: list[Episode], meta: DatasetMeta, *, observation_space: spaces.Space,
-                  action_space: spaces.Space, normalizer: Path | None = None, overwrite: bool = False) -> Path:
+                  action_space: spaces.Space, normalizer: "VecNormalize | None" = None, overwrite: bool = False) -> Path:
     """A Minari dataset under its root, with `policykd.json` (and the teacher's VecNormalize) beside it."""
     from minari import create_dataset_from_buffers
     from minari.data_collector import EpisodeBuffer
@@ -160,7 +168,9 @@ def write_dataset(dataset_id: str, episodes: list[Episode], meta: DatasetMeta, *
     if meta.frame_stack:
         compact_frames(folder / "data")
     if normalizer is not None:
-        shutil.copyfile(normalizer, folder / NORMALIZER_FILE)
+        from policykd.output import save_normalizer
+
+        save_normalizer(normalizer, folder / NORMALIZER_FILE)
     tmp = folder / f".{META_FILE}.tmp"
     tmp.write_text(json.dumps(asdict(meta), indent=2))
     os.replace(tmp, folder / META_FILE)
@@ -229,7 +239,7 @@ class Dataset:
 
     @property
     def bytes_on_disk(self) -> int:
-        return sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
+        return folder_bytes(self.folder)
 
     def episodes(self) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray | None]]:
         """Per episode: policy observations (T, ...), actions (T, ...), labels (T, ...), values (T,)."""
@@ -244,18 +254,19 @@ class Dataset:
 
 
 def _open_minari(spec: str, folder: Path):
+    """The Minari dataset, local or downloaded, with its first and last episodes read once:
+    that finds truncated or corrupt files and missing actions before any work."""
     from minari.dataset.minari_dataset import MinariDataset
 
     data = folder / "data"
-    if not (data / "metadata.json").is_file():
-        if _looks_like_path(spec):
-            raise PolicykdError(f"dataset not found: {spec} (no data/metadata.json there)")
-        return _download(spec)
+    if not (data / "metadata.json").is_file() and _looks_like_path(spec):
+        raise PolicykdError(f"dataset not found: {spec} (no data/metadata.json there)")
     try:
-        dataset = MinariDataset(str(data))
+        dataset = MinariDataset(str(data)) if (data / "metadata.json").is_file() else _download(spec)
         steps = int(dataset.total_steps)
-        for _ in dataset.iterate_episodes(episode_indices=[0, dataset.total_episodes - 1]):
-            pass  # reading the first and last episodes finds truncated or corrupt files
+        for episode in dataset.iterate_episodes(episode_indices=[0, dataset.total_episodes - 1]):
+            if episode.actions is None or len(np.asarray(episode.actions)) != len(episode.rewards):
+                raise PolicykdError(f"dataset {spec} has no actions")
     except PolicykdError:
         raise
     except KeyError as err:
@@ -317,9 +328,6 @@ def open_dataset(spec: str, env_id: str, observation_space: spaces.Space, action
     if dataset.action_space != action_space:
         raise PolicykdError(f"dataset {spec}: its action space {describe_space(dataset.action_space)} "
                             f"does not match {env_id}'s {describe_space(action_space)}")
-    first = next(iter(dataset.iterate_episodes(episode_indices=[0])))
-    if first.actions is None or len(np.asarray(first.actions)) != len(first.rewards):
-        raise PolicykdError(f"dataset {spec} has no actions")
     return Dataset(spec, folder, meta, dataset, int(dataset.total_steps), int(dataset.total_episodes))
 
 

@@ -91,7 +91,7 @@ class Distiller:
         spaces_env.close()
         self.student_arch = tuple(arch)
         th.set_num_threads(config.torch_threads or ((os.cpu_count() or 1) if images else 1))
-        self.normalizer = self.live.normalizer if self.live else self.recorded.normalizer
+        self.normalizer = self.teacher.normalizer
         self.obs_stats: ObsStats | None = None  # fitted after the first round (MLP students)
         online = config.steps if self.live else 0
         capacity = max(config.buffer_size, self.recorded.dataset.total_steps + online) if self.recorded else config.buffer_size

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from stable_baselines3.common.vec_env import VecEnv
 
-from policykd.datasets import META_FILE, DatasetMeta, Episode, dataset_root, frames_of, stored_observation_space, write_dataset
+from policykd.datasets import META_FILE, DatasetMeta, Episode, dataset_root, folder_bytes, frames_of, stored_observation_space, write_dataset
 from policykd.distributions import ActionDist, check_finite, env_action
 from policykd.envs import EnvFactory, is_atari
 from policykd.errors import PolicykdError
@@ -186,13 +186,13 @@ def record(
         teacher_params=int(teacher.acting_params) if teacher else None,
         episode_returns=[ep.score for ep in episodes],
     )
-    normalizer = _normalizer_file(teacher)
+    normalizer = teacher.normalizer if teacher is not None else None
     with disk_full_is_one_line(dataset_root(), f"dataset {settings.dataset}"):
         out = write_dataset(settings.dataset, episodes, meta, observation_space=stored_observation_space(obs_space, frame_stack),
                             action_space=action_space, normalizer=normalizer, overwrite=True)
     shutil.rmtree(folder, ignore_errors=True)
     steps = int(sum(len(ep.rewards) for ep in episodes))
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    size = folder_bytes(out)
     returns = np.array(meta.episode_returns)
     summary = {"dataset": settings.dataset, "path": str(out), "env_id": settings.env_id, "episodes": len(episodes),
                "steps": steps, "bytes_on_disk": size, "bytes_per_step": size / max(steps, 1),
@@ -211,14 +211,3 @@ def factory_reset_obs(factory: EnvFactory, seed: int) -> np.ndarray:
     finally:
         venv.close()
 
-
-def _normalizer_file(teacher: Teacher | None) -> Path | None:
-    """The teacher's VecNormalize statistics, saved so the dataset carries them."""
-    if teacher is None or teacher.normalizer is None:
-        return None
-    from policykd.output import save_normalizer
-
-    path = dataset_root() / ".policykd-partial" / "vecnormalize.pkl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_normalizer(teacher.normalizer, path)
-    return path

@@ -129,9 +129,10 @@ def build_summary(distiller: Any, teacher: Any, student: Any) -> dict[str, Any]:
     }
     if d.recorded is not None:
         data = d.recorded.dataset
+        size = data.bytes_on_disk  # one walk of the folder
         summary["dataset"] = {
             "name": data.name, "path": str(data.folder), "steps": data.total_steps, "episodes": data.total_episodes,
-            "bytes_on_disk": data.bytes_on_disk, "bytes_per_step": data.bytes_on_disk / max(data.total_steps, 1),
+            "bytes_on_disk": size, "bytes_per_step": size / max(data.total_steps, 1),
             "distributions": data.has_distributions, "source": data.meta.source,
         }
     return summary
