@@ -4,6 +4,7 @@ Run by hand (each row is a full `policykd distill` run: ~20 minutes on 2 cores):
 
     python benchmarks/pong.py                       # the default run only
     python benchmarks/pong.py --grid                # 3 student sizes x 2 drivers
+    python benchmarks/pong.py --grid --only 1pct     # the rows whose name contains "1pct"
 
 Each row: `policykd distill --env ALE/Pong-v5 --out OUT [--student-arch A] [--driver D]`,
 run under `/usr/bin/time -v` for peak memory; returns over 20 episodes on the same seeds.
@@ -45,12 +46,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--grid", action="store_true")
     parser.add_argument("--out", default="runs/bench-pong")
+    parser.add_argument("--only", default="", help="run only the rows whose folder name contains this")
     args = parser.parse_args()
     print("| command | teacher return | student return | student / teacher params | env steps | wall-clock | peak RSS | buffer B/transition |")
     print("|---|---|---|---|---|---|---|---|")
     rows = [(name, arch, driver) for name, arch in SIZES.items() for driver in DRIVERS] if args.grid else [("default", None, None)]
     for name, arch, driver in rows:
-        print(run(Path(args.out) / f"{name.split()[0].replace('%', 'pct')}-{driver or 'preset'}", arch, driver), flush=True)
+        folder = f"{name.split()[0].replace('%', 'pct')}-{driver or 'preset'}"
+        if args.only in folder:
+            print(run(Path(args.out) / folder, arch, driver), flush=True)
 
 
 if __name__ == "__main__":
