@@ -11,6 +11,8 @@ from typing import Any
 
 from policykd.errors import PolicykdError
 
+LR_SCHEDULES = ("constant", "linear")
+
 
 @dataclass(frozen=True)
 class DistillConfig:
@@ -58,6 +60,10 @@ class DistillConfig:
     """Default student size: this fraction of the teacher's acting parameters."""
     learning_rate: float = 1e-3
     """Adam learning rate of the distillation updates."""
+    lr_schedule: str = "constant"
+    """constant, or linear: the rate falls from learning_rate to 0 across the rounds (and within each
+    round across its gradient steps), so the last round fine-tunes instead of leaving the student
+    wherever its last large step put it."""
     batch_size: int = 256
     """Minibatch size."""
     epochs: float = 4.0
@@ -91,6 +97,7 @@ class DistillConfig:
             (self.checkpoint_every is None or self.checkpoint_every > 0, f"--checkpoint-every must be positive, got {self.checkpoint_every}"),
             (self.eval_episodes > 0, f"--eval-episodes must be positive, got {self.eval_episodes}"),
             (self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}"),
+            (self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"),
             (0 < self.student_fraction <= 1, f"--student-fraction must be within (0, 1], got {self.student_fraction}"),
         ]
         for ok, message in checks:

@@ -305,13 +305,20 @@ class Distiller:
         logger.record("time/env_steps", self.progress["env_steps"])
         logger.dump(self.progress["env_steps"])
 
+    def _lr_span(self, r: int) -> tuple[float, float] | None:
+        """Round r's first and last learning rates under a linear schedule (None: constant)."""
+        if self.config.lr_schedule == "constant":
+            return None
+        lr, total = self.config.learning_rate, self._total_rounds
+        return lr * (1 - r / total), lr * (1 - (r + 1) / total)
+
     def _train_phase(self, r: int, teacher_returns: Returns, bar, task, logger) -> None:
         """Train on the buffer, evaluate when due; the last round evaluates and saves the student as saved."""
         cfg = self.config
         if r == 0 and self.normalizer is None and supports_folding(self.student):
             self.obs_stats = fit_obs_stats(self.buffer.get(self.buffer.valid_indices()).obs)
         stats = train_round(self.student, self.optimizer, self.buffer, cfg, self.rng, self._prep, loss=self.loss,
-                            env_step=self.progress["env_steps"])
+                            env_step=self.progress["env_steps"], lr_span=self._lr_span(r))
         self.progress["gradient_steps"] += int(stats.parts["gradient_steps"])
         bar.update(task, loss=stats.loss, kl=stats.kl)
         last = r == self._total_rounds - 1
@@ -336,6 +343,7 @@ class Distiller:
         for key, value in stats.parts.items():
             if not (key == "kl" and np.isnan(value)):
                 logger.record(f"train/{'action_agreement' if key == 'agreement' else key}", value)
+        logger.record("train/learning_rate", self.optimizer.param_groups[0]["lr"])
         logger.record("time/round", r)
         logger.record("time/gradient_steps", self.progress["gradient_steps"])
         logger.dump(self._log_step())

@@ -37,8 +37,12 @@ def train_round(
     *,
     loss: str,
     env_step: int,
+    lr_span: tuple[float, float] | None = None,
 ) -> RoundStats:
-    """`config.epochs` passes over the buffer; `env_step` only names the step in a NaN error."""
+    """`config.epochs` passes over the buffer; `env_step` only names the step in a NaN error.
+
+    `lr_span` (first, last): the learning rate moves linearly between them across this round's steps.
+    """
     cfg, valid = config, buffer.valid_indices()
     n = len(valid)
     steps = max(1, math.ceil(cfg.epochs * n / cfg.batch_size))
@@ -59,6 +63,9 @@ def train_round(
                 f"loss became {terms.total.item()} at gradient step {i} after env step {env_step}; "
                 "stopping (the last checkpoint is kept)"
             )
+        if lr_span is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_span[0] + (lr_span[1] - lr_span[0]) * i / steps
         optimizer.zero_grad()
         terms.total.backward()
         th.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)

@@ -111,3 +111,19 @@ def test_summary_json_matches_return_value(cartpole_ppo_teacher, tmp_path):
     on_disk = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert on_disk["student_return_mean"] == summary["student_return_mean"]
     assert np.isclose(np.mean(on_disk["student_returns"]), on_disk["student_return_mean"])
+
+
+def test_linear_lr_schedule_falls_to_zero_by_the_last_round(cartpole_ppo_teacher, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "linear"
+    policykd.distill("CartPole-v1", [cartpole_ppo_teacher], out=out, steps=1600, learning_rate=1e-3,
+                     lr_schedule="linear", **{**FAST, "rounds": 4})
+    acc = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    last_lr_per_round = [e.value for e in acc.Scalars("train/learning_rate")]
+    assert len(last_lr_per_round) == 4
+    # Round r ends just above 1e-3 * (1 - (r + 1) / 4): 7.5e-4, 5e-4, 2.5e-4, ~0.
+    assert last_lr_per_round == pytest.approx([7.5e-4, 5e-4, 2.5e-4, 0.0], abs=3e-5)
+    with pytest.raises(PolicykdError, match="--lr-schedule must be one of constant, linear"):
+        policykd.distill("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / "bad", lr_schedule="cosine", **FAST)
