@@ -20,7 +20,7 @@ import shutil
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -97,6 +97,12 @@ class Episode:
                        int(data["seed"]), float(data["score"]))
 
 
+def episode_score_and_steps(path: Path) -> tuple[float, int]:
+    """An episode file's return and length, without reading its observations (npz members load lazily)."""
+    with np.load(path, allow_pickle=False) as data:
+        return float(data["score"]), len(data["rewards"])
+
+
 def stored_observation_space(space: spaces.Space, frame_stack: int) -> spaces.Space:
     """The dataset's observation space: one frame of a (k, H, W) stack when frames are stored once."""
     if frame_stack:
@@ -138,9 +144,12 @@ def dataset_folder(spec: str) -> Path:
     return dataset_root() / spec
 
 
-def write_dataset(dataset_id: str, episodes: list[Episode], meta: DatasetMeta, *, observation_space: spaces.Space,
+def write_dataset(dataset_id: str, episodes: Iterable[Episode], meta: DatasetMeta, *, observation_space: spaces.Space,
                   action_space: spaces.Space, normalizer: "VecNormalize | None" = None, overwrite: bool = False) -> Path:
-    """A Minari dataset under its root, with `policykd.json` (and the teacher's VecNormalize) beside it."""
+    """A Minari dataset under its root, with `policykd.json` (and the teacher's VecNormalize) beside it.
+
+    `episodes` is consumed one at a time (a generator keeps one episode in memory, not the dataset).
+    """
     from minari import create_dataset_from_buffers
     from minari.data_collector import EpisodeBuffer
 
@@ -149,18 +158,18 @@ def write_dataset(dataset_id: str, episodes: list[Episode], meta: DatasetMeta, *
         if not overwrite:
             raise PolicykdError(f"dataset {dataset_id} already exists at {folder}; pass --overwrite to replace it")
         shutil.rmtree(folder)
-    buffers = []
-    for i, ep in enumerate(episodes):
-        infos = {LABEL_KEYS[k]: v for k, v in ep.labels.items()}
-        if ep.values is not None:
-            infos[VALUE_KEY] = ep.values
-        buffers.append(EpisodeBuffer(id=i, seed=ep.seed, observations=ep.observations, actions=ep.actions,
-                                     rewards=ep.rewards, terminations=ep.terminations, truncations=ep.truncations,
-                                     infos=infos))
+
+    def buffers() -> Iterator[EpisodeBuffer]:
+        for i, ep in enumerate(episodes):
+            infos = {LABEL_KEYS[k]: v for k, v in ep.labels.items()}
+            if ep.values is not None:
+                infos[VALUE_KEY] = ep.values
+            yield EpisodeBuffer(id=i, seed=ep.seed, observations=ep.observations, actions=ep.actions,
+                                rewards=ep.rewards, terminations=ep.terminations, truncations=ep.truncations, infos=infos)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Minari warns about unset author, permalink, eval env
         create_dataset_from_buffers(
-            dataset_id, buffers, env=gym.spec(meta.env_id), observation_space=observation_space,
+            dataset_id, buffers(), env=gym.spec(meta.env_id), observation_space=observation_space,
             action_space=action_space, algorithm_name=f"policykd record ({meta.source}: {meta.teacher or 'human'})",
             description="Recorded with policykd; teacher distributions in infos (see policykd.json).",
             jpeg_encoding=False,  # lossless: the student must see what the teacher saw

@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from stable_baselines3.common.vec_env import VecEnv
 
-from policykd.datasets import META_FILE, DatasetMeta, Episode, dataset_root, folder_bytes, frames_of, stored_observation_space, write_dataset
+from policykd.datasets import (META_FILE, DatasetMeta, Episode, dataset_root, episode_score_and_steps, folder_bytes, frames_of,
+                               stored_observation_space, write_dataset)
 from policykd.distributions import ActionDist, check_finite, env_action
 from policykd.envs import EnvFactory, is_atari
 from policykd.errors import PolicykdError
@@ -177,29 +178,30 @@ def record(
         venv.close()
     if template is None and teacher is not None and settings.source == "teacher":  # all from an earlier, interrupted run
         template = teacher.label(factory_reset_obs(factory, settings.seed))[0]
-    episodes = [Episode.load(p) for p in sorted(folder.glob("episode_*.npz"))]
+    paths = sorted(folder.glob("episode_*.npz"))
+    scores, steps = zip(*(episode_score_and_steps(p) for p in paths))
     meta = DatasetMeta(
         env_id=settings.env_id, frame_stack=frame_stack, label_kind=template.kind if template is not None else None,
         squashed=bool(template.squashed) if template is not None else False,
         q_values=bool(template.q_values) if template is not None else False, source=settings.source,
         teacher=settings.teacher, teacher_algo=teacher.algo if teacher else None,
         teacher_params=int(teacher.acting_params) if teacher else None,
-        episode_returns=[ep.score for ep in episodes],
+        episode_returns=list(scores),
     )
     normalizer = teacher.normalizer if teacher is not None else None
     with disk_full_is_one_line(dataset_root(), f"dataset {settings.dataset}"):
-        out = write_dataset(settings.dataset, episodes, meta, observation_space=stored_observation_space(obs_space, frame_stack),
+        out = write_dataset(settings.dataset, (Episode.load(p) for p in paths), meta, observation_space=stored_observation_space(obs_space, frame_stack),
                             action_space=action_space, normalizer=normalizer, overwrite=True)
     shutil.rmtree(folder, ignore_errors=True)
-    steps = int(sum(len(ep.rewards) for ep in episodes))
+    steps = int(sum(steps))
     size = folder_bytes(out)
     returns = np.array(meta.episode_returns)
-    summary = {"dataset": settings.dataset, "path": str(out), "env_id": settings.env_id, "episodes": len(episodes),
+    summary = {"dataset": settings.dataset, "path": str(out), "env_id": settings.env_id, "episodes": len(paths),
                "steps": steps, "bytes_on_disk": size, "bytes_per_step": size / max(steps, 1),
                "return_mean": float(returns.mean()), "return_std": float(returns.std()),
                "distributions": meta.label_kind is not None}
     if not quiet:
-        console.print(f"dataset {settings.dataset}: {len(episodes)} episodes, {steps:,} steps, "
+        console.print(f"dataset {settings.dataset}: {len(paths)} episodes, {steps:,} steps, "
                       f"return {returns.mean():+.2f} ± {returns.std():.2f}, {size / max(steps, 1):,.0f} bytes/step on disk → {out}")
     return summary
 
