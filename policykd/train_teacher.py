@@ -203,6 +203,12 @@ def _build_model(settings: TeacherSettings, hp: ZooHyperparams, ckpt: dict[str, 
         raise PolicykdError(f"envs/teachers.yaml [{settings.algo}][{hp.key}]: {type(err).__name__}: {err}") from None
 
 
+def _may_extend(ckpt: dict[str, Any], settings: TeacherSettings, hp: ZooHyperparams) -> bool:
+    """A longer --steps may continue an unfinished run when no schedule depends on the total (lin_ values do)."""
+    schedules = any(isinstance(v, str) and v.startswith("lin_") for v in hp.raw.values())
+    return settings.steps > int(ckpt["steps_done"]) and not schedules
+
+
 def _prepare(settings: TeacherSettings, hp: ZooHyperparams) -> tuple[dict[str, Any] | None, bool]:
     """(checkpoint to continue or None, whether `out` may be emptied); refuses what would mix or lose runs."""
     out = settings.out
@@ -216,7 +222,7 @@ def _prepare(settings: TeacherSettings, hp: ZooHyperparams) -> tuple[dict[str, A
         return None, settings.overwrite or ours
     saved, current = ckpt.get("settings", {}), settings.identity(hp)
     differ = [f"{k} {saved.get(k)!r} -> {current[k]!r}" if k != "hyperparameters" else k
-              for k in IDENTITY if saved.get(k) != current[k]]
+              for k in IDENTITY if saved.get(k) != current[k] and not (k == "steps" and _may_extend(ckpt, settings, hp))]
     if differ:
         raise PolicykdError(
             f"{out} holds an unfinished run with other settings ({'; '.join(differ)}); "
@@ -238,7 +244,9 @@ def train_teacher(settings: TeacherSettings, hp: ZooHyperparams, log: Callable[[
     wall_before = float(ckpt["wall_s"]) if ckpt else 0.0
     resumed_at = list(ckpt.get("resumed_at", [])) + [done] if ckpt else []
     if ckpt:
-        log(f"resuming from checkpoint at step {done} of {settings.steps} ({ckpt['path']})")
+        was = ckpt.get("settings", {}).get("steps", settings.steps)
+        log(f"resuming from checkpoint at step {done} of {settings.steps}{f' (was {was})' if was != settings.steps else ''} "
+            f"({ckpt['path']})")
     else:
         log(f"training {settings.algo} on {settings.env_id} for {settings.steps} steps "
             f"({settings.n_envs} envs, rl-zoo entry {hp.key!r}); checkpoints every {settings.checkpoint_every}")

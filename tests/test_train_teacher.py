@@ -121,6 +121,22 @@ def test_kill_9_after_a_checkpoint_then_the_same_command_finishes_from_it(tmp_pa
     assert not (out / "checkpoint").exists()
 
 
+def test_an_unfinished_off_policy_run_can_be_given_more_steps(tmp_path):
+    out = tmp_path / "longer"
+    args = ["train-teacher", "--env", "Pendulum-v1", "--algo", "sac", "--steps", "100000", "--checkpoint-every", "200",
+            "--eval-episodes", "2", "--out", str(out)]
+    proc = _start(*args)
+    _wait_for(out / "checkpoint" / "checkpoint.json", proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    done = _pointer(out)["steps_done"]
+    longer = [a if a != "100000" else str(done + 300) for a in args]  # SAC's rates do not depend on the total
+    result = run_cli(*longer)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"resuming from checkpoint at step {done} of {done + 300} (was 100000)" in result.stdout
+    assert yaml.safe_load((out / "card.yaml").read_text())["env_steps"] == done + 300
+
+
 def test_ctrl_c_checkpoints_and_other_settings_are_refused(tmp_path):
     out = tmp_path / "cp"
     args = ["train-teacher", "--env", "CartPole-v1", "--algo", "ppo", "--steps", "200000", "--checkpoint-every", "1024",
@@ -135,7 +151,7 @@ def test_ctrl_c_checkpoints_and_other_settings_are_refused(tmp_path):
     assert 0 < pointer["steps_done"] < 200_000 and pointer["steps_done"] % 256 == 0  # whole PPO rollouts only
     assert (out / "checkpoint" / pointer["folder"] / "model.zip").is_file()
 
-    other = run_cli(*[a if a != "200000" else "300000" for a in args])
+    other = run_cli(*[a if a != "200000" else "300000" for a in args])  # lin_ rates are spread over the total
     assert other.returncode == 2, other.stderr
     assert "unfinished run with other settings (steps 200000 -> 300000)" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1
