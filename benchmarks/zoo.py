@@ -1,4 +1,6 @@
-"""Distil every rl-zoo agent in ../shared/teachers/rl-zoo with the CLI defaults and print a results table.
+"""Distil the classic-control rl-zoo agents in ../shared/teachers/rl-zoo with the CLI defaults; print a results table.
+
+The zoo's MuJoCo agents are rows of benchmarks/mujoco.py, beside our own MuJoCo teachers.
 
 Run by hand (minutes on 2 cores):  python benchmarks/zoo.py [--zoo PATH] [--out runs/bench-zoo]
 Each row is one `policykd distill --env ENV --teacher FOLDER --out OUT` with the env preset's settings.
@@ -21,11 +23,6 @@ ROWS = [
     ("dqn/Acrobot-v1_1", "Acrobot-v1"),
     ("ppo/Pendulum-v1_1", "Pendulum-v1"),
     ("sac/Pendulum-v1_1", "Pendulum-v1"),
-    ("ppo/HalfCheetah-v3_1", "HalfCheetah-v5"),
-    ("sac/HalfCheetah-v3_1", "HalfCheetah-v5"),
-    ("ppo/Hopper-v3_1", "Hopper-v5"),
-    ("sac/Hopper-v3_1", "Hopper-v5"),
-    ("sac/Walker2d-v3_1", "Walker2d-v5"),
 ]
 
 
