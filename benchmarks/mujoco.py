@@ -18,6 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from policykd.agents import default_agent
+
 ZOO = Path(__file__).resolve().parents[2] / "shared/teachers/rl-zoo"
 ENVS = {  # env -> rl-zoo folders (relative to ZOO) distilled with the preset
     "HalfCheetah-v5": ["sac/HalfCheetah-v3_1", "ppo/HalfCheetah-v3_1"],
@@ -29,9 +31,11 @@ DRIVERS = ("dagger", "teacher")
 
 
 def rows(env_id: str, zoo: Path) -> list[list[str]]:
-    """Shipped teacher: preset and smaller student, each with both drivers; then each zoo teacher with the preset."""
+    """Shipped teacher (if the env has one yet): preset and smaller student, each with both drivers;
+    then each zoo teacher with the preset."""
     base = ["policykd", "distill", "--env", env_id]
-    out = [base + arch + driver for arch in ([], ["--student-arch", SMALLER_ARCH]) for driver in ([], ["--driver", "teacher"])]
+    variants = ([], ["--student-arch", SMALLER_ARCH]), ([], ["--driver", "teacher"])
+    out = [base + arch + driver for arch in variants[0] for driver in variants[1]] if default_agent(env_id) else []
     return out + [base + ["--teacher", str(zoo / folder)] for folder in ENVS[env_id]]
 
 
