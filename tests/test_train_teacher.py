@@ -32,6 +32,15 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.02)
 
 
+def _kill_9_after_first_checkpoint(args: list[str], out: Path) -> int:
+    """Start train-teacher, SIGKILL it once a checkpoint exists; returns the exit status."""
+    proc = _start(*args)
+    _wait_for(out / "checkpoint" / "checkpoint.json", proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    return proc.returncode
+
+
 def _pointer(out: Path) -> dict:
     return json.loads((out / "checkpoint" / "checkpoint.json").read_text())
 
@@ -96,11 +105,7 @@ def test_kill_9_after_a_checkpoint_then_the_same_command_finishes_from_it(tmp_pa
     out = tmp_path / "pend"
     args = ["train-teacher", "--env", "Pendulum-v1", "--algo", "sac", "--steps", "600", "--checkpoint-every", "200",
             "--eval-episodes", "2", "--out", str(out)]
-    proc = _start(*args)
-    _wait_for(out / "checkpoint" / "checkpoint.json", proc)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
+    assert _kill_9_after_first_checkpoint(args, out) == -signal.SIGKILL
     pointer = _pointer(out)
     done = pointer["steps_done"]
     assert 200 <= done < 600 and pointer["total_steps"] == 600
@@ -125,10 +130,7 @@ def test_an_unfinished_off_policy_run_can_be_given_more_steps(tmp_path):
     out = tmp_path / "longer"
     args = ["train-teacher", "--env", "Pendulum-v1", "--algo", "sac", "--steps", "100000", "--checkpoint-every", "200",
             "--eval-episodes", "2", "--out", str(out)]
-    proc = _start(*args)
-    _wait_for(out / "checkpoint" / "checkpoint.json", proc)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    _kill_9_after_first_checkpoint(args, out)
     done = _pointer(out)["steps_done"]
     longer = [a if a != "100000" else str(done + 300) for a in args]  # SAC's rates do not depend on the total
     result = run_cli(*longer)
