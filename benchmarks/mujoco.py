@@ -26,16 +26,15 @@ ENVS = {  # env -> rl-zoo folders (relative to ZOO) distilled with the preset
     "Hopper-v5": ["sac/Hopper-v3_1", "ppo/Hopper-v3_1"],
     "Walker2d-v5": ["sac/Walker2d-v3_1"],
 }
-SMALLER_ARCH = "16,16"  # about 1 % of a 256x256 actor; the preset's student is about 3 %
-DRIVERS = ("dagger", "teacher")
+SIZES = ([], ["--student-arch", "16,16"])  # the preset's (about 3 % of a 256x256 actor), then about 1 %
+DRIVERS = ([], ["--driver", "teacher"])  # the preset's (DAgger), then teacher-driven
 
 
 def rows(env_id: str, zoo: Path) -> list[list[str]]:
     """Shipped teacher (if the env has one yet): preset and smaller student, each with both drivers;
     then each zoo teacher with the preset."""
     base = ["policykd", "distill", "--env", env_id]
-    variants = ([], ["--student-arch", SMALLER_ARCH]), ([], ["--driver", "teacher"])
-    out = [base + arch + driver for arch in variants[0] for driver in variants[1]] if default_agent(env_id) else []
+    out = [base + size + driver for size in SIZES for driver in DRIVERS] if default_agent(env_id) else []
     return out + [base + ["--teacher", str(zoo / folder)] for folder in ENVS[env_id]]
 
 

@@ -179,7 +179,7 @@ def record(
     if template is None and teacher is not None and settings.source == "teacher":  # all from an earlier, interrupted run
         template = teacher.label(factory_reset_obs(factory, settings.seed))[0]
     paths = sorted(folder.glob("episode_*.npz"))
-    scores, steps = zip(*(episode_score_and_steps(p) for p in paths))
+    scores, lengths = zip(*(episode_score_and_steps(p) for p in paths))
     meta = DatasetMeta(
         env_id=settings.env_id, frame_stack=frame_stack, label_kind=template.kind if template is not None else None,
         squashed=bool(template.squashed) if template is not None else False,
@@ -190,10 +190,11 @@ def record(
     )
     normalizer = teacher.normalizer if teacher is not None else None
     with disk_full_is_one_line(dataset_root(), f"dataset {settings.dataset}"):
-        out = write_dataset(settings.dataset, (Episode.load(p) for p in paths), meta, observation_space=stored_observation_space(obs_space, frame_stack),
+        out = write_dataset(settings.dataset, (Episode.load(p) for p in paths), meta,  # one episode in memory at a time
+                            observation_space=stored_observation_space(obs_space, frame_stack),
                             action_space=action_space, normalizer=normalizer, overwrite=True)
     shutil.rmtree(folder, ignore_errors=True)
-    steps = int(sum(steps))
+    steps = int(sum(lengths))
     size = folder_bytes(out)
     returns = np.array(meta.episode_returns)
     summary = {"dataset": settings.dataset, "path": str(out), "env_id": settings.env_id, "episodes": len(paths),
