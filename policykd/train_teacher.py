@@ -203,10 +203,11 @@ def _build_model(settings: TeacherSettings, hp: ZooHyperparams, ckpt: dict[str, 
         raise PolicykdError(f"envs/teachers.yaml [{settings.algo}][{hp.key}]: {type(err).__name__}: {err}") from None
 
 
-def _may_extend(ckpt: dict[str, Any], settings: TeacherSettings, hp: ZooHyperparams) -> bool:
-    """A longer --steps may continue an unfinished run when no schedule depends on the total (lin_ values do)."""
+def _may_change_steps(ckpt: dict[str, Any], settings: TeacherSettings, hp: ZooHyperparams) -> bool:
+    """An unfinished run may take another --steps, not below its checkpoint (equal: finish it now), when no
+    schedule depends on the total (lin_ values do)."""
     schedules = any(isinstance(v, str) and v.startswith("lin_") for v in hp.raw.values())
-    return settings.steps > int(ckpt["steps_done"]) and not schedules
+    return settings.steps >= int(ckpt["steps_done"]) and not schedules
 
 
 def _prepare(settings: TeacherSettings, hp: ZooHyperparams) -> tuple[dict[str, Any] | None, bool]:
@@ -222,7 +223,7 @@ def _prepare(settings: TeacherSettings, hp: ZooHyperparams) -> tuple[dict[str, A
         return None, settings.overwrite or ours
     saved, current = ckpt.get("settings", {}), settings.identity(hp)
     differ = [f"{k} {saved.get(k)!r} -> {current[k]!r}" if k != "hyperparameters" else k
-              for k in IDENTITY if saved.get(k) != current[k] and not (k == "steps" and _may_extend(ckpt, settings, hp))]
+              for k in IDENTITY if saved.get(k) != current[k] and not (k == "steps" and _may_change_steps(ckpt, settings, hp))]
     if differ:
         raise PolicykdError(
             f"{out} holds an unfinished run with other settings ({'; '.join(differ)}); "

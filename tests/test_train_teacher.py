@@ -139,6 +139,26 @@ def test_an_unfinished_off_policy_run_can_be_given_more_steps(tmp_path):
     assert yaml.safe_load((out / "card.yaml").read_text())["env_steps"] == done + 300
 
 
+def test_an_unfinished_run_finishes_now_at_its_checkpoint_but_never_below_it(tmp_path):
+    out = tmp_path / "now"
+    args = ["train-teacher", "--env", "Pendulum-v1", "--algo", "sac", "--steps", "100000", "--checkpoint-every", "200",
+            "--eval-episodes", "2", "--out", str(out)]
+    _kill_9_after_first_checkpoint(args, out)
+    pointer = _pointer(out)
+    done = pointer["steps_done"]
+    below = run_cli(*[a if a != "100000" else str(done - 1) for a in args])
+    assert below.returncode == 2, below.stderr
+    assert f"unfinished run with other settings (steps 100000 -> {done - 1})" in below.stderr
+    assert _pointer(out) == pointer, "a refused command leaves the checkpoint alone"
+
+    from stable_baselines3 import SAC
+
+    now = run_cli(*[a if a != "100000" else str(done) for a in args])
+    assert now.returncode == 0, now.stderr[-2000:]
+    card = yaml.safe_load((out / "card.yaml").read_text())
+    assert card["env_steps"] == done and SAC.load(out / card["model"]).num_timesteps == done
+
+
 def test_ctrl_c_checkpoints_and_other_settings_are_refused(tmp_path):
     out = tmp_path / "cp"
     args = ["train-teacher", "--env", "CartPole-v1", "--algo", "ppo", "--steps", "200000", "--checkpoint-every", "1024",
