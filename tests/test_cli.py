@@ -119,11 +119,14 @@ def test_teachers_lists_shipped_agents():
     assert "shipped teachers" in result.stdout
 
 
-def test_halfcheetah_distils_from_the_shipped_teacher_with_no_teacher_argument(tmp_path):
-    out = tmp_path / "hc"
-    result = run_cli("distill", "--env", "HalfCheetah-v5", "--steps", "2000", "--rounds", "1", "--epochs", "1",
+@pytest.mark.parametrize("env_id, agent, algo", [("HalfCheetah-v5", "halfcheetah-sac-v5", "sac"),
+                                                 ("Hopper-v5", "hopper-tqc-v5", "tqc"),
+                                                 ("Walker2d-v5", "walker2d-tqc-v5", "tqc")])
+def test_mujoco_distils_from_the_shipped_teacher_with_no_teacher_argument(tmp_path, env_id, agent, algo):
+    out = tmp_path / "run"
+    result = run_cli("distill", "--env", env_id, "--steps", "2000", "--rounds", "1", "--epochs", "1",
                      "--eval-episodes", "1", "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["teachers"][0].endswith("agents/halfcheetah-sac-v5") and summary["teacher_algo"] == "sac"
+    assert summary["teachers"][0].endswith(f"agents/{agent}") and summary["teacher_algo"] == algo
     assert summary["student_algo"] == "sac" and summary["params_ratio"] <= 0.05
