@@ -223,7 +223,8 @@ def _prepare(settings: TeacherSettings, hp: ZooHyperparams) -> tuple[dict[str, A
         return None, settings.overwrite or ours
     saved, current = ckpt.get("settings", {}), settings.identity(hp)
     differ = [f"{k} {saved.get(k)!r} -> {current[k]!r}" if k != "hyperparameters" else k
-              for k in IDENTITY if saved.get(k) != current[k] and not (k == "steps" and _may_change_steps(ckpt, settings, hp))]
+              for k in IDENTITY
+              if saved.get(k) != current[k] and not (k == "steps" and _may_change_steps(ckpt, settings, hp))]
     if differ:
         raise PolicykdError(
             f"{out} holds an unfinished run with other settings ({'; '.join(differ)}); "

@@ -140,6 +140,8 @@ def test_an_unfinished_off_policy_run_can_be_given_more_steps(tmp_path):
 
 
 def test_an_unfinished_run_finishes_now_at_its_checkpoint_but_never_below_it(tmp_path):
+    from stable_baselines3 import SAC
+
     out = tmp_path / "now"
     args = ["train-teacher", "--env", "Pendulum-v1", "--algo", "sac", "--steps", "100000", "--checkpoint-every", "200",
             "--eval-episodes", "2", "--out", str(out)]
@@ -150,8 +152,6 @@ def test_an_unfinished_run_finishes_now_at_its_checkpoint_but_never_below_it(tmp
     assert below.returncode == 2, below.stderr
     assert f"unfinished run with other settings (steps 100000 -> {done - 1})" in below.stderr
     assert _pointer(out) == pointer, "a refused command leaves the checkpoint alone"
-
-    from stable_baselines3 import SAC
 
     now = run_cli(*[a if a != "100000" else str(done) for a in args])
     assert now.returncode == 0, now.stderr[-2000:]
