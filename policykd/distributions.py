@@ -122,10 +122,11 @@ def env_action(dist: ActionDist, action_space: spaces.Space) -> np.ndarray:
     """The distribution's mode as an env action: what SB3's `predict(deterministic=True)` returns."""
     if dist.kind == CATEGORICAL:
         return dist.logits.argmax(dim=-1).cpu().numpy()
-    mean = dist.mean.detach().cpu().numpy()
     if not dist.squashed:
-        return np.clip(mean, action_space.low, action_space.high)
-    scaled = np.tanh(mean) if dist.kind == GAUSSIAN else mean
+        return np.clip(dist.mean.detach().cpu().numpy(), action_space.low, action_space.high)
+    # torch's tanh, as SB3's actor applies it (numpy's differs in the last bit, and a MuJoCo
+    # episode amplifies that into a different return from `evaluate_policy`'s).
+    scaled = (th.tanh(dist.mean) if dist.kind == GAUSSIAN else dist.mean).detach().cpu().numpy()
     return action_space.low + 0.5 * (scaled + 1.0) * (action_space.high - action_space.low)
 
 

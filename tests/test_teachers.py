@@ -58,6 +58,22 @@ def test_halfcheetah_teacher_reproduces_its_return_with_vecnormalize(zoo):
     assert run_episodes(teacher_actor(teacher), teacher.factory, episodes=1, seed=0).mean < 3000
 
 
+@pytest.mark.parametrize("spec", ["sac/Pendulum-v1_1", "sac/HalfCheetah-v3_1", "hopper-tqc-v5", "ppo/Pendulum-v1_1"])
+def test_teacher_actions_are_bitwise_sb3_predict(zoo, spec):
+    """A last-bit difference grows into a different MuJoCo return, so `policykd evaluate` and the
+    summaries must act exactly as SB3's `predict` (what `evaluate_policy` uses)."""
+    from policykd.distributions import env_action
+
+    teacher = load_teacher(spec if "/" not in spec else zoo / spec)
+    env = teacher.factory.make(1, 0)
+    rng = np.random.default_rng(0)
+    obs = np.concatenate([env.reset(), rng.normal(size=(255, *env.observation_space.shape))]).astype(np.float32)
+    ours = teacher_actor(teacher)(obs)
+    sb3 = teacher.model.predict(teacher.normalizer.normalize_obs(obs) if teacher.normalizer else obs, deterministic=True)[0]
+    assert ours.dtype == sb3.dtype and np.array_equal(ours, sb3)
+    assert np.array_equal(env_action(teacher.label(obs)[0], teacher.action_space), sb3)
+
+
 def test_algorithm_detected_from_zip(zoo):
     for folder, (algo, *_rest) in ZOO_FOLDERS.items():
         zip_path = next((zoo / folder).glob("*.zip"))
