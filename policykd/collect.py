@@ -14,7 +14,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
 from policykd.buffers import DistillationBuffer
-from policykd.distributions import check_finite, env_action
+from policykd.distributions import check_finite, env_action, sample_action
 from policykd.errors import PolicykdError
 from policykd.teachers import Teacher
 
@@ -57,6 +57,9 @@ class Collector:
     buffer: DistillationBuffer
     rng: np.random.Generator
     obs: np.ndarray | None = None
+    sample: bool = False
+    """The teacher's executed actions are drawn from its distribution, not its mode (the student's
+    act function is given accordingly): the data then covers recovering from small errors."""
 
     def run(
         self,
@@ -76,7 +79,7 @@ class Collector:
             dist, value = self.teacher.label(self.obs)
             check_finite(dist, value, f"the teacher's output at env step {steps_before + stats.steps}")
             self.buffer.add(self.obs, dist, value)
-            actions = env_action(dist, self.venv.action_space)
+            actions = (sample_action if self.sample else env_action)(dist, self.venv.action_space)
             if beta < 1.0:
                 assert student_act is not None, "a student must act when beta < 1"
                 from_teacher = self.rng.random(n_envs) < beta

@@ -38,6 +38,10 @@ class DistillConfig:
     """Collection rounds; with the dagger driver, beta falls from 1 to 0 across them."""
     driver: str = "dagger"
     """Who acts while collecting: teacher, student, or dagger (a beta-mixture)."""
+    sample_actions: bool = False
+    """While collecting, whoever drives samples its action from its distribution instead of taking
+    the mode (DART-style noise, Laskey et al. 2017): the buffer then holds the teacher's labels for
+    states a slightly-off action leads to. Evaluation stays deterministic."""
     beta_schedule: str = "linear"
     """DAgger beta schedule: linear or exponential."""
     beta_decay: float = 0.5
@@ -64,6 +68,9 @@ class DistillConfig:
     """constant, or linear: the rate falls from learning_rate to 0 across the rounds (and within each
     round across its gradient steps), so the last round fine-tunes instead of leaving the student
     wherever its last large step put it."""
+    ema: float = 0.0
+    """Decay of an exponential moving average of the student's weights, updated every gradient
+    step (0: off). The averaged student drives collection, is evaluated and is saved."""
     batch_size: int = 256
     """Minibatch size."""
     epochs: float = 4.0
@@ -90,6 +97,7 @@ class DistillConfig:
             (self.rounds > 0, f"--rounds must be positive, got {self.rounds}"),
             (self.temperature > 0, f"--temperature must be positive, got {self.temperature}"),
             (0.0 <= self.alpha <= 1.0, f"--alpha must be within [0, 1], got {self.alpha}"),
+            (0.0 <= self.ema < 1.0, f"--ema must be within [0, 1), got {self.ema}"),
             (self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}"),
             (self.epochs > 0, f"--epochs must be positive, got {self.epochs}"),
             (self.buffer_size > 0, f"--buffer-size must be positive, got {self.buffer_size}"),

@@ -14,6 +14,7 @@ from gymnasium import spaces
 from rich.console import Console
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from policykd.averaging import averaged_weights, make_average
 from policykd.buffers import DistillationBuffer
 from policykd.checkpoint import load_checkpoint, remove_checkpoints, resumable, save_checkpoint, unstarted
 from policykd.collect import Collector, beta_schedule
@@ -96,10 +97,11 @@ class Distiller:
         online = config.steps if self.live else 0
         capacity = max(config.buffer_size, self.recorded.dataset.total_steps + online) if self.recorded else config.buffer_size
         self.buffer = DistillationBuffer(capacity)
-        self.collector = Collector(self.venv, self.live, self.buffer, self.rng) if self.live else None
+        self.collector = Collector(self.venv, self.live, self.buffer, self.rng, sample=config.sample_actions) if self.live else None
         self.relabel_with: Teacher | None = None  # the live teacher, when the dataset's own labels cannot serve
         self._check_loss_fits()
         self.optimizer = th.optim.Adam(self.student.policy.parameters(), lr=config.learning_rate)
+        self.average = make_average(self.student.policy, config.ema)  # None unless --ema
 
     @property
     def _actions_only(self) -> bool:
@@ -200,6 +202,8 @@ class Distiller:
         tensors = {"student": self.student.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
                    "torch_rng": th.get_rng_state()}
         arrays = {} if from_dataset else {f"buffer.{k}": v for k, v in self.buffer.state().items()}
+        if self.average is not None:
+            tensors["average"] = self.average.state_dict()
         if self.obs_stats is not None:
             arrays.update({"obs_stats.mean": self.obs_stats.mean, "obs_stats.std": self.obs_stats.std})
         save_checkpoint(self.out, meta, tensors, arrays)
@@ -210,6 +214,8 @@ class Distiller:
         self.student.policy.load_state_dict(tensors["student"])
         self.optimizer.load_state_dict(tensors["optimizer"])
         th.set_rng_state(tensors["torch_rng"])
+        if self.average is not None and "average" in tensors:
+            self.average.load_state_dict(tensors["average"])
         self.rng.bit_generator.state = meta.pop("rng")
         if meta.pop("buffer_from_dataset", False):
             if meta["phase"] > 0:
@@ -293,8 +299,10 @@ class Distiller:
         self.venv.seed(cfg.seed + 7919 * (phase + 1))
         self.collector.obs = self.venv.reset()
         t0 = time.time()
-        stats = self.collector.run(n_steps, beta, student_actor(self.student, self._prep),
-                                   on_step=lambda k: bar.update(task, advance=k), steps_before=self.progress["env_steps"])
+        with averaged_weights(self.student.policy, self.average):
+            act = student_actor(self.student, self._prep, deterministic=not cfg.sample_actions)
+            stats = self.collector.run(n_steps, beta, act,
+                                       on_step=lambda k: bar.update(task, advance=k), steps_before=self.progress["env_steps"])
         self.progress["env_steps"] += stats.steps
         bar.update(task, sps=stats.steps / max(time.time() - t0, 1e-9))
         logger.record("collect/beta", beta)
@@ -318,12 +326,12 @@ class Distiller:
         if r == 0 and self.normalizer is None and supports_folding(self.student):
             self.obs_stats = fit_obs_stats(self.buffer.get(self.buffer.valid_indices()).obs)
         stats = train_round(self.student, self.optimizer, self.buffer, cfg, self.rng, self._prep, loss=self.loss,
-                            env_step=self.progress["env_steps"], lr_span=self._lr_span(r))
+                            env_step=self.progress["env_steps"], lr_span=self._lr_span(r), average=self.average)
         self.progress["gradient_steps"] += int(stats.parts["gradient_steps"])
         bar.update(task, loss=stats.loss, kl=stats.kl)
         last = r == self._total_rounds - 1
         if (r + 1) % cfg.eval_every == 0 or last:
-            with folded(self.student, self.obs_stats if last else None):
+            with averaged_weights(self.student.policy, self.average), folded(self.student, self.obs_stats if last else None):
                 prep = lambda obs: self._prep(obs, folded=last)  # noqa: E731
                 student_returns, agreement = student_eval(self.student, prep, self.teacher.factory, cfg.eval_episodes,
                                                           self._eval_seed, self.live)
@@ -359,7 +367,7 @@ class Distiller:
 
     def _on_interrupt(self, phase: int, plan: list) -> None:
         """Ctrl-C: the student so far is written; the last checkpoint stays for resuming."""
-        with folded(self.student, self.obs_stats):
+        with averaged_weights(self.student.policy, self.average), folded(self.student, self.obs_stats):
             self._write_student()
         round_index = max(plan[min(phase, len(plan) - 1)][1], 0)
         self.console.print(

@@ -130,6 +130,17 @@ def env_action(dist: ActionDist, action_space: spaces.Space) -> np.ndarray:
     return action_space.low + 0.5 * (scaled + 1.0) * (action_space.high - action_space.low)
 
 
+def sample_action(dist: ActionDist, action_space: spaces.Space) -> np.ndarray:
+    """An env action drawn from the distribution (torch's RNG: seeded, checkpointed); Q-values and
+    deterministic policies have no distribution to draw from and give their greedy action."""
+    if dist.kind == CATEGORICAL and not dist.q_values:
+        return th.distributions.Categorical(logits=dist.logits).sample().cpu().numpy()
+    if dist.kind != GAUSSIAN:
+        return env_action(dist, action_space)
+    drawn = dist.mean + th.exp(dist.log_std) * th.randn_like(dist.mean)
+    return env_action(dist._replace(mean=drawn), action_space)
+
+
 def mix(dists: Sequence[ActionDist], weights: Sequence[float]) -> ActionDist:
     """One distribution for an ensemble: Q-values or probabilities averaged, Gaussians moment-matched."""
     kinds = {(d.kind, d.squashed) for d in dists}

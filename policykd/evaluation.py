@@ -55,13 +55,14 @@ def teacher_actor(teacher: Teacher) -> ActFn:
     return lambda obs: env_action(teacher.label(obs)[0], teacher.action_space)
 
 
-def student_actor(student: BaseAlgorithm, prep: Callable[[np.ndarray], np.ndarray] | None = None) -> ActFn:
+def student_actor(student: BaseAlgorithm, prep: Callable[[np.ndarray], np.ndarray] | None = None, *,
+                  deterministic: bool = True) -> ActFn:
     """What SB3's `evaluate_policy` does with a VecNormalize-wrapped env: `prep` (normalise), then predict."""
 
     def act(obs: np.ndarray) -> np.ndarray:
         if prep is not None:
             obs = prep(obs)
-        return student.predict(obs, deterministic=True)[0]
+        return student.predict(obs, deterministic=deterministic)[0]
 
     return act
 

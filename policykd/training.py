@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
+from torch.optim.swa_utils import AveragedModel
 
 from policykd.buffers import DistillationBuffer
 from policykd.config import DistillConfig
@@ -38,10 +39,12 @@ def train_round(
     loss: str,
     env_step: int,
     lr_span: tuple[float, float] | None = None,
+    average: AveragedModel | None = None,
 ) -> RoundStats:
     """`config.epochs` passes over the buffer; `env_step` only names the step in a NaN error.
 
     `lr_span` (first, last): the learning rate moves linearly between them across this round's steps.
+    `average`: an EMA of the student's weights, updated after every step.
     """
     cfg, valid = config, buffer.valid_indices()
     n = len(valid)
@@ -70,6 +73,8 @@ def train_round(
         terms.total.backward()
         th.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
         optimizer.step()
+        if average is not None:
+            average.update_parameters(policy)
         with th.no_grad():
             sums["loss"] += terms.total.item()
             sums["policy_loss"] += terms.policy.item()

@@ -127,3 +127,40 @@ def test_linear_lr_schedule_falls_to_zero_by_the_last_round(cartpole_ppo_teacher
     assert last_lr_per_round == pytest.approx([7.5e-4, 5e-4, 2.5e-4, 0.0], abs=3e-5)
     with pytest.raises(PolicykdError, match="--lr-schedule must be one of constant, linear"):
         policykd.distill("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / "bad", lr_schedule="cosine", **FAST)
+
+
+def test_sampled_actions_follow_the_teachers_distribution():
+    from gymnasium import spaces
+
+    from policykd.distributions import CATEGORICAL, GAUSSIAN, ActionDist, env_action, sample_action
+
+    th.manual_seed(0)
+    probs = ActionDist(CATEGORICAL, logits=th.log(th.tensor([[0.25, 0.75]])).repeat(4000, 1))
+    assert sample_action(probs, spaces.Discrete(2)).mean() == pytest.approx(0.75, abs=0.03)
+    q_values = probs._replace(q_values=True)  # no distribution to draw from: greedy
+    assert (sample_action(q_values, spaces.Discrete(2)) == 1).all()
+    box = spaces.Box(-2.0, 2.0, (1,))
+    squashed = ActionDist(GAUSSIAN, mean=th.full((4000, 1), 0.5), log_std=th.full((4000, 1), np.log(0.3)), squashed=True)
+    drawn = sample_action(squashed, box)
+    assert box.contains(drawn[0]) and np.abs(drawn).max() <= 2.0
+    # tanh of N(0.5, 0.3^2), scaled by 2: its median is the mode, 2 tanh(0.5)
+    assert np.median(drawn) == pytest.approx(env_action(squashed, box)[0, 0], abs=0.03)
+    assert np.arctanh(drawn / 2).std() == pytest.approx(0.3, abs=0.02)
+
+
+def test_sample_actions_changes_the_data_and_stays_reproducible(zoo, tmp_path):
+    def run(name, sample):
+        policykd.distill("Pendulum-v1", [zoo / "sac/Pendulum-v1_1"], out=tmp_path / name, steps=1200, n_envs=2, driver="teacher",
+                         sample_actions=sample, **FAST)
+
+    def collected_return(name):
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(str(tmp_path / name / "tb"), size_guidance={"scalars": 0})
+        acc.Reload()
+        return [e.value for e in acc.Scalars("collect/episode_return")]
+
+    for name, sample in (("greedy", False), ("sampled", True), ("sampled_again", True)):
+        run(name, sample)
+    assert collected_return("sampled") == collected_return("sampled_again")
+    assert collected_return("sampled") != collected_return("greedy")

@@ -11,7 +11,8 @@ import torch as th
 
 from conftest import REPO, run_cli
 
-ARGS = ["--env", "CartPole-v1", "--steps", "12000", "--rounds", "3", "--checkpoint-every", "1000",
+# --ema: the averaged weights are checkpointed too, or the resumed student would differ.
+ARGS = ["--env", "CartPole-v1", "--steps", "12000", "--rounds", "3", "--checkpoint-every", "1000", "--ema", "0.99",
         "--eval-episodes", "2", "--seed", "5", "--quiet"]
 
 

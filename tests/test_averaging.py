@@ -1,0 +1,53 @@
+"""--ema: the moving average of the student's weights is what drives, is evaluated and is saved."""
+
+import numpy as np
+import pytest
+import torch as th
+from torch import nn
+
+from policykd.averaging import averaged_weights, make_average
+from policykd.config import DistillConfig
+from policykd.errors import PolicykdError
+
+
+def test_the_average_is_swapped_in_and_the_trained_weights_come_back():
+    layer = nn.Linear(3, 2)
+    assert make_average(layer, 0.0) is None
+    average = make_average(layer, 0.5)
+    first = layer.weight.detach().clone()
+    average.update_parameters(layer)  # the first update copies
+    with th.no_grad():
+        layer.weight.add_(1.0)
+    average.update_parameters(layer)  # 0.5 * first + 0.5 * (first + 1)
+    trained = layer.weight.detach().clone()
+    with averaged_weights(layer, average):
+        assert th.allclose(layer.weight, first + 0.5)
+    assert th.equal(layer.weight, trained)
+    with averaged_weights(layer, None):
+        assert th.equal(layer.weight, trained)
+
+
+def test_ema_must_be_below_one():
+    with pytest.raises(PolicykdError, match=r"--ema must be within \[0, 1\), got 1.0"):
+        DistillConfig(env_id="CartPole-v1", ema=1.0)
+
+
+def test_the_saved_student_is_the_average_not_the_last_step(cartpole_ppo_teacher, tmp_path):
+    from stable_baselines3 import PPO
+
+    from policykd.distill import Distiller
+
+    config = DistillConfig(env_id="CartPole-v1", teachers=(str(cartpole_ppo_teacher),), out=str(tmp_path / "ema"), steps=1600,
+                           rounds=2, eval_episodes=2, ema=0.9)
+    distiller = Distiller(config, quiet=True)
+    distiller.run()
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+
+    def logits(policy, x):
+        with th.no_grad():
+            return policy.get_distribution(policy.obs_to_tensor(x)[0]).distribution.logits
+
+    saved = logits(PPO.load(tmp_path / "ema" / "student.zip", device="cpu").policy, obs)  # takes raw observations
+    standardised = distiller._prep(obs)  # what the policy in training reads
+    assert th.allclose(saved, logits(distiller.average.module, standardised), atol=1e-4)
+    assert not th.allclose(saved, logits(distiller.student.policy, standardised), atol=1e-4)
