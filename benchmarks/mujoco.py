@@ -26,7 +26,7 @@ ENVS = {  # env -> rl-zoo folders (relative to ZOO) distilled with the preset
     "Hopper-v5": ["sac/Hopper-v3_1", "ppo/Hopper-v3_1"],
     "Walker2d-v5": ["sac/Walker2d-v3_1"],
 }
-SIZES = ([], ["--student-arch", "16,16"])  # the preset's (about 3 % of a 256x256 actor), then about 1 %
+SIZES = ([], ["--student-arch", "16,16"])  # the preset's (the widest within 5 % of the actor), then about 1 %
 DRIVERS = ([], ["--driver", "teacher"])  # the preset's (DAgger), then teacher-driven
 
 

@@ -21,7 +21,7 @@ from policykd.errors import PolicykdError
 from policykd.models import ALGOS, acting_params, uses_images
 
 STUDENT_ALGOS = ("ppo", "a2c", "dqn", "sac", "td3")
-_WIDTHS = (256, 128, 96, 64, 48, 32, 24, 16, 12, 8, 4)
+MAX_WIDTH, WIDTH_STEP = 256, 4  # default MLP students: widths 4, 8, ..., 256
 # Image students: (conv1, conv2, conv3 channels, features), largest first.
 _CNN_SIZES = (
     (32, 64, 64, 256), (32, 64, 64, 128), (32, 32, 32, 64), (16, 32, 32, 64), (16, 32, 32, 32),
@@ -97,9 +97,21 @@ def build_student(
 
 
 def auto_arch(algo: str, venv: VecEnv, max_params: int, *, depth: int = 2) -> tuple[int, ...]:
-    """The largest student (2-layer MLP, or small CNN for images) with at most `max_params` acting parameters."""
-    candidates = _CNN_SIZES if uses_images(venv.observation_space) else [(w,) * depth for w in _WIDTHS]
-    for arch in candidates:
-        if acting_params(build_student(algo, venv, arch, seed=0).policy) <= max_params:
-            return tuple(arch)
-    return tuple(candidates[-1])
+    """The largest student with at most `max_params` acting parameters: for vectors the widest
+    2-layer MLP (widths in steps of 4, up to 256), for images the largest CNN of a fixed ladder."""
+    if uses_images(venv.observation_space):
+        for arch in _CNN_SIZES:
+            if acting_params(build_student(algo, venv, arch, seed=0).policy) <= max_params:
+                return arch
+        return _CNN_SIZES[-1]
+
+    def fits(width: int) -> bool:
+        return acting_params(build_student(algo, venv, (width,) * depth, seed=0).policy) <= max_params
+
+    low, high = 1, MAX_WIDTH // WIDTH_STEP  # params grow with width: bisect on width / WIDTH_STEP
+    if not fits(WIDTH_STEP):
+        return (WIDTH_STEP,) * depth
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle * WIDTH_STEP) else (low, middle - 1)
+    return (low * WIDTH_STEP,) * depth

@@ -130,3 +130,13 @@ def test_mujoco_distils_from_the_shipped_teacher_with_no_teacher_argument(tmp_pa
     summary = json.loads((out / "summary.json").read_text())
     assert summary["teachers"][0].endswith(f"agents/{agent}") and summary["teacher_algo"] == algo
     assert summary["student_algo"] == "sac" and summary["params_ratio"] <= 0.05
+    # the widest 2-layer MLP within 5 % of the actor: 4 units wider would not fit
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from policykd.models import acting_params
+    from policykd.students import build_student
+
+    width = summary["student_arch"][0]
+    assert summary["student_arch"] == [width, width] and width % 4 == 0
+    wider = build_student("sac", make_vec_env(env_id, n_envs=1), (width + 4, width + 4), seed=0)
+    assert acting_params(wider.policy) > 0.05 * summary["teacher_params"]
