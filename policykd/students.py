@@ -108,9 +108,8 @@ def auto_arch(algo: str, venv: VecEnv, max_params: int, *, depth: int = 2) -> tu
     def fits(width: int) -> bool:
         return acting_params(build_student(algo, venv, (width,) * depth, seed=0).policy) <= max_params
 
-    low, high = 1, MAX_WIDTH // WIDTH_STEP  # params grow with width: bisect on width / WIDTH_STEP
-    if not fits(WIDTH_STEP):
-        return (WIDTH_STEP,) * depth
+    # params grow with width: bisect on width / WIDTH_STEP (the narrowest when none fits)
+    low, high = 1, MAX_WIDTH // WIDTH_STEP
     while low < high:
         middle = (low + high + 1) // 2
         low, high = (middle, high) if fits(middle * WIDTH_STEP) else (low, middle - 1)

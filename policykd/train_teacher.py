@@ -313,8 +313,9 @@ def _finish(settings: TeacherSettings, hp: ZooHyperparams, model: BaseAlgorithm,
     teacher = load_teacher(str(run), env_id=settings.env_id)
     returns = run_episodes(teacher_actor(teacher), teacher.factory, settings.eval_episodes, EVAL_SEED)
     eval_s = time.time() - start
-    protocol = (f"deterministic actions (bitwise SB3's predict: evaluate_policy gives the same); {settings.eval_episodes} episodes, episode i reset with seed {EVAL_SEED}+i "
-                "(as `policykd evaluate`); raw Monitor returns"
+    protocol = (f"deterministic actions (bitwise SB3's predict: evaluate_policy gives the same); "
+                f"{settings.eval_episodes} episodes, episode i reset with seed {EVAL_SEED}+i (as `policykd evaluate`); "
+                "raw Monitor returns"
                 + ("; observations through the frozen VecNormalize statistics" if normalizer is not None else ""))
     card = {
         "model": str((run / f"{name}.zip").relative_to(out)),
