@@ -8,6 +8,12 @@ Run by hand (HalfCheetah rows take under a minute each, Hopper and Walker2d a fe
 Each row is one `policykd distill --env ENV [--teacher T] [--student-arch A] [--driver D] --out OUT`;
 the unmarked row of each env is the no-argument command. Returns are over 10 episodes on the same
 seeds for teacher and student; params count the actor only (the part that acts).
+
+    python benchmarks/mujoco.py --env Walker2d-v5 --holdout 50
+
+adds, per row, teacher and student over 50 more episodes on held-out seeds (20000+, never used
+for collection or for the summary's evaluation). Ten episodes on an env where the robot can fall
+are a small sample: one fall moves a Walker2d mean by about 5 %.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ ENVS = {  # env -> rl-zoo folders (relative to ZOO) distilled with the preset
     "Hopper-v5": ["sac/Hopper-v3_1", "ppo/Hopper-v3_1"],
     "Walker2d-v5": ["sac/Walker2d-v3_1"],
 }
+HOLDOUT_SEED = 20_000
 SIZES = ([], ["--student-arch", "16,16"])  # the preset's (the widest within 5 % of the actor), then about 1 %
 DRIVERS = ([], ["--driver", "teacher"])  # the preset's (DAgger), then teacher-driven
 
@@ -38,19 +45,40 @@ def rows(env_id: str, zoo: Path) -> list[list[str]]:
     return out + [base + ["--teacher", str(zoo / folder)] for folder in ENVS[env_id]]
 
 
-def run(cmd: list[str], out: Path, zoo: Path) -> str:
+def teacher_of(cmd: list[str]) -> str:
+    """The row's teacher spec: its --teacher, else the env's shipped agent."""
+    return cmd[cmd.index("--teacher") + 1] if "--teacher" in cmd else str(default_agent(cmd[cmd.index("--env") + 1]).folder)
+
+
+def holdout_returns(env_id: str, model: str, episodes: int) -> tuple[float, float]:
+    """Mean and std of `policykd evaluate` over `episodes` held-out seeds."""
+    cmd = ["policykd", "evaluate", "--env", env_id, "--model", model, "--episodes", str(episodes),
+           "--seed", str(HOLDOUT_SEED), "--json"]
+    result = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)["model"]
+    return result["return_mean"], result["return_std"]
+
+
+def run(cmd: list[str], out: Path, zoo: Path, holdout: int, teacher_holdout: dict[str, tuple[float, float]]) -> str:
     start = time.time()
     result = subprocess.run(cmd + ["--out", str(out), "--overwrite", "--quiet"], capture_output=True, text=True)
+    wall = time.time() - start
     shown = " ".join(cmd).replace(str(zoo), "$ZOO")
     if result.returncode != 0:
-        return f"| `{shown}` | failed: {result.stderr.strip().splitlines()[-1][:100]} |||||"
+        return f"| `{shown}` | failed: {result.stderr.strip().splitlines()[-1][:100]} |||||" + "||" * bool(holdout)
     s = json.loads((out / "summary.json").read_text())
-    return (
+    row = (
         f"| `{shown}` | {s['teacher_return_mean']:,.1f} ± {s['teacher_return_std']:,.1f} "
         f"| {s['student_return_mean']:,.1f} ± {s['student_return_std']:,.1f} | {100 * s['return_ratio']:.1f} % "
         f"| {s['student_params']:,} / {s['teacher_params']:,} ({100 * s['params_ratio']:.1f} %) "
-        f"| {s['env_steps']:,} | {time.time() - start:.0f} s |"
+        f"| {s['env_steps']:,} | {wall:.0f} s |"
     )
+    if holdout:
+        env_id, teacher = s["env_id"], teacher_of(cmd)
+        if teacher not in teacher_holdout:
+            teacher_holdout[teacher] = holdout_returns(env_id, teacher, holdout)
+        (t_mean, t_std), (s_mean, s_std) = teacher_holdout[teacher], holdout_returns(env_id, str(out / "student.zip"), holdout)
+        row += f" {t_mean:,.1f} ± {t_std:,.1f} / {s_mean:,.1f} ± {s_std:,.1f} | {100 * s_mean / t_mean:.1f} % |"
+    return row
 
 
 def main() -> None:
@@ -58,12 +86,16 @@ def main() -> None:
     parser.add_argument("--env", choices=sorted(ENVS), action="append", help="repeatable; default: all three")
     parser.add_argument("--zoo", type=Path, default=ZOO, help="rl-zoo agents folder ($ZOO in the table)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-mujoco"))
+    parser.add_argument("--holdout", type=int, default=0, metavar="EPISODES",
+                        help="also evaluate teacher and student on this many held-out seeds (20000+)")
     args = parser.parse_args()
-    print("| command | teacher return | student return | student / teacher | student / teacher actor params | env steps | wall-clock |")
-    print("|---|---|---|---|---|---|---|")
+    extra = f" teacher / student, {args.holdout} held-out episodes | student / teacher ({args.holdout}) |" if args.holdout else ""
+    print("| command | teacher return | student return | student / teacher | student / teacher actor params | env steps | wall-clock |" + extra)
+    print("|---|---|---|---|---|---|---|" + "---|---|" * bool(args.holdout))
+    teacher_holdout: dict[str, tuple[float, float]] = {}
     for env_id in args.env or list(ENVS):
         for i, cmd in enumerate(rows(env_id, args.zoo)):
-            print(run(cmd, args.out / f"{env_id}-{i}", args.zoo), flush=True)
+            print(run(cmd, args.out / f"{env_id}-{i}", args.zoo, args.holdout, teacher_holdout), flush=True)
 
 
 if __name__ == "__main__":
