@@ -130,6 +130,7 @@ def test_mujoco_distils_from_the_shipped_teacher_with_no_teacher_argument(tmp_pa
     summary = json.loads((out / "summary.json").read_text())
     assert summary["teachers"][0].endswith(f"agents/{agent}") and summary["teacher_algo"] == algo
     assert summary["student_algo"] == "sac" and summary["params_ratio"] <= 0.05
+    assert summary["config"]["driver"] == "dagger" and summary["config"]["sample_actions"]  # the preset (envs/mujoco.yaml)
     # the widest 2-layer MLP within 5 % of the actor: 4 units wider would not fit
     from stable_baselines3.common.env_util import make_vec_env
 
