@@ -241,12 +241,13 @@ def train_teacher(
     eval_episodes: int = typer.Option(10, "--eval-episodes", help="Deterministic episodes for the model card's return."),
     n_envs: Optional[int] = typer.Option(None, "--n-envs", help="Parallel envs (default: rl-zoo's n_envs)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished or unfinished run in --out."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda[:N] or auto; a checkpoint resumes on any device."),
 ) -> None:
     """Train a teacher with rl-zoo's tuned hyperparameters (envs/teachers.yaml); re-run to resume."""
     from policykd.train_teacher import resolve, train_teacher as run
 
     settings, hyperparams = resolve(env, algo, steps=steps, out=out, seed=seed, checkpoint_every=checkpoint_every,
-                                    eval_episodes=eval_episodes, n_envs=n_envs, overwrite=overwrite)
+                                    eval_episodes=eval_episodes, n_envs=n_envs, overwrite=overwrite, device=device)
     try:
         run(settings, hyperparams, log=lambda line: print(line, flush=True))
     except KeyboardInterrupt:  # the checkpoint is written and its path printed

@@ -55,6 +55,7 @@ class TeacherSettings:
     checkpoint_every: int
     eval_episodes: int
     overwrite: bool
+    device: str = "cpu"
 
     def identity(self, hp: ZooHyperparams) -> dict[str, Any]:
         """What must match for a checkpoint to be continued (not how often it is saved or evaluated)."""
@@ -73,6 +74,7 @@ def resolve(
     eval_episodes: int = 10,
     n_envs: int | None = None,
     overwrite: bool = False,
+    device: str = "cpu",
 ) -> tuple[TeacherSettings, ZooHyperparams]:
     """Every check that needs no training, in the order a user would fix them."""
     algo = check_algo(algo.lower())
@@ -80,6 +82,7 @@ def resolve(
                         ("--eval-episodes", eval_episodes)):
         if value is not None and value <= 0:
             raise PolicykdError(f"{flag} must be positive, got {value}")
+    _check_device(device)
     check_env_id(env_id)
     factory = EnvFactory(env_id)
     check_action_space(algo, env_id, factory.spaces()[1])
@@ -91,7 +94,19 @@ def resolve(
     out_path = Path(out or f"runs/teachers/{algo}-{zoo_env_name(env_id)}")
     if out_path.exists() and not out_path.is_dir():
         raise PolicykdError(f"output path {out_path} exists and is not a folder")
-    return TeacherSettings(env_id, algo, steps, out_path, seed, n_envs, every, eval_episodes, overwrite), hp
+    return TeacherSettings(env_id, algo, steps, out_path, seed, n_envs, every, eval_episodes, overwrite, device), hp
+
+
+def _check_device(device: str) -> None:
+    """cpu (the default: small MLPs train as fast there), cuda[:N] or auto; a GPU asked for must exist."""
+    try:
+        resolved = th.device("cuda" if device == "auto" and th.cuda.is_available() else "cpu" if device == "auto" else device)
+    except RuntimeError:
+        raise PolicykdError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}") from None
+    if resolved.type == "cuda" and not th.cuda.is_available():
+        raise PolicykdError(f"--device {device}: torch sees no CUDA GPU on this machine (use --device cpu)")
+    if resolved.type not in ("cpu", "cuda"):
+        raise PolicykdError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
 
 
 def _train_freq(hp: ZooHyperparams) -> int:
@@ -186,7 +201,7 @@ def _build_model(settings: TeacherSettings, hp: ZooHyperparams, ckpt: dict[str, 
     venv = _make_env(settings, hp, settings.seed + done, vecnorm)
     if folder is not None:
         try:
-            model = cls.load(folder / "model.zip", env=venv, device="cpu")
+            model = cls.load(folder / "model.zip", env=venv, device=settings.device)
             if isinstance(model, OffPolicyAlgorithm) and (folder / "replay_buffer.pkl").is_file():
                 model.load_replay_buffer(folder / "replay_buffer.pkl")
         except Exception as err:  # damaged after it was written (SB3 raises many types)
@@ -196,7 +211,7 @@ def _build_model(settings: TeacherSettings, hp: ZooHyperparams, ckpt: dict[str, 
         return model
     kwargs = action_noise(hp.model_kwargs, venv.action_space)
     try:
-        return cls(hp.policy, venv, seed=settings.seed, device="cpu", verbose=0,
+        return cls(hp.policy, venv, seed=settings.seed, device=settings.device, verbose=0,
                    tensorboard_log=str(settings.out / "tb"), **kwargs)
     except (TypeError, ValueError, AssertionError) as err:
         venv.close()
@@ -346,7 +361,7 @@ def _card_markdown(settings: TeacherSettings, hp: ZooHyperparams, card: dict[str
         ("hyperparameters", f"rl-baselines3-zoo, entry `{settings.algo}: {hp.key}` of `envs/teachers.yaml` (below)"),
         ("env steps", f"{card['env_steps']:,}"),
         ("wall-clock", f"{wall:.0f} s training (all sessions, checkpoints included) + {eval_s:.0f} s evaluation; "
-                       f"torch threads 1"),
+                       f"torch threads 1, device {settings.device} (this session)"),
         ("resumed at step", resumed),
         ("measured return", f"**{card['return_mean']:.2f} ± {card['return_std']:.2f}** (mean ± std) over "
                             f"{card['episodes']} episodes: {', '.join(f'{r:.1f}' for r in returns)}"),

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch as th
 import yaml
 
 from conftest import REPO, run_cli
@@ -189,7 +190,11 @@ ROWS = {
     "zero steps": (["--env", "CartPole-v1", "--algo", "ppo", "--steps", "0"], "--steps must be positive, got 0"),
     "negative steps": (["--env", "Pendulum-v1", "--algo", "sac", "--steps", "-5"], "--steps must be positive, got -5"),
     "output path is a file": (["--env", "CartPole-v1", "--algo", "ppo", "--out", "{tmp}/file.txt"], "is not a folder"),
+    "unknown device": (["--env", "CartPole-v1", "--algo", "ppo", "--device", "tpu"], "--device must be cpu, cuda, cuda:N or auto, got 'tpu'"),
 }
+if not th.cuda.is_available():  # CI's machines: a GPU asked for and missing is refused before any work
+    ROWS["cuda without a GPU"] = (["--env", "CartPole-v1", "--algo", "ppo", "--device", "cuda"],
+                                  "--device cuda: torch sees no CUDA GPU on this machine (use --device cpu)")
 
 
 @pytest.mark.parametrize("row", sorted(ROWS))
