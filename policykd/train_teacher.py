@@ -99,14 +99,16 @@ def resolve(
 
 def _check_device(device: str) -> None:
     """cpu (the default: small MLPs train as fast there), cuda[:N] or auto; a GPU asked for must exist."""
+    if device == "auto":
+        return
     try:
-        resolved = th.device("cuda" if device == "auto" and th.cuda.is_available() else "cpu" if device == "auto" else device)
+        kind = th.device(device).type
     except RuntimeError:
-        raise PolicykdError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}") from None
-    if resolved.type == "cuda" and not th.cuda.is_available():
-        raise PolicykdError(f"--device {device}: torch sees no CUDA GPU on this machine (use --device cpu)")
-    if resolved.type not in ("cpu", "cuda"):
+        kind = None
+    if kind not in ("cpu", "cuda"):
         raise PolicykdError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
+    if kind == "cuda" and not th.cuda.is_available():
+        raise PolicykdError(f"--device {device}: torch sees no CUDA GPU on this machine (use --device cpu)")
 
 
 def _train_freq(hp: ZooHyperparams) -> int:
