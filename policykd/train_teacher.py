@@ -55,7 +55,7 @@ class TeacherSettings:
     checkpoint_every: int
     eval_episodes: int
     overwrite: bool
-    device: str = "cpu"
+    device: str
 
     def identity(self, hp: ZooHyperparams) -> dict[str, Any]:
         """What must match for a checkpoint to be continued (not how often it is saved or evaluated)."""
