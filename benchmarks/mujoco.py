@@ -24,7 +24,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from policykd.agents import default_agent
+from policykd.teachers.shipped import default_agent
 
 ZOO = Path(__file__).resolve().parents[2] / "shared/teachers/rl-zoo"
 ENVS = {  # env -> rl-zoo folders (relative to ZOO) distilled with the preset

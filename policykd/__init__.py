@@ -1,7 +1,7 @@
 """policykd: distil a strong, heavy RL policy into a small, fast Stable-Baselines3 student."""
 
 from policykd.config import DistillConfig
-from policykd.distill import Distiller, distill
+from policykd.run.loop import Distiller, distill
 from policykd.errors import PolicykdError
 from policykd.teachers import load_teacher, load_teachers
 

@@ -1,7 +1,7 @@
 """All settings of a distillation run, in one frozen dataclass.
 
 Precedence: these defaults < the env's preset in `envs/` < what the caller passes
-(CLI flags or keyword arguments to `policykd.distill`).
+(CLI flags or keyword arguments to `policykd.run.loop`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-environment presets read from the repository's `envs/*.yaml`.
+"""Per-environment presets read from the package data `policykd/resources/envs/*.yaml` (the repository's `envs/`).
 
 A preset file names the env ids it matches (shell patterns) and the DistillConfig
 settings that suit that family (student size, loss, budget, driver).
@@ -14,8 +14,9 @@ import yaml
 
 from policykd.config import DistillConfig
 from policykd.errors import PolicykdError
+from policykd.resources import resource_path
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "envs"
+PRESETS_DIR = resource_path("envs")
 
 
 def preset_for(env_id: str) -> dict[str, Any]:

@@ -6,10 +6,10 @@ import numpy as np
 import torch as th
 
 from conftest import run_cli, run_fresh_python
-from policykd.buffers import DistillationBuffer
+from policykd.data.buffer import DistillationBuffer
 from policykd.distributions import ActionDist
 from policykd.envs import EnvFactory
-from policykd.frames import FrameStackStore
+from policykd.data.frames import FrameStackStore
 
 
 def _pong_stacks(steps: int, n_envs: int = 2, seed: int = 0):

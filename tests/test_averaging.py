@@ -5,7 +5,7 @@ import pytest
 import torch as th
 from torch import nn
 
-from policykd.averaging import averaged_weights, make_average
+from policykd.students.averaging import averaged_weights, make_average
 from policykd.config import DistillConfig
 from policykd.errors import PolicykdError
 
@@ -35,7 +35,7 @@ def test_ema_must_be_below_one():
 def test_the_saved_student_is_the_average_not_the_last_step(cartpole_ppo_teacher, tmp_path):
     from stable_baselines3 import PPO
 
-    from policykd.distill import Distiller
+    from policykd.run.loop import Distiller
 
     config = DistillConfig(env_id="CartPole-v1", teachers=(str(cartpole_ppo_teacher),), out=str(tmp_path / "ema"), steps=1600,
                            rounds=2, eval_episodes=2, ema=0.9)

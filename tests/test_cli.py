@@ -135,7 +135,7 @@ def test_mujoco_distils_from_the_shipped_teacher_with_no_teacher_argument(tmp_pa
     from stable_baselines3.common.env_util import make_vec_env
 
     from policykd.models import acting_params
-    from policykd.students import build_student
+    from policykd.students.build import build_student
 
     width = summary["student_arch"][0]
     assert summary["student_arch"] == [width, width] and width % 4 == 0

@@ -123,9 +123,9 @@ def test_atari_dataset_stores_frames_once_and_rebuilds_the_wrapper_stacks(tmp_pa
     """Real ALE Pong (episodes capped at 800 frames), the shipped teacher: the stacks read back from
     the dataset equal those the wrapper gave the teacher, at under 7.5 KB per step on disk."""
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
-    from policykd.datasets import Dataset, DatasetMeta, open_dataset, stored_observation_space, write_dataset
+    from policykd.data.datasets import Dataset, DatasetMeta, open_dataset, stored_observation_space, write_dataset
     from policykd.envs import EnvFactory
-    from policykd.record import record_episode, teacher_policy
+    from policykd.data.record import record_episode, teacher_policy
     from policykd.teachers import load_teacher
 
     teacher = load_teacher("pong-ppo-v5", env_id="ALE/Pong-v5")
@@ -155,8 +155,8 @@ def test_atari_dataset_stores_frames_once_and_rebuilds_the_wrapper_stacks(tmp_pa
     assert np.array_equal(stacks, expected)
     assert data.bytes_on_disk / data.total_steps <= 7.5 * 1024, data.bytes_on_disk / data.total_steps
 
-    from policykd.buffers import DistillationBuffer
-    from policykd.teachers.dataset import fill_buffer
+    from policykd.data.buffer import DistillationBuffer
+    from policykd.data.source import fill_buffer
 
     buffer = DistillationBuffer(20_000)  # allocated per transition, as in a real run
     assert fill_buffer(buffer, data, live=None, squashed=False) == data.total_steps

@@ -7,7 +7,7 @@ import pytest
 import torch as th
 
 import policykd
-from policykd.collect import beta_schedule
+from policykd.run.collect import beta_schedule
 from policykd.errors import PolicykdError
 from conftest import run_fresh_python
 
@@ -24,14 +24,14 @@ def test_beta_schedules():
 
 @pytest.mark.parametrize("driver", ["teacher", "student", "dagger"])
 def test_every_driver_runs_and_logs_its_beta(cartpole_ppo_teacher, tmp_path, driver):
-    summary = policykd.distill("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / driver, steps=1600, driver=driver, **FAST)
+    summary = policykd.run.loop("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / driver, steps=1600, driver=driver, **FAST)
     assert summary["driver"] == driver and summary["env_steps"] == 1600
     assert 0.0 <= summary["action_agreement"] <= 1.0
 
 
 def test_same_seed_gives_same_student(cartpole_ppo_teacher, tmp_path):
     def weights(out, seed):
-        policykd.distill("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / out, steps=1600, seed=seed, **FAST)
+        policykd.run.loop("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / out, steps=1600, seed=seed, **FAST)
         from stable_baselines3 import PPO
 
         return PPO.load(tmp_path / out / "student.zip", device="cpu").policy.state_dict()
@@ -42,16 +42,16 @@ def test_same_seed_gives_same_student(cartpole_ppo_teacher, tmp_path):
 
 
 def test_dqn_teacher_gives_dqn_student(zoo, tmp_path):
-    summary = policykd.distill("CartPole-v1", [zoo / "dqn/CartPole-v1_1"], out=tmp_path / "dqn", steps=4000, **FAST)
+    summary = policykd.run.loop("CartPole-v1", [zoo / "dqn/CartPole-v1_1"], out=tmp_path / "dqn", steps=4000, **FAST)
     assert (summary["teacher_algo"], summary["student_algo"]) == ("dqn", "dqn")
     assert summary["student_params"] <= 0.25 * summary["teacher_params"]
-    mse = policykd.distill("CartPole-v1", [zoo / "qrdqn/CartPole-v1_1"], out=tmp_path / "qr", steps=1600, loss="mse_q", **FAST)
+    mse = policykd.run.loop("CartPole-v1", [zoo / "qrdqn/CartPole-v1_1"], out=tmp_path / "qr", steps=1600, loss="mse_q", **FAST)
     assert (mse["teacher_algo"], mse["student_algo"], mse["loss"]) == ("qrdqn", "dqn", "mse_q")
 
 
 def test_sac_teacher_gives_sac_student_that_continues_rl(zoo, tmp_path):
     out = tmp_path / "sac"
-    summary = policykd.distill("Pendulum-v1", [zoo / "sac/Pendulum-v1_1"], out=out, steps=4000, **FAST)
+    summary = policykd.run.loop("Pendulum-v1", [zoo / "sac/Pendulum-v1_1"], out=out, steps=4000, **FAST)
     assert (summary["teacher_algo"], summary["student_algo"]) == ("sac", "sac")
     code = f"""
 import gymnasium as gym
@@ -65,15 +65,15 @@ print("ok")
 
 
 def test_deterministic_teacher_uses_mse_action(pendulum_td3_teacher, tmp_path):
-    summary = policykd.distill("Pendulum-v1", [pendulum_td3_teacher], out=tmp_path / "td3", steps=800, **FAST)
+    summary = policykd.run.loop("Pendulum-v1", [pendulum_td3_teacher], out=tmp_path / "td3", steps=800, **FAST)
     assert (summary["teacher_algo"], summary["student_algo"]) == ("td3", "td3")
     assert summary["loss"] == "mse_action"  # the default KL has no density to compare: MSE on the action
     with pytest.raises(PolicykdError, match="loss 'gaussian_kl' needs"):
-        policykd.distill("Pendulum-v1", [pendulum_td3_teacher], out=tmp_path / "bad", steps=800, loss="gaussian_kl", **FAST)
+        policykd.run.loop("Pendulum-v1", [pendulum_td3_teacher], out=tmp_path / "bad", steps=800, loss="gaussian_kl", **FAST)
 
 
 def test_ensemble_with_weights(zoo, tmp_path):
-    summary = policykd.distill(
+    summary = policykd.run.loop(
         "CartPole-v1", [zoo / "ppo/CartPole-v1_1", zoo / "a2c/CartPole-v1_1"], teacher_weights=(2.0, 1.0),
         out=tmp_path / "ens", steps=1600, **FAST,
     )
@@ -82,7 +82,7 @@ def test_ensemble_with_weights(zoo, tmp_path):
 
 def test_vecnormalize_student_reproduces_its_return_in_plain_sb3(zoo, tmp_path):
     out = tmp_path / "hc"
-    summary = policykd.distill("HalfCheetah-v5", [zoo / "ppo/HalfCheetah-v3_1"], out=out, steps=4000, quiet=True,
+    summary = policykd.run.loop("HalfCheetah-v5", [zoo / "ppo/HalfCheetah-v3_1"], out=out, steps=4000, quiet=True,
                                eval_episodes=2, rounds=2, n_envs=4)
     assert (out / "vecnormalize.pkl").is_file()
     code = f"""
@@ -107,7 +107,7 @@ print(*sorted(rewards))
 
 
 def test_summary_json_matches_return_value(cartpole_ppo_teacher, tmp_path):
-    summary = policykd.distill("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / "s", steps=800, **FAST)
+    summary = policykd.run.loop("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / "s", steps=800, **FAST)
     on_disk = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert on_disk["student_return_mean"] == summary["student_return_mean"]
     assert np.isclose(np.mean(on_disk["student_returns"]), on_disk["student_return_mean"])
@@ -117,7 +117,7 @@ def test_linear_lr_schedule_falls_to_zero_by_the_last_round(cartpole_ppo_teacher
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "linear"
-    policykd.distill("CartPole-v1", [cartpole_ppo_teacher], out=out, steps=1600, learning_rate=1e-3,
+    policykd.run.loop("CartPole-v1", [cartpole_ppo_teacher], out=out, steps=1600, learning_rate=1e-3,
                      lr_schedule="linear", **{**FAST, "rounds": 4})
     acc = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
@@ -126,7 +126,7 @@ def test_linear_lr_schedule_falls_to_zero_by_the_last_round(cartpole_ppo_teacher
     # Round r ends just above 1e-3 * (1 - (r + 1) / 4): 7.5e-4, 5e-4, 2.5e-4, ~0.
     assert last_lr_per_round == pytest.approx([7.5e-4, 5e-4, 2.5e-4, 0.0], abs=3e-5)
     with pytest.raises(PolicykdError, match="--lr-schedule must be one of constant, linear"):
-        policykd.distill("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / "bad", lr_schedule="cosine", **FAST)
+        policykd.run.loop("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / "bad", lr_schedule="cosine", **FAST)
 
 
 def test_sampled_actions_follow_the_teachers_distribution():
@@ -150,7 +150,7 @@ def test_sampled_actions_follow_the_teachers_distribution():
 
 def test_sample_actions_changes_the_data_and_stays_reproducible(zoo, tmp_path):
     def run(name, sample):
-        policykd.distill("Pendulum-v1", [zoo / "sac/Pendulum-v1_1"], out=tmp_path / name, steps=1200, n_envs=2, driver="teacher",
+        policykd.run.loop("Pendulum-v1", [zoo / "sac/Pendulum-v1_1"], out=tmp_path / name, steps=1200, n_envs=2, driver="teacher",
                          sample_actions=sample, **FAST)
 
     def collected_return(name):

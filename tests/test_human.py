@@ -27,8 +27,8 @@ def recorded(tmp_path_factory):
     import pygame
 
     from policykd.envs import EnvFactory
-    from policykd.human import human_policy
-    from policykd.record import RecordSettings, record
+    from policykd.data.human import human_policy
+    from policykd.data.record import RecordSettings, record
 
     root = tmp_path_factory.mktemp("minari")
     calls: list[int] = []
@@ -87,7 +87,7 @@ def test_real_pygame_events_drive_the_policy(monkeypatch, tmp_path):
     import pygame
 
     from policykd.envs import EnvFactory
-    from policykd.human import human_policy
+    from policykd.data.human import human_policy
 
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     factory, policy = human_policy(EnvFactory(ENV, env_kwargs=SHORT), fps=0)
@@ -119,8 +119,8 @@ def test_escape_stops_the_recording_and_a_rerun_resumes(monkeypatch, tmp_path):
     import pygame
 
     from policykd.envs import EnvFactory
-    from policykd.human import human_policy
-    from policykd.record import RecordSettings, partial_folder, record
+    from policykd.data.human import human_policy
+    from policykd.data.record import RecordSettings, partial_folder, record
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")

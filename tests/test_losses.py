@@ -8,7 +8,7 @@ import torch as th
 
 from policykd.distributions import ActionDist, mix
 from policykd.errors import PolicykdError
-from policykd.losses import (
+from policykd.run.losses import (
     LOSSES,
     action_agreement,
     distillation_loss,

@@ -5,8 +5,8 @@ import pytest
 import torch as th
 
 from policykd.distributions import policy_dist, policy_value
-from policykd.normalization import fit_obs_stats, folded, supports_folding
-from policykd.students import build_student
+from policykd.students.folding import fit_obs_stats, folded, supports_folding
+from policykd.students.build import build_student
 from policykd.envs import EnvFactory
 
 

@@ -104,7 +104,7 @@ def test_full_disk_stops_with_one_line_keeps_the_checkpoint_and_resumes(zoo, sma
     lines = [line for line in full.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: the disk is full"), full.stderr
     assert _checkpoint_number(out) >= 0 and not (out / "summary.json").exists()
-    from policykd.checkpoint import load_checkpoint
+    from policykd.run.checkpoint import load_checkpoint
 
     assert load_checkpoint(out) is not None  # the last complete checkpoint loads
     subprocess.run(["mount", "-o", "remount,size=50m", str(small_disk)], check=True)

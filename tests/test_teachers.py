@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from policykd.errors import PolicykdError
-from policykd.evaluation import run_episodes, teacher_actor
+from policykd.run.evaluate import run_episodes, teacher_actor
 from policykd.models import detect_algo, read_zip_data
 from policykd.teachers import load_teacher, load_teachers
 from policykd.teachers.zoo import resolve_zoo_spec

@@ -7,11 +7,11 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from policykd.agents import find_agent, read_card
+from policykd.teachers.shipped import find_agent, read_card
 from policykd.envs import EnvFactory, check_env_id, newest_version
 from policykd.errors import PolicykdError
 from policykd.models import ALGOS, check_spaces, detect_algo, read_zip_data
-from policykd.safe_load import load_sb3_safely
+from policykd.teachers.safe_load import load_sb3_safely
 from policykd.teachers.base import SB3Teacher, Teacher
 from policykd.teachers.ensemble import EnsembleTeacher
 from policykd.teachers.zoo import is_zoo_folder, load_vecnormalize, read_zoo_run, resolve_zoo_spec

@@ -17,7 +17,7 @@ import yaml
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from policykd.errors import PolicykdError
-from policykd.safe_pickle import safe_load
+from policykd.teachers.safe_pickle import safe_load
 
 ZOO_ENV_VAR = "POLICYKD_ZOO_FOLDER"
 DEFAULT_ZOO_FOLDER = Path.home() / ".cache" / "policykd" / "rl-zoo"

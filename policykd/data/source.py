@@ -15,8 +15,8 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecNormalize
 
-from policykd.buffers import DistillationBuffer
-from policykd.datasets import Dataset, action_labels, open_dataset, stored_labels
+from policykd.data.buffer import DistillationBuffer
+from policykd.data.datasets import Dataset, action_labels, open_dataset, stored_labels
 from policykd.envs import EnvFactory
 from policykd.errors import PolicykdError
 from policykd.teachers.base import Teacher

@@ -27,7 +27,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, NatureCNN
 
-from policykd.cnn import SmallCNN
+from policykd.students.cnn import SmallCNN
 from policykd.errors import PolicykdError
 from policykd.models import ALGOS, read_zip_data
 

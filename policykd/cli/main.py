@@ -68,7 +68,7 @@ def distill(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table."),
 ) -> None:
     """Distil the teacher(s) into a small SB3 student; writes student.zip, summary.json and tb/."""
-    from policykd.distill import Distiller
+    from policykd.run.loop import Distiller
     from policykd.presets import resolve_config
 
     weights = None
@@ -112,7 +112,7 @@ def distill(
         torch_threads=torch_threads,
     )
     if resume:
-        from policykd.checkpoint import read_pointer
+        from policykd.run.checkpoint import read_pointer
 
         if read_pointer(Path(config.out)) is None:
             raise PolicykdError(f"--resume: no checkpoint in {config.out}")
@@ -134,7 +134,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Returns of a model (and a teacher) side by side on identical episode seeds."""
-    from policykd.evaluation import run_episodes, teacher_actor
+    from policykd.run.evaluate import run_episodes, teacher_actor
     from policykd.models import uses_images
     from policykd.teachers import load_teacher
 
@@ -186,7 +186,7 @@ def record(
 ) -> None:
     """Record a teacher (its full action distribution per step) or a person into a Minari dataset; re-run to resume."""
     from policykd.envs import EnvFactory, check_env_id
-    from policykd.record import RecordSettings, check_dataset_id, record as run_record, teacher_policy
+    from policykd.data.record import RecordSettings, check_dataset_id, record as run_record, teacher_policy
 
     if episodes <= 0:
         raise PolicykdError(f"--episodes must be positive, got {episodes}")
@@ -195,12 +195,12 @@ def record(
     check_env_id(env)
     check_dataset_id(dataset)
     if human:
-        from policykd.human import human_policy
+        from policykd.data.human import human_policy
 
         factory, policy = human_policy(EnvFactory(env), fps=fps)  # RGB rendering on, and the window
         loaded = None
     else:
-        from policykd.distill import resolve_teacher_specs
+        from policykd.run.loop import resolve_teacher_specs
         from policykd.teachers import load_teacher
 
         spec = teacher or resolve_teacher_specs(env, ())[0]
@@ -211,7 +211,7 @@ def record(
     try:
         run_record(factory, policy, settings, teacher=loaded, overwrite=overwrite, quiet=quiet)
     except KeyboardInterrupt:
-        from policykd.record import partial_folder
+        from policykd.data.record import partial_folder
 
         err_console.print(f"interrupted: the episodes recorded so far are in {partial_folder(dataset)}; run the same command again to resume")
         raise typer.Exit(130) from None
@@ -220,7 +220,7 @@ def record(
 @app.command()
 def teachers() -> None:
     """The teachers this repository ships, and what each was measured at."""
-    from policykd.agents import shipped_agents
+    from policykd.teachers.shipped import shipped_agents
 
     table = Table(title="shipped teachers (agents/)")
     for column in ("name", "env", "algo", "env steps", "return", "episodes"):
@@ -244,7 +244,7 @@ def train_teacher(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda[:N] or auto; a checkpoint resumes on any device."),
 ) -> None:
     """Train a teacher with rl-zoo's tuned hyperparameters (envs/teachers.yaml); re-run to resume."""
-    from policykd.train_teacher import resolve, train_teacher as run
+    from policykd.teachers.train import resolve, train_teacher as run
 
     settings, hyperparams = resolve(env, algo, steps=steps, out=out, seed=seed, checkpoint_every=checkpoint_every,
                                     eval_episodes=eval_episodes, n_envs=n_envs, overwrite=overwrite, device=device)

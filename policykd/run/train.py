@@ -11,11 +11,11 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch.optim.swa_utils import AveragedModel
 
-from policykd.buffers import DistillationBuffer
+from policykd.data.buffer import DistillationBuffer
 from policykd.config import DistillConfig
 from policykd.distributions import DETERMINISTIC, policy_dist, policy_value
 from policykd.errors import PolicykdError
-from policykd.losses import action_agreement, distillation_loss, kl
+from policykd.run.losses import action_agreement, distillation_loss, kl
 
 Prep = Callable[[np.ndarray], np.ndarray]
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch as th
 
 from policykd.distributions import ActionDist
-from policykd.frames import ArrayStore, FrameStackStore, make_store
+from policykd.data.frames import ArrayStore, FrameStackStore, make_store
 
 _LABELS = ("logits", "mean", "log_std")
 

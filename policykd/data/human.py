@@ -1,7 +1,7 @@
 """A person plays through the keyboard, for `policykd record --human`.
 
 The person acts on exactly the env stack distillation uses (`EnvFactory`, with RGB rendering
-switched on so the emulator's frame can be shown), and `policykd.record` stores the episodes
+switched on so the emulator's frame can be shown), and `policykd.data.record` stores the episodes
 as it stores a teacher's: actions only here, so distilling from them is behaviour cloning.
 Key handling, the key→action table and drawing come from `gymnasium.utils.play`
 (`PlayableGame`, `display_arr`, the env's own `get_keys_to_action()`), not re-invented.
@@ -20,7 +20,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from policykd.envs import EnvFactory, check_env_id
 from policykd.errors import PolicykdError
-from policykd.record import PolicyFn
+from policykd.data.record import PolicyFn
 
 KeySource = Callable[[int], Iterable[int | str]]
 """Agent-step call index -> keys held at that step (pygame key codes or characters): scripted play."""

@@ -23,12 +23,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from stable_baselines3.common.vec_env import VecEnv
 
-from policykd.datasets import (META_FILE, DatasetMeta, Episode, dataset_root, episode_score_and_steps, folder_bytes, frames_of,
+from policykd.data.datasets import (META_FILE, DatasetMeta, Episode, dataset_root, episode_score_and_steps, folder_bytes, frames_of,
                                stored_observation_space, write_dataset)
 from policykd.distributions import ActionDist, check_finite, env_action
 from policykd.envs import EnvFactory, is_atari
 from policykd.errors import PolicykdError
-from policykd.output import disk_full_is_one_line
+from policykd.report.output import disk_full_is_one_line
 from policykd.teachers import Teacher
 
 # obs (1, ...) -> (action (1, ...), teacher distribution or None, teacher value or None)

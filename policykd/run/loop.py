@@ -14,24 +14,24 @@ from gymnasium import spaces
 from rich.console import Console
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from policykd.averaging import averaged_weights, make_average
-from policykd.buffers import DistillationBuffer
-from policykd.checkpoint import load_checkpoint, remove_checkpoints, resumable, save_checkpoint, unstarted
-from policykd.collect import Collector, beta_schedule
+from policykd.students.averaging import averaged_weights, make_average
+from policykd.data.buffer import DistillationBuffer
+from policykd.run.checkpoint import load_checkpoint, remove_checkpoints, resumable, save_checkpoint, unstarted
+from policykd.run.collect import Collector, beta_schedule
 from policykd.config import DistillConfig
 from policykd.distributions import DETERMINISTIC, check_finite, policy_dist
 from policykd.envs import check_env_id
 from policykd.errors import PolicykdError
-from policykd.evaluation import Returns, run_episodes, student_actor, student_eval, teacher_actor
-from policykd.losses import LOSSES
+from policykd.run.evaluate import Returns, run_episodes, student_actor, student_eval, teacher_actor
+from policykd.run.losses import LOSSES
 from policykd.models import uses_images
-from policykd.normalization import ObsStats, fit_obs_stats, folded, supports_folding
-from policykd.output import atomic_write_text, check_out, disk_full_is_one_line, prepare_out, write_student, write_summary
-from policykd.reporting import build_summary, progress_bar, summary_table, tensorboard_logger
-from policykd.students import auto_arch, build_student, default_student_algo
+from policykd.students.folding import ObsStats, fit_obs_stats, folded, supports_folding
+from policykd.report.output import atomic_write_text, check_out, disk_full_is_one_line, prepare_out, write_student, write_summary
+from policykd.report.console import build_summary, progress_bar, summary_table, tensorboard_logger
+from policykd.students.build import auto_arch, build_student, default_student_algo
 from policykd.teachers import Teacher, load_teachers
-from policykd.teachers.dataset import DatasetTeacher, fill_buffer, label_steps, load_dataset_teacher, needs_relabelling
-from policykd.training import train_round
+from policykd.data.source import DatasetTeacher, fill_buffer, label_steps, load_dataset_teacher, needs_relabelling
+from policykd.run.train import train_round
 
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes never reuse the collection seeds
 FALLBACK_ARCH = {False: (64, 64), True: (16, 32, 32, 32)}  # action-only datasets: no teacher size to scale from
@@ -40,7 +40,7 @@ SOFT_LOSSES = ("kl", "reverse_kl", "gaussian_kl", "mse_logits", "mse_q")
 
 def resolve_teacher_specs(env_id: str, specs: tuple[str, ...] | list[str]) -> list[str]:
     """The given specs, or the repository's shipped teacher for the env."""
-    from policykd.agents import default_agent
+    from policykd.teachers.shipped import default_agent
 
     if specs:
         return list(specs)
@@ -377,7 +377,7 @@ class Distiller:
 
 
 def distill(env_id: str, teachers: list[str] | tuple[str, ...] = (), *, quiet: bool = False, **settings: Any) -> dict[str, Any]:
-    """Library entry point: `policykd.distill("CartPole-v1", ["path/to/teacher.zip"], out="runs/cp")`.
+    """Library entry point: `policykd.run.loop("CartPole-v1", ["path/to/teacher.zip"], out="runs/cp")`.
 
     Settings are DistillConfig fields (`dataset="cartpole/teacher-v0"` distils from a recording);
     the env's preset fills what is not given. Returns the summary also written to `<out>/summary.json`.

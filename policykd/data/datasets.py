@@ -177,7 +177,7 @@ def write_dataset(dataset_id: str, episodes: Iterable[Episode], meta: DatasetMet
     if meta.frame_stack:
         compact_frames(folder / "data")
     if normalizer is not None:
-        from policykd.output import save_normalizer
+        from policykd.report.output import save_normalizer
 
         save_normalizer(normalizer, folder / NORMALIZER_FILE)
     tmp = folder / f".{META_FILE}.tmp"

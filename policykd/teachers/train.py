@@ -33,8 +33,8 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from policykd.envs import EnvFactory, check_env_id
 from policykd.errors import PolicykdError
 from policykd.models import ALGOS
-from policykd.output import atomic_write_text, check_out, disk_full_is_one_line, prepare_out, save_model, save_normalizer, zoo_env_name
-from policykd.teacher_hyperparams import ZooHyperparams, action_noise, check_action_space, check_algo, lookup
+from policykd.report.output import atomic_write_text, check_out, disk_full_is_one_line, prepare_out, save_model, save_normalizer, zoo_env_name
+from policykd.teachers.hyperparams import ZooHyperparams, action_noise, check_action_space, check_algo, lookup
 
 CKPT_DIR = "checkpoint"
 POINTER = "checkpoint.json"
@@ -309,7 +309,7 @@ def train_teacher(settings: TeacherSettings, hp: ZooHyperparams, log: Callable[[
 def _finish(settings: TeacherSettings, hp: ZooHyperparams, model: BaseAlgorithm, wall: float,
             resumed_at: list[int]) -> dict[str, Any]:
     """rl-zoo layout, then the deterministic evaluation of the files as written, then the card."""
-    from policykd.evaluation import run_episodes, teacher_actor
+    from policykd.run.evaluate import run_episodes, teacher_actor
     from policykd.teachers import load_teacher
 
     out, name = settings.out, zoo_env_name(settings.env_id)

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from policykd.buffers import DistillationBuffer
+from policykd.data.buffer import DistillationBuffer
 from policykd.distributions import check_finite, env_action, sample_action
 from policykd.errors import PolicykdError
 from policykd.teachers import Teacher

@@ -21,8 +21,9 @@ from stable_baselines3.common.utils import LinearSchedule
 from torch import nn
 
 from policykd.errors import PolicykdError
+from policykd.resources import resource_path
 
-HYPERPARAMS_FILE = Path(__file__).resolve().parent.parent / "envs" / "teachers.yaml"
+HYPERPARAMS_FILE = resource_path("envs", "teachers.yaml")
 TEACHER_ALGOS = ("ppo", "sac", "td3", "tqc")
 CONTINUOUS_ONLY = {"sac", "td3", "tqc"}
 

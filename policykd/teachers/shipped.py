@@ -1,4 +1,4 @@
-"""Teachers shipped in the repository's `agents/` folder, each described by a `card.yaml`."""
+"""Teachers shipped as package data (`policykd/resources/agents/`, the repository's `agents/`), each described by a `card.yaml`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import yaml
 
 from policykd.errors import PolicykdError
+from policykd.resources import resource_path
 
-AGENTS_DIR = Path(__file__).resolve().parent.parent / "agents"
+AGENTS_DIR = resource_path("agents")
 
 
 @dataclass(frozen=True)

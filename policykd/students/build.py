@@ -16,7 +16,7 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from policykd import cnn
+from policykd.students import cnn
 from policykd.errors import PolicykdError
 from policykd.models import ALGOS, acting_params, uses_images
 

@@ -1,0 +1,3 @@
+from policykd.cli.main import main
+
+main()
