@@ -10,6 +10,8 @@ CartPole: the rl-zoo PPO teacher records 20 episodes twice (with its distributio
 `--actions-only`); students train offline with `--epochs 1 --rounds 40`, evaluated after
 every round (10 episodes); the figure is the first gradient step count at which the
 mean return is >= 475.
+
+Figures: OUT/datasets-cartpole.png (every student's curve) and OUT/datasets-pong.png.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import re
 import subprocess
 import time
 from pathlib import Path
+
+from policykd.report.plots import plot_benchmark
 
 ZOO = Path(__file__).resolve().parents[2] / "shared" / "teachers" / "rl-zoo"
 
@@ -36,17 +40,19 @@ def cli(*args: str, env: dict, timed: bool = False) -> tuple[subprocess.Complete
     return result, time.time() - start, (int(peak.group(1)) / 1024**2 if peak else float("nan"))
 
 
-def cartpole(out: Path, env: dict, seeds: int) -> None:
+def cartpole(out: Path, env: dict, seeds: int) -> list[Path]:
+    """The table on stdout; returns the run folders (for the figure)."""
     teacher = str(ZOO / "ppo/CartPole-v1_1")
     for name, extra in (("cartpole/teacher-v0", []), ("cartpole/actions-v0", ["--actions-only"])):
         cli("record", "--env", "CartPole-v1", "--teacher", teacher, "--episodes", "20", "--dataset", name,
             "--overwrite", "--quiet", *extra, env=env)
     print("| dataset | loss | seed | gradient steps to reach 475 | final return | wall-clock |")
     print("|---|---|---|---|---|---|")
-    reached = {}
+    reached, runs = {}, []
     for name in ("cartpole/actions-v0", "cartpole/teacher-v0"):
         for seed in range(seeds):
             run = out / f"{name.replace('/', '-')}-{seed}"
+            runs.append(run)
             cli("distill", "--env", "CartPole-v1", "--dataset", name, "--epochs", "1", "--rounds", "40", "--seed", str(seed),
                 "--out", str(run), "--overwrite", "--quiet", env=env)
             s = json.loads((run / "summary.json").read_text())
@@ -57,9 +63,11 @@ def cartpole(out: Path, env: dict, seeds: int) -> None:
         ok = [x for x in steps if x is not None]
         mean = sum(ok) / len(ok) if ok else float("nan")
         print(f"{name} ({loss}): reached 475 in {len(ok)}/{len(steps)} seeds, mean {mean:.0f} gradient steps")
+    return runs
 
 
-def pong(out: Path, env: dict, episodes: int) -> None:
+def pong(out: Path, env: dict, episodes: int) -> list[Path]:
+    """The table on stdout; returns the run folder (for the figure)."""
     dataset = f"pong/teacher{episodes}-v0"
     _, record_s, _ = cli("record", "--env", "ALE/Pong-v5", "--episodes", str(episodes), "--dataset", dataset,
                          "--overwrite", "--quiet", env=env)
@@ -79,6 +87,7 @@ def pong(out: Path, env: dict, episodes: int) -> None:
           f"| {d['bytes_per_step']:,.0f} | {s['gradient_steps']:,} | {record_s / 60:.1f} min | {distill_s / 60:.1f} min | {peak:.1f} GB |")
     print(f"dataset episodes' own mean score: {s['teacher_return_mean']:+.2f}; student - teacher = "
           f"{s['student_return_mean'] - t['return_mean']:+.2f}")
+    return [run]
 
 
 def main() -> None:
@@ -90,10 +99,9 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out).resolve()
     env = {**os.environ, "MINARI_DATASETS_PATH": str(out / "minari")}
-    if args.which == "cartpole":
-        cartpole(out, env, args.seeds)
-    else:
-        pong(out, env, args.episodes)
+    runs = cartpole(out, env, args.seeds) if args.which == "cartpole" else pong(out, env, args.episodes)
+    for figure in plot_benchmark(runs, out, f"datasets-{args.which}"):
+        print(f"figure: {figure}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ seeds for teacher and student; params count the actor only (the part that acts).
 adds, per row, teacher and student over 50 more episodes on held-out seeds (20000+, never used
 for collection or for the summary's evaluation). Ten episodes on an env where the robot can fall
 are a small sample: one fall moves a Walker2d mean by about 5 %.
+
+Figures: OUT/mujoco-<env>.png, every row of that env on one figure (returns, KL, agreement, size).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from policykd.report.plots import plot_benchmark
 from policykd.teachers.shipped import default_agent
 
 ZOO = Path(__file__).resolve().parents[2] / "shared/teachers/rl-zoo"
@@ -93,9 +96,14 @@ def main() -> None:
     print("| command | teacher return | student return | student / teacher | student / teacher actor params | env steps | wall-clock |" + extra)
     print("|---|---|---|---|---|---|---|" + "---|---|" * bool(args.holdout))
     teacher_holdout: dict[str, tuple[float, float]] = {}
+    outs, labels = [], []
     for env_id in args.env or list(ENVS):
         for i, cmd in enumerate(rows(env_id, args.zoo)):
-            print(run(cmd, args.out / f"{env_id}-{i}", args.zoo, args.holdout, teacher_holdout), flush=True)
+            outs.append(args.out / f"{env_id}-{i}")
+            labels.append(" ".join(cmd[4:]).replace(str(args.zoo), "$ZOO") or "preset")
+            print(run(cmd, outs[-1], args.zoo, args.holdout, teacher_holdout), flush=True)
+    for figure in plot_benchmark(outs, args.out, "mujoco", labels):
+        print(f"figure: {figure}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Run by hand (each row is a full `policykd distill` run: ~20 minutes on 2 cores):
 
 Each row: `policykd distill --env ALE/Pong-v5 --out OUT [--student-arch A] [--driver D]`,
 run under `/usr/bin/time -v` for peak memory; returns over 20 episodes on the same seeds.
+Figure: OUT/pong.png, the rows run on one figure (returns, KL, agreement, return vs size).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import json
 import re
 import subprocess
 from pathlib import Path
+
+from policykd.report.plots import plot_benchmark
 
 SIZES = {"1%": "8,8,8,8", "2%": "16,16,16,16", "5% (default)": None}
 DRIVERS = ("teacher", "dagger")
@@ -51,10 +54,14 @@ def main() -> None:
     print("| command | teacher return | student return | student / teacher params | env steps | wall-clock | peak RSS | buffer B/transition |")
     print("|---|---|---|---|---|---|---|---|")
     rows = [(name, arch, driver) for name, arch in SIZES.items() for driver in DRIVERS] if args.grid else [("default", None, None)]
+    outs = []
     for name, arch, driver in rows:
         folder = f"{name.split()[0].replace('%', 'pct')}-{driver or 'preset'}"
         if args.only in folder:
-            print(run(Path(args.out) / folder, arch, driver), flush=True)
+            outs.append(Path(args.out) / folder)
+            print(run(outs[-1], arch, driver), flush=True)
+    for figure in plot_benchmark(outs, Path(args.out), "pong"):
+        print(f"figure: {figure}")
 
 
 if __name__ == "__main__":

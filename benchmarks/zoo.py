@@ -4,6 +4,7 @@ The zoo's MuJoCo agents are rows of benchmarks/mujoco.py, beside our own MuJoCo 
 
 Run by hand (minutes on 2 cores):  python benchmarks/zoo.py [--zoo PATH] [--out runs/bench-zoo]
 Each row is one `policykd distill --env ENV --teacher FOLDER --out OUT` with the env preset's settings.
+Figures: OUT/zoo-<env>.png, every row of that env on one figure (returns, KL, agreement, size).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from policykd.report.plots import plot_benchmark
 
 ROWS = [
     ("ppo/CartPole-v1_1", "CartPole-v1"),
@@ -34,10 +37,12 @@ def main() -> None:
     args = parser.parse_args()
     print("| teacher folder | env | teacher return | student return | student / teacher params | env steps | wall-clock (s) |")
     print("|---|---|---|---|---|---|---|")
+    outs = []
     for folder, env_id in ROWS:
         if args.only not in folder:
             continue
         out = Path(args.out) / folder.replace("/", "-")
+        outs.append(out)
         cmd = ["policykd", "distill", "--env", env_id, "--teacher", f"{args.zoo}/{folder}", "--out", str(out), "--overwrite", "--quiet"]
         start = time.time()
         result = subprocess.run(cmd, capture_output=True, text=True)
@@ -52,6 +57,8 @@ def main() -> None:
             f"| {s['env_steps']:,} | {time.time() - start:.0f} |",
             flush=True,
         )
+    for figure in plot_benchmark(outs, Path(args.out), "zoo"):
+        print(f"figure: {figure}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,400 @@
+"""curves.png and comparison figures, drawn from what a run folder already holds.
+
+A figure is made only from `summary.json` and the TensorBoard event files, never from live
+objects, so the same code draws a run that just finished, an old run, or a benchmark's runs.
+Matplotlib is used through `Figure` + the Agg canvas directly: no pyplot, no global backend
+switch, nothing that a notebook or another library in the same process would notice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator, NullLocator
+
+from policykd.errors import PolicykdError
+
+DPI = 100
+CURVES_SIZE = (8.0, 8.0)  # inches: 800 x 800 px
+RUNS_SIZE, RUNS_SIZE_WITH_PARAMS = (10.0, 8.0), (12.0, 8.0)  # 1000 x 800 px; 1200 x 800 with the size panel
+REQUIRED = ("env_id", "env_steps", "gradient_steps", "evals", "teacher_return_mean", "teacher_return_std",
+            "student_return_mean", "student_return_std")
+
+
+class Series(NamedTuple):
+    """One TensorBoard scalar: steps (the run's x-axis) and values, sorted by step."""
+
+    steps: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
+class RunCurves:
+    """What a figure needs from one run folder, read once.
+
+    `x` is env steps, or gradient steps for an offline run (no env steps): the same axis the
+    run logged to TensorBoard, so evaluations and training scalars line up.
+    """
+
+    folder: Path
+    summary: dict[str, Any]
+    x: np.ndarray  # per evaluation
+    gradient_steps: np.ndarray  # per evaluation
+    mean: np.ndarray
+    std: np.ndarray  # nan where the run did not record it
+    scalars: dict[str, Series] = field(repr=False)
+
+    @property
+    def offline(self) -> bool:
+        return not self.summary["env_steps"]
+
+    @property
+    def x_label(self) -> str:
+        return "gradient steps (offline: no env steps)" if self.offline else "env steps"
+
+
+def read_scalars(run_dir: Path) -> dict[str, Series]:
+    """Every scalar in the run's TensorBoard files, merged across files (a resumed run writes
+    a second file; the later value of a repeated step wins)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    merged: dict[str, dict[int, float]] = {}
+    tb = Path(run_dir) / "tb"
+    files = tb.rglob("events.out.tfevents.*") if tb.is_dir() else []
+    for path in sorted(files, key=lambda p: (p.stat().st_mtime, p.name)):
+        acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            merged.setdefault(tag, {}).update((e.step, e.value) for e in acc.Scalars(tag))
+    return {tag: Series(*np.array(sorted(pts.items()), dtype=float).reshape(-1, 2).T) for tag, pts in merged.items()}
+
+
+def _read_summary(run_dir: Path) -> dict[str, Any]:
+    """summary.json, refused in one line when absent, unreadable or not a policykd summary."""
+    if not run_dir.is_dir():
+        raise PolicykdError(f"{run_dir} is not a folder (expected a policykd run folder)")
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        raise PolicykdError(f"{run_dir} is not a policykd run folder (no summary.json)")
+    try:
+        summary = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise PolicykdError(f"{path} is not valid JSON ({err.msg}, line {err.lineno}): "
+                            "the run was interrupted while writing it, or it was edited") from None
+    missing = [key for key in REQUIRED if not isinstance(summary, dict) or key not in summary]
+    if missing:
+        raise PolicykdError(f"{path} lacks {', '.join(missing)}: not written by this version of policykd")
+    return summary
+
+
+def load_run(run_dir: Path) -> RunCurves:
+    """The run's evaluations (std from the summary's entries, else from TensorBoard) and scalars."""
+    run_dir = Path(run_dir)
+    summary = _read_summary(run_dir)
+    scalars = read_scalars(run_dir)
+    evals = summary["evals"] or []
+    axis = "gradient_steps" if not summary["env_steps"] else "env_steps"
+    if not evals and _finite(summary["student_return_mean"]):  # evaluated only at the end
+        evals = [{key: summary[key] for key in (axis, "gradient_steps", "student_return_mean", "student_return_std")}]
+    logged_std = dict(zip(*scalars.get("eval/student_return_std", ((), ()))))
+    evals = [{"student_return_std": logged_std.get(e.get(axis), np.nan), **e} for e in evals]
+
+    def column(key: str) -> np.ndarray:
+        return np.array([e.get(key, np.nan) for e in evals], dtype=float)
+
+    return RunCurves(folder=run_dir, summary=summary, x=column(axis), gradient_steps=column("gradient_steps"),
+                     mean=column("student_return_mean"), std=column("student_return_std"), scalars=scalars)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _pm(mean: Any, std: Any) -> str:
+    """mean ± std, both at the mean's precision: 500.0 ± 0.0, -0.53 ± 0.12, 1.2e+05 ± 3.4e+03."""
+    if not _finite(mean):
+        return "n/a"
+    spec = ".3g" if abs(mean) >= 1e5 else ",.1f" if abs(mean) >= 10 else ".2f"
+    return f"{mean:{spec}} ± {std:{spec}}" if _finite(std) else f"{mean:{spec}}"
+
+
+def _params(summary: dict[str, Any], who: str) -> str:
+    value = summary.get(f"{who}_params")
+    return f"{value:,} params" if isinstance(value, int) else "params unknown"
+
+
+def _teacher_label(summary: dict[str, Any]) -> str:
+    source = " (dataset episodes)" if summary.get("teacher_return_source") == "dataset episodes" else ""
+    return (f"teacher{source}: {_pm(summary['teacher_return_mean'], summary['teacher_return_std'])}"
+            f" ({_params(summary, 'teacher')})")
+
+
+def _student_label(summary: dict[str, Any], name: str = "student") -> str:
+    arch = ",".join(map(str, summary.get("student_arch") or ()))
+    arch = f" [{arch}]" if arch and arch != name else ""  # not "8,8 [8,8]"
+    return (f"{name}{arch}: {_pm(summary['student_return_mean'], summary['student_return_std'])}"
+            f" ({_params(summary, 'student')})")
+
+
+def _draw_teacher(ax: Axes, summary: dict[str, Any], color: str, label: str | None) -> None:
+    """The teacher is evaluated once: a horizontal line at its mean and a band of ± one std."""
+    mean, std = summary["teacher_return_mean"], summary["teacher_return_std"]
+    if _finite(mean):
+        ax.axhline(mean, color=color, linestyle="--", linewidth=1.5, label=label)
+    if _finite(mean) and _finite(std) and std > 0:
+        ax.axhspan(mean - std, mean + std, color=color, alpha=0.12, linewidth=0)
+
+
+def _draw_student(ax: Axes, run: RunCurves, color: str, label: str) -> None:
+    """Evaluation returns with markers (one evaluation is still visible) and a ± std band."""
+    ax.plot(run.x, run.mean, color=color, marker="o", markersize=4, linewidth=1.8, label=label)
+    known = np.isfinite(run.std)
+    if known.any():
+        ax.fill_between(run.x[known], (run.mean - run.std)[known], (run.mean + run.std)[known], color=color, alpha=0.2,
+                        linewidth=0)
+        if known.sum() == 1:  # a band of one point is invisible: an error bar instead
+            ax.errorbar(run.x[known], run.mean[known], yerr=run.std[known], color=color, capsize=4, linewidth=1)
+
+
+def _extrapolating(xp: np.ndarray, fp: np.ndarray) -> Callable[[Any], np.ndarray]:
+    """Piecewise-linear map through the points, continued linearly past both ends, so the
+    secondary axis stays invertible beyond the last evaluation (matplotlib's margins)."""
+    lo, hi = (fp[1] - fp[0]) / (xp[1] - xp[0]), (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
+
+    def f(x: Any) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        y = np.interp(x, xp, fp)
+        return np.where(x < xp[0], fp[0] + (x - xp[0]) * lo, np.where(x > xp[-1], fp[-1] + (x - xp[-1]) * hi, y))
+
+    return f
+
+
+def _gradient_axis(ax: Axes, run: RunCurves) -> None:
+    """Gradient steps on a top axis, mapped through the evaluations (both counts start at 0);
+    a note instead where the map is not one-to-one (an offline run's x already is gradient steps)."""
+    if run.offline:
+        return
+    env = np.concatenate([[0.0], run.x])
+    grad = np.concatenate([[0.0], run.gradient_steps])
+    if np.all(np.isfinite(grad)) and np.all(np.diff(env) > 0) and np.all(np.diff(grad) > 0):
+        top = ax.secondary_xaxis("top", functions=(_extrapolating(env, grad), _extrapolating(grad, env)))
+        top.set_xlabel("gradient steps")
+        top.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+        top.xaxis.set_major_formatter(EngFormatter(sep=""))
+    else:
+        ax.annotate(f"{run.summary['gradient_steps']:,} gradient steps in all", xy=(0.01, 0.02),
+                    xycoords="axes fraction", fontsize=8, color="0.3")
+
+
+def _draw_scalars(ax: Axes, scalars: dict[str, Series], tags: Sequence[str], color: str | None = None,
+                  label: str | None = None) -> list[str]:
+    """Plot the tags the run logged (each with its own colour unless `color`); returns the ones found."""
+    found = [tag for tag in tags if tag in scalars and len(scalars[tag].steps)]
+    for tag in found:
+        steps, values = scalars[tag]
+        ax.plot(steps, values, marker="o", markersize=3, linewidth=1.4, color=color,
+                label=label if label is not None else tag)
+    return found
+
+
+def _step_ticks(ax: Axes) -> None:
+    """From step 0 (one evaluation is not lost in a sliver of axis), with few, short labels
+    (800, 1.6k, 2M): the narrow lower panels share this axis. Call after drawing."""
+    ax.set_xlim(left=0)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+
+
+def _legend_above(ax: Axes, handles: list) -> None:
+    """One row above a short panel, where it can never hide a curve."""
+    ax.legend(handles, [h.get_label() for h in handles], loc="lower left", bbox_to_anchor=(0, 1), ncol=len(handles),
+              fontsize=8, frameon=False, borderaxespad=0.2)
+
+
+def _no_data(ax: Axes, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} in the run's TensorBoard files", transform=ax.transAxes, ha="center", color="0.4")
+
+
+def _loss_panel(ax: Axes, run: RunCurves) -> None:
+    """The distillation loss and its parts; log scale when positive (the value loss dwarfs the KL)."""
+    found = _draw_scalars(ax, run.scalars, ("train/loss", "train/policy_loss", "train/value_loss"))
+    if not found:
+        _no_data(ax, "train/loss")
+        return
+    if all(np.all(run.scalars[t].values > 0) for t in found):
+        ax.set_yscale("log")
+    ax.set_ylabel("loss")
+    _legend_above(ax, ax.get_lines())
+
+
+def _kl_agreement_panel(ax: Axes, run: RunCurves) -> None:
+    """KL (left axis) and action agreement with the teacher (right axis, 0..1)."""
+    kl = _draw_scalars(ax, run.scalars, ("train/kl",), color="tab:purple", label="train/kl")
+    ax.set_ylabel("KL (teacher ‖ student)")
+    right = ax.twinx()
+    agree = _draw_scalars(right, run.scalars, ("train/action_agreement", "eval/action_agreement"))
+    for line, style in zip(right.get_lines(), ("-", ":")):
+        line.set_linestyle(style)
+        line.set_color("tab:green")
+    right.set_ylim(-0.02, 1.02)
+    right.set_ylabel("action agreement")
+    if not kl and not agree:
+        _no_data(ax, "train/kl or action agreement")
+        return
+    _legend_above(ax, ax.get_lines() + right.get_lines())
+
+
+def _save(fig: Figure, out: Path) -> Path:
+    """Render with Agg and rename into place, so a reader never sees half a PNG."""
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        FigureCanvasAgg(fig).print_png(str(tmp))
+        os.replace(tmp, out)
+    except OSError as err:
+        raise PolicykdError(f"cannot write {out}: {err.strerror}") from None
+    return out
+
+
+def write_curves(run_dir: Path, out: Path | None = None) -> Path:
+    """curves.png of one run (in the run folder unless `out`): returns on top, training below.
+
+    Top: the teacher's return (line at its mean, band ± std) and the student's evaluation
+    returns against env steps (± std bands), gradient steps on the top axis; the legend gives
+    the final mean ± std and params of both. Below: loss, KL and action agreement from TensorBoard.
+    """
+    run = load_run(Path(run_dir))
+    s = run.summary
+    fig = Figure(figsize=CURVES_SIZE, dpi=DPI, layout="constrained")
+    top, loss, kl = fig.subplots(3, 1, sharex=True, height_ratios=(2.2, 1, 1))
+    _draw_teacher(top, s, "black", _teacher_label(s))
+    _draw_student(top, run, "tab:blue", _student_label(s))
+    top.set_ylabel("episode return")
+    top.legend(loc="best", fontsize=9)
+    top.grid(alpha=0.3)
+    _gradient_axis(top, run)
+    ratio = s.get("return_ratio") if _finite(s["teacher_return_mean"]) and s["teacher_return_mean"] > 0 else None
+    done = f"{s['env_steps']:,} env steps, {s['gradient_steps']:,} gradient steps"
+    fig.suptitle(f"{s['env_id']}: {run.folder.name}  ({done}"
+                 + (f"; student / teacher {100 * ratio:.1f} %" if _finite(ratio) else "") + ")", fontsize=11)
+    _loss_panel(loss, run)
+    _kl_agreement_panel(kl, run)
+    loss.grid(alpha=0.3)
+    kl.grid(alpha=0.3)
+    kl.set_xlabel(run.x_label)
+    _step_ticks(kl)
+    return _save(fig, Path(out) if out is not None else run.folder / "curves.png")
+
+
+def _colors(n: int) -> list:
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _shared_teacher(runs: Sequence[RunCurves]) -> bool:
+    """True when every run has the same teacher measured the same way: draw it once."""
+    keys = {(tuple(r.summary.get("teachers") or ()), r.summary["teacher_return_mean"], r.summary["teacher_return_std"])
+            for r in runs}
+    return len(keys) == 1
+
+
+def _size_panel(ax: Axes, runs: Sequence[RunCurves], names: Sequence[str], colors: list) -> None:
+    """Final student / teacher return (%) against student params; raw returns where a teacher's
+    return is not positive (a ratio of negative returns reads backwards)."""
+    ratio = all(_finite(r.summary["teacher_return_mean"]) and r.summary["teacher_return_mean"] > 0 for r in runs)
+    for run, name, color in zip(runs, names, colors):
+        s = run.summary
+        scale = 100 / s["teacher_return_mean"] if ratio else 1.0
+        ax.errorbar(s.get("student_params", np.nan), s["student_return_mean"] * scale, color=color, marker="o",
+                    yerr=s["student_return_std"] * scale if _finite(s["student_return_std"]) else None, capsize=3)
+    if ratio:
+        ax.axhline(100, color="black", linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    params = sorted({r.summary["student_params"] for r in runs if isinstance(r.summary.get("student_params"), int)})
+    if params:  # a tick at each size, not log decades the sizes rarely reach
+        ax.set_xlim(params[0] / 1.5, params[-1] * 1.5)
+        ax.set_xticks(params)
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_xlabel("student params")
+    ax.set_ylabel("student / teacher return (%)" if ratio else "final student return")
+    ax.set_title("final return vs size", fontsize=10)
+    ax.grid(alpha=0.3)
+
+
+def plot_runs(run_dirs: Sequence[Path], out: Path, labels: Sequence[str] | None = None) -> Path:
+    """Several runs of one env on one figure (e.g. a benchmark's student sizes), one colour each.
+
+    Top: each student's evaluation returns (± std) and its teacher as a dashed line (one black
+    line when all runs share it). Below: KL and action agreement per run, and, when the
+    students differ in size, the final return relative to the teacher against student params.
+    """
+    if not run_dirs:
+        raise PolicykdError("no run folders to plot")
+    names = [str(x) for x in labels] if labels is not None else [Path(d).name for d in run_dirs]
+    if len(names) != len(run_dirs):
+        raise PolicykdError(f"{len(names)} labels for {len(run_dirs)} run folders: give one label per run")
+    runs = [load_run(Path(d)) for d in run_dirs]
+    envs = sorted({r.summary["env_id"] for r in runs})
+    if len(envs) > 1:
+        raise PolicykdError(f"the runs are of different envs ({', '.join(envs)}): plot each env on its own figure")
+    sizes = len({r.summary.get("student_params") for r in runs}) > 1
+    fig = Figure(figsize=RUNS_SIZE_WITH_PARAMS if sizes else RUNS_SIZE, dpi=DPI, layout="constrained")
+    grid = fig.add_gridspec(2, 3 if sizes else 2, height_ratios=(1.6, 1))
+    top = fig.add_subplot(grid[0, :])
+    kl, agree = fig.add_subplot(grid[1, 0], sharex=top), fig.add_subplot(grid[1, 1], sharex=top)
+    colors, shared = _colors(len(runs)), _shared_teacher(runs)
+    if shared:
+        _draw_teacher(top, runs[0].summary, "black", _teacher_label(runs[0].summary))
+    for run, name, color in zip(runs, names, colors):
+        if not shared:
+            _draw_teacher(top, run.summary, color, None)
+        _draw_student(top, run, color, _student_label(run.summary, name))
+        _draw_scalars(kl, run.scalars, ("train/kl",), color=color, label=name)
+        _draw_scalars(agree, run.scalars, ("train/action_agreement",), color=color, label=name)
+    handles, texts = top.get_legend_handles_labels()
+    if not shared:
+        handles.append(Line2D([], [], color="0.3", linestyle="--"))
+        texts.append("teacher of the run of the same colour (± std band)")
+    top.legend(handles, texts, loc="best", fontsize=8 if len(runs) <= 6 else 7, ncol=1 if len(runs) <= 6 else 2)
+    top.set_ylabel("episode return")
+    top.set_title(f"{envs[0]}: teacher vs student evaluation returns", fontsize=11)
+    kl.set_ylabel("train/kl")
+    agree.set_ylabel("train/action_agreement")
+    agree.set_ylim(-0.02, 1.02)
+    mixed = len({r.offline for r in runs}) > 1
+    for ax in (top, kl, agree):
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("env steps (gradient steps for offline runs)" if mixed else runs[0].x_label)
+    _step_ticks(top)
+    if sizes:
+        _size_panel(fig.add_subplot(grid[1, 2]), runs, names, colors)
+    return _save(fig, Path(out))
+
+
+def plot_benchmark(run_dirs: Sequence[Path], out_dir: Path, name: str,
+                   labels: Sequence[str] | None = None) -> list[Path]:
+    """A benchmark's figures: its finished runs (folders with summary.json; failed rows are
+    skipped) grouped by env, one `plot_runs` figure per env: `<name>.png`, or `<name>-<env>.png`
+    when the benchmark covers several envs. `labels` (one per folder) default to folder names."""
+    names = list(labels) if labels is not None else [Path(d).name for d in run_dirs]
+    by_env: dict[str, list[tuple[Path, str]]] = {}
+    for folder, label in zip(map(Path, run_dirs), names):
+        if (folder / "summary.json").is_file():
+            by_env.setdefault(_read_summary(folder)["env_id"], []).append((folder, label))
+    stem = {env: name if len(by_env) == 1 else f"{name}-{env.replace('/', '-')}" for env in by_env}
+    return [plot_runs([f for f, _ in rows], Path(out_dir) / f"{stem[env]}.png", labels=[label for _, label in rows])
+            for env, rows in by_env.items()]

@@ -1,0 +1,143 @@
+"""curves.png and comparison figures, drawn from run folders that the real CLI wrote.
+
+Three tiny CartPole runs (a few seconds each): two online students of different sizes with two
+evaluations each, and one offline run from a recorded dataset with a single evaluation, whose
+x-axis has to fall back to gradient steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from conftest import REPO
+from policykd.errors import PolicykdError
+from policykd.report.plots import load_run, plot_benchmark, plot_runs, write_curves
+
+TEACHER = REPO / "policykd/resources/agents/cartpole-ppo-v1/cartpole_ppo_v1.zip"
+TINY = ("--env", "CartPole-v1", "--epochs", "2", "--eval-episodes", "2", "--seed", "0", "--quiet")
+
+
+def _start(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """The real entry point, started; `_finish` waits for it."""
+    return subprocess.Popen([sys.executable, "-m", "policykd.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+
+
+def _finish(*processes: subprocess.Popen) -> None:
+    """Wait for each; a failure shows its stderr."""
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, f"{' '.join(process.args[3:])}\n{err[-2000:]}"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """The three runs; the two online ones and the recording run at the same time (most of each
+    is interpreter start-up), then the offline distillation of what was recorded."""
+    root = tmp_path_factory.mktemp("plots")
+    folders = {"8x8": root / "arch-8x8", "16x16": root / "arch-16x16", "offline": root / "offline"}
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(root / "minari")}
+    online = [_start("distill", *TINY, "--teacher", str(TEACHER), "--steps", "1600", "--rounds", "2",
+                     "--student-arch", arch, "--out", str(folders[arch.replace(",", "x")]))
+              for arch in ("8,8", "16,16")]
+    record = _start("record", "--env", "CartPole-v1", "--teacher", str(TEACHER), "--episodes", "2",
+                    "--dataset", "plots/teacher-v0", "--quiet", env=env)
+    _finish(record)
+    offline = _start("distill", *TINY, "--dataset", "plots/teacher-v0", "--rounds", "1", "--student-arch", "8,8",
+                     "--out", str(folders["offline"]), env=env)
+    _finish(*online, offline)
+    return folders
+
+
+def _png(path: Path) -> np.ndarray:
+    """The image as matplotlib reads it back (a PNG it cannot parse fails here)."""
+    assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return imread(path)
+
+
+def _assert_drawn(image: np.ndarray, width: int, height: int) -> None:
+    assert image.shape[:2] == (height, width)
+    rgb = image[..., :3].reshape(-1, 3)
+    assert rgb.std() > 0.05  # not a blank canvas
+    assert len(np.unique((rgb * 255).astype(np.uint8), axis=0)) > 50  # curves, bands, text in several colours
+
+
+def test_load_run_reads_evaluations_and_tensorboard_scalars(runs):
+    run = load_run(runs["8x8"])
+    summary = json.loads((runs["8x8"] / "summary.json").read_text())
+    assert run.x.tolist() == [e["env_steps"] for e in summary["evals"]] == [800, 1600]
+    assert run.mean.tolist() == [e["student_return_mean"] for e in summary["evals"]]
+    assert np.isfinite(run.std).all()  # from the eval entries, else from eval/student_return_std
+    for tag in ("train/loss", "train/kl", "train/action_agreement", "eval/student_return"):
+        assert run.scalars[tag].steps.tolist() == [800, 1600], tag  # one point per round, on env steps
+    assert not run.offline and run.x_label == "env steps"
+
+
+def test_every_distill_run_writes_its_curves(runs):
+    for folder in runs.values():
+        _assert_drawn(_png(folder / "curves.png"), 800, 800)
+
+
+def test_write_curves_draws_one_run(runs):
+    path = write_curves(runs["8x8"])
+    assert path == runs["8x8"] / "curves.png"
+    _assert_drawn(_png(path), 800, 800)
+
+
+def test_write_curves_of_an_offline_run_with_one_evaluation_uses_gradient_steps(runs, tmp_path):
+    run = load_run(runs["offline"])
+    summary = run.summary
+    assert summary["env_steps"] == 0 and run.offline and len(run.x) == 1
+    assert run.x.tolist() == [summary["gradient_steps"]]
+    assert run.scalars["train/loss"].steps.tolist() == [summary["gradient_steps"]]
+    _assert_drawn(_png(write_curves(runs["offline"], tmp_path / "elsewhere" / "offline.png")), 800, 800)
+
+
+def test_plot_runs_compares_student_sizes(runs, tmp_path):
+    path = plot_runs([runs["8x8"], runs["16x16"]], tmp_path / "sizes.png", labels=["8,8", "16,16"])
+    _assert_drawn(_png(path), 1200, 800)  # the sizes differ: a third panel, return vs params
+    same = plot_runs([runs["8x8"]], tmp_path / "one.png")
+    _assert_drawn(_png(same), 1000, 800)
+
+
+def test_plot_benchmark_skips_failed_rows_and_groups_by_env(runs, tmp_path):
+    failed = tmp_path / "failed-row"
+    failed.mkdir()
+    paths = plot_benchmark([runs["8x8"], runs["16x16"], failed], tmp_path / "bench", "sizes")
+    assert paths == [tmp_path / "bench" / "sizes.png"]
+    _assert_drawn(_png(paths[0]), 1200, 800)
+
+
+def test_bad_input_is_refused_in_one_line(runs, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(PolicykdError, match=r"is not a policykd run folder \(no summary.json\)"):
+        write_curves(empty)
+    with pytest.raises(PolicykdError, match="is not a folder"):
+        plot_runs([tmp_path / "missing"], tmp_path / "x.png")
+    with pytest.raises(PolicykdError, match="1 labels for 2 run folders"):
+        plot_runs([runs["8x8"], runs["16x16"]], tmp_path / "x.png", labels=["a"])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "summary.json").write_text('{"env_id": "CartPole-v1"')
+    with pytest.raises(PolicykdError, match="is not valid JSON"):
+        write_curves(broken)
+    (broken / "summary.json").write_text('{"env_id": "CartPole-v1"}')
+    with pytest.raises(PolicykdError, match="lacks env_steps"):
+        write_curves(broken)
+    other = tmp_path / "other-env"
+    other.mkdir()
+    summary = json.loads((runs["8x8"] / "summary.json").read_text())
+    (other / "summary.json").write_text(json.dumps({**summary, "env_id": "Acrobot-v1"}))
+    with pytest.raises(PolicykdError, match=r"different envs \(Acrobot-v1, CartPole-v1\)"):
+        plot_runs([runs["8x8"], other], tmp_path / "x.png")
+    with pytest.raises(PolicykdError, match="no run folders"):
+        plot_runs([], tmp_path / "x.png")
