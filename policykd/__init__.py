@@ -1,9 +1,51 @@
-"""policykd: distil a strong, heavy RL policy into a small, fast Stable-Baselines3 student."""
+"""policykd: distil a strong, heavy RL policy into a small, fast Stable-Baselines3 student.
 
-from policykd.config import DistillConfig
-from policykd.run.loop import Distiller, distill
+    import policykd
+    result = policykd.distill("CartPole-v1")          # the shipped teacher, the env's preset
+    print(result.summary.student_return_mean, result.out / "student.zip")
+
+Commands (each also takes a settings object: `distill_with(DistillSettings(...))`):
+    distill, evaluate, record, train_teacher
+Teachers:
+    load_teacher, load_teachers
+Settings and results:
+    DistillSettings, EvaluateSettings, RecordSettings, TrainTeacherSettings, DistillResult, RunSummary
+Errors:
+    PolicykdError (bad input: one line)
+
+Importing this package is light; torch, SB3 and gymnasium load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policykd.api import (DistillResult, distill, distill_with, evaluate, evaluate_with, record, record_with, train_teacher,
+                          train_teacher_with)
 from policykd.errors import PolicykdError
-from policykd.teachers import load_teacher, load_teachers
+from policykd.settings import DistillSettings, EvaluateSettings, RecordSettings, TrainTeacherSettings
 
-__all__ = ["distill", "Distiller", "DistillConfig", "load_teacher", "load_teachers", "PolicykdError"]
+__all__ = [
+    # commands
+    "distill", "distill_with", "evaluate", "evaluate_with", "record", "record_with", "train_teacher", "train_teacher_with",
+    # teachers
+    "load_teacher", "load_teachers",
+    # settings and results
+    "DistillSettings", "EvaluateSettings", "RecordSettings", "TrainTeacherSettings", "DistillResult", "RunSummary",
+    # errors
+    "PolicykdError",
+]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Teachers and the summary type import torch and SB3: loaded when first asked for."""
+    if name in ("load_teacher", "load_teachers"):
+        from policykd import teachers
+
+        return getattr(teachers, name)
+    if name == "RunSummary":
+        from policykd.report.summary import RunSummary
+
+        return RunSummary
+    raise AttributeError(f"module 'policykd' has no attribute {name!r}")

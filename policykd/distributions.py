@@ -21,6 +21,7 @@ from stable_baselines3.common.distributions import (
 )
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 
+from policykd.constants import AGREEMENT_TOLERANCE, DIST_FIELDS
 from policykd.errors import PolicykdError
 
 CATEGORICAL = "categorical"
@@ -44,10 +45,10 @@ class ActionDist(NamedTuple):
     q_values: bool = False
 
     def detach(self) -> "ActionDist":
-        return self._replace(**{k: getattr(self, k).detach() for k in ("logits", "mean", "log_std") if getattr(self, k) is not None})
+        return self._replace(**{k: getattr(self, k).detach() for k in DIST_FIELDS if getattr(self, k) is not None})
 
     def index(self, idx) -> "ActionDist":
-        return self._replace(**{k: getattr(self, k)[idx] for k in ("logits", "mean", "log_std") if getattr(self, k) is not None})
+        return self._replace(**{k: getattr(self, k)[idx] for k in DIST_FIELDS if getattr(self, k) is not None})
 
 
 @contextmanager
@@ -93,8 +94,23 @@ def _policy_dist(policy: BasePolicy, obs: th.Tensor) -> ActionDist:
         out = policy.action_net(policy.extract_features(obs, policy.features_extractor))
         if isinstance(policy.action_space, spaces.Discrete):
             return ActionDist(CATEGORICAL, logits=out)
-        return ActionDist(DETERMINISTIC, mean=out, squashed=bool(policy.squash_output))
+        if policy.squash_output:  # the net ends in tanh: already in [-1, 1], as TD3's actor
+            return ActionDist(DETERMINISTIC, mean=out, squashed=True)
+        return _clipped(out, policy.action_space)
     raise PolicykdError(f"unsupported policy class {name}")
+
+
+def _clipped(out: th.Tensor, action_space: spaces.Box) -> ActionDist:
+    """ARS's linear policy acts with its output clipped to the bounds (`predict` clips it). That
+    clipped action rescaled to [-1, 1] is the quantity a TD3/SAC student's squashed action is, so
+    the default TD3 student compares with it under `mse_action`, and `env_action` maps it back
+    (within float rounding). The raw output would not do: beyond the bounds it is not the action
+    taken, and it lives in env units. Unbounded spaces have nothing to rescale to: left raw."""
+    low, high = (th.as_tensor(b, dtype=out.dtype, device=out.device) for b in (action_space.low, action_space.high))
+    if not (th.isfinite(low).all() and th.isfinite(high).all()):
+        return ActionDist(DETERMINISTIC, mean=out)
+    clipped = th.minimum(th.maximum(out, low), high)
+    return ActionDist(DETERMINISTIC, mean=2.0 * (clipped - low) / (high - low) - 1.0, squashed=True)
 
 
 def _gaussian(normal: th.distributions.Normal, squashed: bool) -> ActionDist:
@@ -110,7 +126,7 @@ def policy_value(policy: BasePolicy, obs: th.Tensor) -> th.Tensor | None:
 
 def check_finite(dist: ActionDist, value: th.Tensor | None, where: str) -> None:
     """NaN or Inf from a teacher would silently poison the buffer: stop instead."""
-    for name in ("logits", "mean", "log_std"):
+    for name in DIST_FIELDS:
         tensor = getattr(dist, name)
         if tensor is not None and not th.isfinite(tensor).all():
             raise PolicykdError(f"{where} has NaN or Inf {name}; stopping (the last checkpoint is kept)")
@@ -129,6 +145,18 @@ def env_action(dist: ActionDist, action_space: spaces.Space) -> np.ndarray:
     scaled = (th.tanh(dist.mean) if dist.kind == GAUSSIAN else dist.mean).detach().cpu().numpy()
     return action_space.low + 0.5 * (scaled + 1.0) * (action_space.high - action_space.low)
 
+
+def same_actions(a: np.ndarray, b: np.ndarray, action_space: spaces.Space) -> np.ndarray:
+    """Per state, whether two batches of env actions count as the same action: equal (discrete), or
+    every dimension within `AGREEMENT_TOLERANCE` of the range (continuous). The one definition of
+    "action agreement", in env units so squashed and unsquashed policies are judged alike; an
+    unbounded dimension counts as a range of 2 (the [-1, 1] a squashed policy acts in)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if not isinstance(action_space, spaces.Box):
+        return (a == b).reshape(len(a), -1).all(axis=-1)
+    span = np.asarray(action_space.high, dtype=np.float64) - action_space.low
+    span = np.where(np.isfinite(span) & (span > 0), span, 2.0)
+    return (np.abs(a - b) / span).reshape(len(a), -1).max(axis=-1) <= AGREEMENT_TOLERANCE
 
 def sample_action(dist: ActionDist, action_space: spaces.Space) -> np.ndarray:
     """An env action drawn from the distribution (torch's RNG: seeded, checkpointed); Q-values and

@@ -1,20 +1,20 @@
-"""Per-environment presets read from the package data `policykd/resources/envs/*.yaml` (the repository's `envs/`).
+"""Per-environment presets, package data in `policykd/resources/envs/*.yaml` (the repository's `envs/`).
 
-A preset file names the env ids it matches (shell patterns) and the DistillConfig
-settings that suit that family (student size, loss, budget, driver).
+A preset file names the env ids it matches (shell patterns) and the DistillSettings values
+that suit that family (student size, loss, budget, driver). Resolution is the one place where
+precedence lives: the dataclass defaults < the env's preset < what the caller gives.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from policykd.config import DistillConfig
 from policykd.errors import PolicykdError
 from policykd.resources import resource_path
+from policykd.settings import DistillSettings, build
 
 PRESETS_DIR = resource_path("envs")
 
@@ -30,10 +30,11 @@ def preset_for(env_id: str) -> dict[str, Any]:
     return {}
 
 
-def resolve_config(env_id: str, **overrides: Any) -> DistillConfig:
-    """Defaults < the env's preset < `overrides` (None values mean "not given")."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return DistillConfig.from_dict({**preset_for(env_id), **given, "env_id": env_id})
-    except TypeError as err:
-        raise PolicykdError(f"bad setting: {err}") from None
+def resolve_distill(env_id: str, **given: Any) -> DistillSettings:
+    """Defaults < the env's preset < `given` (None means "not given"); `out` defaults to runs/<env>."""
+    if not env_id:
+        raise PolicykdError("--env is required (a Gymnasium env id, e.g. CartPole-v1)")
+    given = {k: v for k, v in given.items() if v is not None}
+    values = {**preset_for(env_id), **given, "env_id": env_id}
+    values.setdefault("out", f"runs/{env_id.replace('/', '-')}")
+    return build(DistillSettings, values)

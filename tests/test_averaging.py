@@ -6,7 +6,7 @@ import torch as th
 from torch import nn
 
 from policykd.students.averaging import averaged_weights, make_average
-from policykd.config import DistillConfig
+from policykd.settings import DistillSettings
 from policykd.errors import PolicykdError
 
 
@@ -29,18 +29,19 @@ def test_the_average_is_swapped_in_and_the_trained_weights_come_back():
 
 def test_ema_must_be_below_one():
     with pytest.raises(PolicykdError, match=r"--ema must be within \[0, 1\), got 1.0"):
-        DistillConfig(env_id="CartPole-v1", ema=1.0)
+        DistillSettings(env_id="CartPole-v1", ema=1.0)
 
 
 def test_the_saved_student_is_the_average_not_the_last_step(cartpole_ppo_teacher, tmp_path):
     from stable_baselines3 import PPO
 
-    from policykd.run.loop import Distiller
+    from policykd.run.build import build_run
+    from policykd.run.loop import execute
 
-    config = DistillConfig(env_id="CartPole-v1", teachers=(str(cartpole_ppo_teacher),), out=str(tmp_path / "ema"), steps=1600,
-                           rounds=2, eval_episodes=2, ema=0.9)
-    distiller = Distiller(config, quiet=True)
-    distiller.run()
+    settings = DistillSettings(env_id="CartPole-v1", teachers=(str(cartpole_ppo_teacher),), out=str(tmp_path / "ema"), steps=1600,
+                               rounds=2, eval_episodes=2, ema=0.9)
+    run = build_run(settings)
+    execute(run, quiet=True)
     obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
 
     def logits(policy, x):
@@ -48,6 +49,6 @@ def test_the_saved_student_is_the_average_not_the_last_step(cartpole_ppo_teacher
             return policy.get_distribution(policy.obs_to_tensor(x)[0]).distribution.logits
 
     saved = logits(PPO.load(tmp_path / "ema" / "student.zip", device="cpu").policy, obs)  # takes raw observations
-    standardised = distiller._prep(obs)  # what the policy in training reads
-    assert th.allclose(saved, logits(distiller.average.module, standardised), atol=1e-4)
-    assert not th.allclose(saved, logits(distiller.student.policy, standardised), atol=1e-4)
+    standardised = run.prep(obs)  # what the policy in training reads
+    assert th.allclose(saved, logits(run.average.module, standardised), atol=1e-4)
+    assert not th.allclose(saved, logits(run.student.policy, standardised), atol=1e-4)

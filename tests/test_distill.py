@@ -7,11 +7,16 @@ import pytest
 import torch as th
 
 import policykd
-from policykd.run.collect import beta_schedule
+from policykd.run.plan import beta_schedule
 from policykd.errors import PolicykdError
 from conftest import run_fresh_python
 
 FAST = dict(quiet=True, eval_episodes=3, rounds=2)
+
+
+def distill(*args, **settings):
+    """The library call; its RunSummary."""
+    return policykd.distill(*args, **settings).summary
 
 
 def test_beta_schedules():
@@ -24,14 +29,14 @@ def test_beta_schedules():
 
 @pytest.mark.parametrize("driver", ["teacher", "student", "dagger"])
 def test_every_driver_runs_and_logs_its_beta(cartpole_ppo_teacher, tmp_path, driver):
-    summary = policykd.run.loop("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / driver, steps=1600, driver=driver, **FAST)
-    assert summary["driver"] == driver and summary["env_steps"] == 1600
-    assert 0.0 <= summary["action_agreement"] <= 1.0
+    summary = distill("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / driver, steps=1600, driver=driver, **FAST)
+    assert summary.driver == driver and summary.env_steps == 1600
+    assert 0.0 <= summary.action_agreement <= 1.0
 
 
 def test_same_seed_gives_same_student(cartpole_ppo_teacher, tmp_path):
     def weights(out, seed):
-        policykd.run.loop("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / out, steps=1600, seed=seed, **FAST)
+        distill("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / out, steps=1600, seed=seed, **FAST)
         from stable_baselines3 import PPO
 
         return PPO.load(tmp_path / out / "student.zip", device="cpu").policy.state_dict()
@@ -42,17 +47,17 @@ def test_same_seed_gives_same_student(cartpole_ppo_teacher, tmp_path):
 
 
 def test_dqn_teacher_gives_dqn_student(zoo, tmp_path):
-    summary = policykd.run.loop("CartPole-v1", [zoo / "dqn/CartPole-v1_1"], out=tmp_path / "dqn", steps=4000, **FAST)
-    assert (summary["teacher_algo"], summary["student_algo"]) == ("dqn", "dqn")
-    assert summary["student_params"] <= 0.25 * summary["teacher_params"]
-    mse = policykd.run.loop("CartPole-v1", [zoo / "qrdqn/CartPole-v1_1"], out=tmp_path / "qr", steps=1600, loss="mse_q", **FAST)
-    assert (mse["teacher_algo"], mse["student_algo"], mse["loss"]) == ("qrdqn", "dqn", "mse_q")
+    summary = distill("CartPole-v1", [zoo / "dqn/CartPole-v1_1"], out=tmp_path / "dqn", steps=4000, **FAST)
+    assert (summary.teacher_algo, summary.student_algo) == ("dqn", "dqn")
+    assert summary.student_params <= 0.25 * summary.teacher_params
+    mse = distill("CartPole-v1", [zoo / "qrdqn/CartPole-v1_1"], out=tmp_path / "qr", steps=1600, loss="mse_q", **FAST)
+    assert (mse.teacher_algo, mse.student_algo, mse.loss) == ("qrdqn", "dqn", "mse_q")
 
 
 def test_sac_teacher_gives_sac_student_that_continues_rl(zoo, tmp_path):
     out = tmp_path / "sac"
-    summary = policykd.run.loop("Pendulum-v1", [zoo / "sac/Pendulum-v1_1"], out=out, steps=4000, **FAST)
-    assert (summary["teacher_algo"], summary["student_algo"]) == ("sac", "sac")
+    summary = distill("Pendulum-v1", [zoo / "sac/Pendulum-v1_1"], out=out, steps=4000, **FAST)
+    assert (summary.teacher_algo, summary.student_algo) == ("sac", "sac")
     code = f"""
 import gymnasium as gym
 from stable_baselines3 import SAC
@@ -65,24 +70,24 @@ print("ok")
 
 
 def test_deterministic_teacher_uses_mse_action(pendulum_td3_teacher, tmp_path):
-    summary = policykd.run.loop("Pendulum-v1", [pendulum_td3_teacher], out=tmp_path / "td3", steps=800, **FAST)
-    assert (summary["teacher_algo"], summary["student_algo"]) == ("td3", "td3")
-    assert summary["loss"] == "mse_action"  # the default KL has no density to compare: MSE on the action
+    summary = distill("Pendulum-v1", [pendulum_td3_teacher], out=tmp_path / "td3", steps=800, **FAST)
+    assert (summary.teacher_algo, summary.student_algo) == ("td3", "td3")
+    assert summary.loss == "mse_action"  # the default KL has no density to compare: MSE on the action
     with pytest.raises(PolicykdError, match="loss 'gaussian_kl' needs"):
-        policykd.run.loop("Pendulum-v1", [pendulum_td3_teacher], out=tmp_path / "bad", steps=800, loss="gaussian_kl", **FAST)
+        distill("Pendulum-v1", [pendulum_td3_teacher], out=tmp_path / "bad", steps=800, loss="gaussian_kl", **FAST)
 
 
 def test_ensemble_with_weights(zoo, tmp_path):
-    summary = policykd.run.loop(
+    summary = distill(
         "CartPole-v1", [zoo / "ppo/CartPole-v1_1", zoo / "a2c/CartPole-v1_1"], teacher_weights=(2.0, 1.0),
         out=tmp_path / "ens", steps=1600, **FAST,
     )
-    assert len(summary["teachers"]) == 2 and summary["teacher_algo"] == "a2c+ppo"
+    assert len(summary.teachers) == 2 and summary.teacher_algo == "a2c+ppo"
 
 
 def test_vecnormalize_student_reproduces_its_return_in_plain_sb3(zoo, tmp_path):
     out = tmp_path / "hc"
-    summary = policykd.run.loop("HalfCheetah-v5", [zoo / "ppo/HalfCheetah-v3_1"], out=out, steps=4000, quiet=True,
+    summary = distill("HalfCheetah-v5", [zoo / "ppo/HalfCheetah-v3_1"], out=out, steps=4000, quiet=True,
                                eval_episodes=2, rounds=2, n_envs=4)
     assert (out / "vecnormalize.pkl").is_file()
     code = f"""
@@ -93,7 +98,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 # policykd plays its evaluation episodes side by side, one env per episode (env i seeded eval_seed + i):
 # the same with SB3's own tools gives the same batches, hence the same floats and the same episodes
 # (a 4,000-step student is erratic enough that batch-1 float rounding alone changes its return)
-venv = VecNormalize.load({str(out / 'vecnormalize.pkl')!r}, make_vec_env("HalfCheetah-v5", n_envs=2, seed={summary['eval_seed']}))
+venv = VecNormalize.load({str(out / 'vecnormalize.pkl')!r}, make_vec_env("HalfCheetah-v5", n_envs=2, seed={summary.eval_seed}))
 venv.training = False
 venv.norm_reward = False
 model = PPO.load({str(out / 'student.zip')!r}, device="cpu")
@@ -103,13 +108,13 @@ print(*sorted(rewards))
     result = run_fresh_python(code)
     assert result.returncode == 0, result.stderr
     reproduced = [float(x) for x in result.stdout.strip().splitlines()[-1].split()]
-    assert reproduced == pytest.approx(sorted(summary["student_returns"]), abs=1e-3)
+    assert reproduced == pytest.approx(sorted(summary.student_returns), abs=1e-3)
 
 
 def test_summary_json_matches_return_value(cartpole_ppo_teacher, tmp_path):
-    summary = policykd.run.loop("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / "s", steps=800, **FAST)
+    summary = distill("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / "s", steps=800, **FAST)
     on_disk = json.loads((tmp_path / "s" / "summary.json").read_text())
-    assert on_disk["student_return_mean"] == summary["student_return_mean"]
+    assert on_disk["student_return_mean"] == summary.student_return_mean
     assert np.isclose(np.mean(on_disk["student_returns"]), on_disk["student_return_mean"])
 
 
@@ -117,7 +122,7 @@ def test_linear_lr_schedule_falls_to_zero_by_the_last_round(cartpole_ppo_teacher
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "linear"
-    policykd.run.loop("CartPole-v1", [cartpole_ppo_teacher], out=out, steps=1600, learning_rate=1e-3,
+    distill("CartPole-v1", [cartpole_ppo_teacher], out=out, steps=1600, learning_rate=1e-3,
                      lr_schedule="linear", **{**FAST, "rounds": 4})
     acc = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
@@ -125,8 +130,8 @@ def test_linear_lr_schedule_falls_to_zero_by_the_last_round(cartpole_ppo_teacher
     assert len(last_lr_per_round) == 4
     # Round r ends just above 1e-3 * (1 - (r + 1) / 4): 7.5e-4, 5e-4, 2.5e-4, ~0.
     assert last_lr_per_round == pytest.approx([7.5e-4, 5e-4, 2.5e-4, 0.0], abs=3e-5)
-    with pytest.raises(PolicykdError, match="--lr-schedule must be one of constant, linear"):
-        policykd.run.loop("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / "bad", lr_schedule="cosine", **FAST)
+    with pytest.raises(PolicykdError, match="unknown lr schedule 'cosine': choose from constant, linear"):
+        distill("CartPole-v1", [cartpole_ppo_teacher], out=tmp_path / "bad", lr_schedule="cosine", **FAST)
 
 
 def test_sampled_actions_follow_the_teachers_distribution():
@@ -150,7 +155,7 @@ def test_sampled_actions_follow_the_teachers_distribution():
 
 def test_sample_actions_changes_the_data_and_stays_reproducible(zoo, tmp_path):
     def run(name, sample):
-        policykd.run.loop("Pendulum-v1", [zoo / "sac/Pendulum-v1_1"], out=tmp_path / name, steps=1200, n_envs=2, driver="teacher",
+        distill("Pendulum-v1", [zoo / "sac/Pendulum-v1_1"], out=tmp_path / name, steps=1200, n_envs=2, driver="teacher",
                          sample_actions=sample, **FAST)
 
     def collected_return(name):

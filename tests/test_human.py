@@ -28,7 +28,7 @@ def recorded(tmp_path_factory):
 
     from policykd.envs import EnvFactory
     from policykd.data.human import human_policy
-    from policykd.data.record import RecordSettings, record
+    from policykd.data.record import Recording, record
 
     root = tmp_path_factory.mktemp("minari")
     calls: list[int] = []
@@ -44,7 +44,7 @@ def recorded(tmp_path_factory):
         mp.setenv("MINARI_DATASETS_PATH", str(root))
         mp.setenv("SDL_VIDEODRIVER", "dummy")
         factory, policy = human_policy(EnvFactory(ENV, env_kwargs=SHORT), fps=0, keys=keys)
-        summary = record(factory, policy, RecordSettings(ENV, DATASET, 2, 0, "human", None), quiet=True)
+        summary = record(factory, policy, Recording(ENV, DATASET, 2, 0, "human", None), quiet=True)
         window_closed = not pygame.display.get_init()
     return {"root": root, "summary": summary, "calls": calls, "surfaces": surfaces, "window_closed": window_closed}
 
@@ -120,11 +120,11 @@ def test_escape_stops_the_recording_and_a_rerun_resumes(monkeypatch, tmp_path):
 
     from policykd.envs import EnvFactory
     from policykd.data.human import human_policy
-    from policykd.data.record import RecordSettings, partial_folder, record
+    from policykd.data.record import Recording, partial_folder, record
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
-    settings = RecordSettings(ENV, "pong/stopped-v0", 2, 0, "human", None)
+    settings = Recording(ENV, "pong/stopped-v0", 2, 0, "human", None)
 
     def esc_in_second_episode(i: int) -> set[str]:
         if i == 60:  # episode 1 has fewer than 60 steps

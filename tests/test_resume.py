@@ -64,11 +64,13 @@ def test_kill_9_twice_then_resume_gives_the_uninterrupted_weights(zoo, tmp_path)
     assert not (out / "checkpoint.json").exists() and not list(out.glob("ckpt-*"))  # cleaned up once finished
 
 
-def test_ctrl_c_writes_student_and_exits_130_then_resumes(zoo, tmp_path):
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_writes_student_and_exits_then_resumes(zoo, tmp_path, sig, status):
+    """SIGTERM is what Slurm, Kubernetes and systemd send before a kill: it stops the run as Ctrl-C does."""
     out = tmp_path / "interrupted"
     proc = _start(zoo, out)
-    assert _kill_after(proc, out, 3, sig=signal.SIGINT) == 130
-    assert "interrupted" in proc.stdout.read() + proc.stderr.read()
+    assert _kill_after(proc, out, 3, sig=sig) == status
+    assert "interrupted in round" in proc.stdout.read() + proc.stderr.read()
     assert (out / "student.zip").is_file() and (out / "checkpoint.json").is_file()
     changed = run_cli("distill", *ARGS[:-1], "--teacher", str(zoo / "ppo/CartPole-v1_1"), "--out", str(out), "--steps", "999")
     assert changed.returncode == 2 and "other settings (steps)" in changed.stderr

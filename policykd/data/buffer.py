@@ -12,10 +12,9 @@ from typing import NamedTuple
 import numpy as np
 import torch as th
 
+from policykd.constants import DIST_FIELDS
 from policykd.distributions import ActionDist
 from policykd.data.frames import ArrayStore, FrameStackStore, make_store
-
-_LABELS = ("logits", "mean", "log_std")
 
 
 class Batch(NamedTuple):
@@ -45,7 +44,7 @@ class DistillationBuffer:
 
     def _allocate(self, obs: np.ndarray, dist: ActionDist) -> None:
         self.obs = make_store(self.capacity, obs)
-        for key in _LABELS:
+        for key in DIST_FIELDS:
             tensor = getattr(dist, key)
             if tensor is not None:
                 self.labels[key] = np.zeros((self.capacity, *tensor.shape[1:]), dtype=np.float32)

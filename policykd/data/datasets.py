@@ -27,8 +27,11 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 
+from policykd.constants import DIST_FIELDS
 from policykd.distributions import CATEGORICAL, DETERMINISTIC, ActionDist
 from policykd.errors import PolicykdError
+from policykd.files import atomic_write, atomic_write_text
+from policykd.hub import hub_access
 from policykd.models import describe_space
 
 if TYPE_CHECKING:
@@ -36,10 +39,9 @@ if TYPE_CHECKING:
 
 META_FILE = "policykd.json"
 NORMALIZER_FILE = "vecnormalize.pkl"
-LABEL_KEYS = {"logits": "teacher_logits", "mean": "teacher_mean", "log_std": "teacher_log_std"}
+LABEL_KEYS = {k: f"teacher_{k}" for k in DIST_FIELDS}  # distribution field -> Minari infos key
 VALUE_KEY = "teacher_value"
 ONE_HOT_MARGIN = 10.0
-HUB_HOST = "huggingface.co"  # where Minari 0.5 hosts its remote datasets
 
 
 @dataclass(frozen=True)
@@ -77,16 +79,15 @@ class Episode:
     score: float  # the Monitor's raw episode return
 
     def save(self, path: Path) -> None:
-        """One .npz, written to a temporary name and renamed (a kill leaves it whole or absent)."""
+        """One .npz, written atomically and durably (a kill or power cut leaves it whole or absent):
+        a resumed recording trusts every episode file it finds."""
         arrays = {"observations": self.observations, "actions": self.actions, "rewards": self.rewards,
                   "terminations": self.terminations, "truncations": self.truncations,
                   "seed": np.array(self.seed), "score": np.array(self.score)}
         arrays.update({f"label.{k}": v for k, v in self.labels.items()})
         if self.values is not None:
             arrays["values"] = self.values
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays), fsync=True)
 
     @classmethod
     def load(cls, path: Path) -> "Episode":
@@ -177,12 +178,8 @@ def write_dataset(dataset_id: str, episodes: Iterable[Episode], meta: DatasetMet
     if meta.frame_stack:
         compact_frames(folder / "data")
     if normalizer is not None:
-        from policykd.report.output import save_normalizer
-
-        save_normalizer(normalizer, folder / NORMALIZER_FILE)
-    tmp = folder / f".{META_FILE}.tmp"
-    tmp.write_text(json.dumps(asdict(meta), indent=2))
-    os.replace(tmp, folder / META_FILE)
+        atomic_write(folder / NORMALIZER_FILE, normalizer.save)
+    atomic_write_text(folder / META_FILE, json.dumps(asdict(meta), indent=2))
     return folder
 
 
@@ -198,20 +195,22 @@ def compact_frames(data: Path, rows: int = 64) -> None:
     from minari.dataset.minari_storage import MinariStorage
 
     path = data / "main_data.hdf5"
-    tmp = data / ".main_data.hdf5.tmp"
-    with h5py.File(path, "r") as src, h5py.File(tmp, "w", track_order=True) as dst:
-        dst.attrs.update(src.attrs)
-        for name, group in src.items():
-            out = dst.create_group(name, track_order=True)
-            out.attrs.update(group.attrs)
-            for key, item in group.items():
-                if key != "observations":
-                    src.copy(item, out, name=key)
-                    continue
-                frames = item[()]
-                out.create_dataset(key, data=frames, chunks=(min(rows, len(frames)), *frames.shape[1:]),
-                                   maxshape=(None, *frames.shape[1:]), compression="gzip", compression_opts=1)
-    os.replace(tmp, path)
+
+    def rewrite(tmp: Path) -> None:
+        with h5py.File(path, "r") as src, h5py.File(tmp, "w", track_order=True) as dst:
+            dst.attrs.update(src.attrs)
+            for name, group in src.items():
+                out = dst.create_group(name, track_order=True)
+                out.attrs.update(group.attrs)
+                for key, item in group.items():
+                    if key != "observations":
+                        src.copy(item, out, name=key)
+                        continue
+                    frames = item[()]
+                    out.create_dataset(key, data=frames, chunks=(min(rows, len(frames)), *frames.shape[1:]),
+                                       maxshape=(None, *frames.shape[1:]), compression="gzip", compression_opts=1)
+
+    atomic_write(path, rewrite)
     storage = MinariStorage.read(data)
     storage.update_metadata({"dataset_size": storage.get_size()})
 
@@ -291,34 +290,25 @@ def _open_minari(spec: str, folder: Path):
 
 def _download(spec: str):
     """Remote Minari datasets (e.g. mujoco/halfcheetah/expert-v0) through Minari's own download."""
-    import logging
-    import socket
-
     import minari
 
     hint = "record it with `policykd record` or pass a dataset folder"
     remote = os.environ.get("MINARI_REMOTE", "hf://farama-minari")
-    try:  # offline, the hub client would retry for ~30 s, logging each try: fail at once instead
-        if remote.startswith("hf://") and "://" not in spec:
-            socket.getaddrinfo(HUB_HOST, 443)
-    except OSError as err:
-        raise PolicykdError(f"dataset {spec} is not in {dataset_root()} and Minari cannot download it "
-                            f"(offline: {HUB_HOST} does not resolve: {err.strerror}); {hint}") from None
-    hub_logger = logging.getLogger("huggingface_hub")
-    level = hub_logger.level
+
+    def offline(why: str) -> str:
+        return f"dataset {spec} is not in {dataset_root()} and Minari cannot download it (offline: {why}); {hint}"
+
     try:
-        hub_logger.setLevel(logging.ERROR)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with hub_access(offline, check=remote.startswith("hf://") and "://" not in spec):
             return minari.load_dataset(spec, download=True)
+    except PolicykdError:
+        raise
     except Exception as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise PolicykdError(
             f"dataset {spec} is not in {dataset_root()} and could not be downloaded with Minari "
             f"({type(err).__name__}: {reason[:160]}); {hint}"
         ) from None
-    finally:
-        hub_logger.setLevel(level)
 
 
 def open_dataset(spec: str, env_id: str, observation_space: spaces.Space, action_space: spaces.Space) -> Dataset:

@@ -2,8 +2,8 @@
 
 Episodes are recorded one at a time, episode i reset with seed `seed + i`, through the
 same wrapper stack distillation uses (`EnvFactory`). Each finished episode is written at
-once to `<root>/.policykd-partial/<dataset>/episode_<i>.npz` (temporary name, then
-rename), so a killed recording resumes at the first missing episode and, with a
+once to `<root>/.policykd-partial/<dataset>/episode_<i>.npz` (atomically and durably,
+`policykd.files`), so a killed recording resumes at the first missing episode and, with a
 deterministic teacher, ends with the dataset an uninterrupted run would have written.
 The Minari dataset itself is written only when every episode is in.
 """
@@ -11,7 +11,6 @@ The Minari dataset itself is written only when every episode is in.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,20 +24,21 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from policykd.data.datasets import (META_FILE, DatasetMeta, Episode, dataset_root, episode_score_and_steps, folder_bytes, frames_of,
                                stored_observation_space, write_dataset)
+from policykd.constants import DIST_FIELDS
 from policykd.distributions import ActionDist, check_finite, env_action
 from policykd.envs import EnvFactory, is_atari
 from policykd.errors import PolicykdError
-from policykd.report.output import disk_full_is_one_line
+from policykd.files import atomic_write_text, disk_full_is_one_line
+from policykd.run.checkpoint import settings_differ
 from policykd.teachers import Teacher
 
 # obs (1, ...) -> (action (1, ...), teacher distribution or None, teacher value or None)
 PolicyFn = Callable[[np.ndarray], tuple[np.ndarray, ActionDist | None, th.Tensor | None]]
-_LABELS = ("logits", "mean", "log_std")
 
 
 @dataclass(frozen=True)
-class RecordSettings:
-    """What must match for a re-run to resume an unfinished recording."""
+class Recording:
+    """One recording, as it must match for a re-run to resume it (the command's settings are `policykd.settings.RecordSettings`)."""
 
     env_id: str
     dataset: str
@@ -80,7 +80,7 @@ def partial_folder(dataset_id: str) -> Path:
 def _labels_of(dist: ActionDist | None) -> dict[str, np.ndarray]:
     if dist is None:
         return {}
-    return {k: getattr(dist, k)[0].cpu().numpy().astype(np.float32) for k in _LABELS if getattr(dist, k) is not None}
+    return {k: getattr(dist, k)[0].cpu().numpy().astype(np.float32) for k in DIST_FIELDS if getattr(dist, k) is not None}
 
 
 def record_episode(venv: VecEnv, policy: PolicyFn, seed: int, frame_stack: int) -> tuple[Episode, ActionDist | None]:
@@ -119,16 +119,14 @@ def record_episode(venv: VecEnv, policy: PolicyFn, seed: int, frame_stack: int) 
     return episode, template
 
 
-def _check_settings(folder: Path, settings: RecordSettings) -> None:
+def _check_settings(folder: Path, settings: Recording) -> None:
+    """The first run leaves its settings in `record.json`; a re-run resumes only with the same ones."""
     path = folder / "record.json"
     if not path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / ".record.json.tmp"
-        tmp.write_text(json.dumps(asdict(settings)))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(asdict(settings)), fsync=True)
         return
-    saved = json.loads(path.read_text())
-    differ = sorted(k for k, v in asdict(settings).items() if saved.get(k) != v)
+    differ = settings_differ(json.loads(path.read_text()), asdict(settings))
     if differ:
         raise PolicykdError(f"an unfinished recording of {settings.dataset} with other settings ({', '.join(differ)}) "
                             f"is in {folder}; re-run it unchanged to resume, or pass --overwrite")
@@ -137,7 +135,7 @@ def _check_settings(folder: Path, settings: RecordSettings) -> None:
 def record(
     factory: EnvFactory,
     policy: PolicyFn,
-    settings: RecordSettings,
+    settings: Recording,
     *,
     teacher: Teacher | None = None,
     overwrite: bool = False,

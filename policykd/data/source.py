@@ -1,9 +1,9 @@
-"""A recorded dataset as the teacher: its stored distributions (or actions) are the labels.
+"""A recorded dataset as a source of labelled steps: its stored distributions (or actions) are the labels.
 
-A `DatasetTeacher` cannot label new states, so a run with only a dataset is offline: the
-env is stepped for evaluation alone. With a live teacher as well, the dataset fills the
-buffer first (relabelled by the live teacher when it holds only actions) and DAgger
-rounds follow.
+A dataset is not a teacher: it cannot label new states, so a run with only a dataset is
+offline, the env stepped for evaluation alone. With a live teacher as well, the dataset fills
+the buffer first (relabelled by the live teacher when it holds only actions) and DAgger rounds
+follow.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from stable_baselines3.common.vec_env import VecNormalize
 from policykd.data.buffer import DistillationBuffer
 from policykd.data.datasets import Dataset, action_labels, open_dataset, stored_labels
 from policykd.envs import EnvFactory
-from policykd.errors import PolicykdError
 from policykd.teachers.base import Teacher
 from policykd.teachers.zoo import load_vecnormalize
 
@@ -26,8 +25,8 @@ CHUNK = 4096  # steps labelled or stored at once
 
 
 @dataclass
-class DatasetTeacher:
-    """The Teacher protocol over a dataset; `label` is refused (there is nobody to ask)."""
+class DatasetSource:
+    """An opened dataset checked against the env, with what it says of the teacher that made it."""
 
     dataset: Dataset
     factory: EnvFactory
@@ -36,22 +35,16 @@ class DatasetTeacher:
     normalizer: VecNormalize | None = None
 
     @property
-    def name(self) -> str:
-        return f"dataset:{self.dataset.name}"
-
-    @property
-    def algo(self) -> str:
+    def teacher_algo(self) -> str:
+        """The recording teacher's algorithm (a person's play: treated as an actor-critic's)."""
         return self.dataset.meta.teacher_algo or "ppo"
 
     @property
-    def acting_params(self) -> int:
+    def teacher_params(self) -> int:
         return int(self.dataset.meta.teacher_params or 0)
 
-    def label(self, obs: np.ndarray):
-        raise PolicykdError(f"{self.name} is a recorded dataset: it cannot label new states (pass --teacher for DAgger)")
 
-
-def load_dataset_teacher(spec: str, env_id: str) -> DatasetTeacher:
+def open_source(spec: str, env_id: str) -> DatasetSource:
     """Open and check a dataset against `env_id` (one line on any mismatch), with its VecNormalize."""
     factory = EnvFactory(env_id)
     obs_space, action_space = factory.spaces()
@@ -59,7 +52,7 @@ def load_dataset_teacher(spec: str, env_id: str) -> DatasetTeacher:
     normalizer = None
     if dataset.normalizer_path is not None:
         normalizer = load_vecnormalize(dataset.normalizer_path, factory.make(1, 0))
-    return DatasetTeacher(dataset, factory, obs_space, action_space, normalizer)
+    return DatasetSource(dataset, factory, obs_space, action_space, normalizer)
 
 
 def label_steps(dataset: Dataset, obs: np.ndarray, actions: np.ndarray, labels: dict[str, np.ndarray],

@@ -1,4 +1,4 @@
-"""What the user sees: TensorBoard scalars (through SB3's Logger), a progress bar, a summary table."""
+"""What the user sees while a run works: TensorBoard scalars (through SB3's Logger), a progress bar, a summary table."""
 
 from __future__ import annotations
 
@@ -88,51 +88,3 @@ def summary_table(summary: dict[str, Any], title: str = "policykd distill") -> T
             text = _fmt(summary.get(key))
         table.add_row(label, text)
     return table
-
-
-def build_summary(distiller: Any, teacher: Any, student: Any) -> dict[str, Any]:
-    """summary.json: what was distilled into what, how well, at what cost; `teacher` and `student` are `Returns`."""
-    from policykd.models import acting_params
-
-    d, cfg = distiller, distiller.config
-    teacher_params = int(d.teacher.acting_params)
-    student_params = int(acting_params(d.student.policy))
-    summary = {
-        "env_id": cfg.env_id,
-        "teachers": [m.name for m in getattr(d.live, "members", [d.live])] if d.live else [],
-        "teacher_algo": d.teacher.algo,
-        "student_algo": d.student_algo,
-        "student_arch": list(d.student_arch),
-        "teacher_params": teacher_params,
-        "student_params": student_params,
-        "params_ratio": student_params / teacher_params if teacher_params else float("nan"),
-        "env_steps": d.progress["env_steps"],
-        "gradient_steps": d.progress["gradient_steps"],
-        "wall_seconds": round(d.progress["wall"], 2),
-        "teacher_return_source": "live teacher, evaluation seeds" if d.live else "dataset episodes",
-        "teacher_return_mean": teacher.mean,
-        "teacher_return_std": teacher.std,
-        "student_return_mean": student.mean,
-        "student_return_std": student.std,
-        "return_ratio": student.mean / teacher.mean if teacher.mean else float("nan"),
-        "eval_episodes": cfg.eval_episodes,
-        "eval_seed": d._eval_seed,
-        "action_agreement": d.progress["agreement"],
-        "buffer_transitions": len(d.buffer),
-        "buffer_bytes_per_transition": d.buffer.nbytes() / d.buffer.capacity,
-        "teacher_returns": teacher.returns.tolist(),
-        "student_returns": student.returns.tolist(),
-        "evals": d.progress["evals"],
-        "loss": d.loss,
-        "driver": cfg.driver if d.live else "offline",
-        "config": cfg.to_dict(),
-    }
-    if d.recorded is not None:
-        data = d.recorded.dataset
-        size = data.bytes_on_disk  # one walk of the folder
-        summary["dataset"] = {
-            "name": data.name, "path": str(data.folder), "steps": data.total_steps, "episodes": data.total_episodes,
-            "bytes_on_disk": size, "bytes_per_step": size / max(data.total_steps, 1),
-            "distributions": data.has_distributions, "source": data.meta.source,
-        }
-    return summary

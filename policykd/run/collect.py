@@ -18,27 +18,7 @@ from policykd.distributions import check_finite, env_action, sample_action
 from policykd.errors import PolicykdError
 from policykd.teachers import Teacher
 
-DRIVERS = ("teacher", "student", "dagger")
 ActFn = Callable[[np.ndarray], np.ndarray]
-
-
-def beta_schedule(driver: str, round_index: int, rounds: int, *, schedule: str = "linear", decay: float = 0.5) -> float:
-    """Probability that the teacher's action is executed in round `round_index` (0-based).
-
-    dagger/linear: 1 in the first round, falling linearly to 0 in the last
-    (imitation's LinearBetaSchedule); dagger/exponential: decay ** round.
-    """
-    if driver == "teacher":
-        return 1.0
-    if driver == "student":
-        return 0.0
-    if driver != "dagger":
-        raise PolicykdError(f"unknown driver {driver!r}: choose from {', '.join(DRIVERS)}")
-    if schedule == "exponential":
-        return decay**round_index
-    if schedule == "linear":
-        return 1.0 if rounds <= 1 else max(0.0, 1.0 - round_index / (rounds - 1))
-    raise PolicykdError(f"unknown beta schedule {schedule!r}: choose linear or exponential")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from policykd.distributions import env_action
+from policykd.distributions import env_action, same_actions
 from policykd.envs import EnvFactory
 from policykd.teachers import Teacher
 
@@ -72,7 +72,7 @@ def student_eval(
     teacher: Teacher | None = None,
 ) -> tuple[Returns, float]:
     """Student returns on the evaluation seeds, and (with a live teacher) how often its greedy
-    action is the teacher's on the states the student visits (continuous: within 5 % of the range)."""
+    action is the teacher's on the states the student visits (`same_actions`: continuous, within 5 % of the range)."""
     act = student_actor(student, prep)
     agree = [0, 0]
 
@@ -80,11 +80,7 @@ def student_eval(
         actions = act(obs)
         if teacher is not None:
             teacher_actions = env_action(teacher.label(obs)[0], teacher.action_space)
-            if actions.ndim > 1:
-                span = teacher.action_space.high - teacher.action_space.low
-                same = (np.abs(actions - teacher_actions) / span).max(axis=-1) <= 0.05
-            else:
-                same = actions == teacher_actions
+            same = same_actions(actions, teacher_actions, teacher.action_space)
             agree[0] += int(same.sum())
             agree[1] += len(same)
         return actions

@@ -181,9 +181,17 @@ def distillation_loss(
     return LossTerms(policy - ent_coef * ent + vf_coef * value, policy, value, ent)
 
 
-def action_agreement(student: ActionDist, teacher: ActionDist, tolerance: float = 0.1) -> float:
-    """Fraction of states where the greedy actions agree (continuous: every dim within `tolerance`)."""
-    if teacher.kind == CATEGORICAL:
-        return (student.logits.argmax(-1) == teacher.logits.argmax(-1)).float().mean().item()
-    diff = (scaled_action(student) - scaled_action(teacher)).abs().amax(dim=-1)
-    return (diff <= tolerance).float().mean().item()
+def action_agreement(student: ActionDist, teacher: ActionDist, action_space: "spaces.Space | None" = None) -> float:
+    """Fraction of states where the greedy actions are the same action, as `same_actions` defines it
+    (continuous: every dim within 5 % of the action space's range). Without `action_space`, continuous
+    actions are compared in the policy's own units taken as [-1, 1] (exact for squashed policies)."""
+    from gymnasium import spaces
+
+    from policykd.distributions import env_action, same_actions
+
+    if action_space is None and teacher.kind != CATEGORICAL:
+        action_space = spaces.Box(-1.0, 1.0, tuple(teacher.mean.shape[1:]))
+        pair = [scaled_action(d).detach().cpu().numpy() for d in (student, teacher)]
+    else:
+        pair = [env_action(d, action_space) for d in (student, teacher)]
+    return float(same_actions(*pair, action_space).mean())

@@ -12,7 +12,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from torch.optim.swa_utils import AveragedModel
 
 from policykd.data.buffer import DistillationBuffer
-from policykd.config import DistillConfig
+from policykd.settings import DistillSettings
 from policykd.distributions import DETERMINISTIC, policy_dist, policy_value
 from policykd.errors import PolicykdError
 from policykd.run.losses import action_agreement, distillation_loss, kl
@@ -32,7 +32,7 @@ def train_round(
     student: BaseAlgorithm,
     optimizer: th.optim.Optimizer,
     buffer: DistillationBuffer,
-    config: DistillConfig,
+    config: DistillSettings,
     rng: np.random.Generator,
     prep: Prep,
     *,
@@ -80,7 +80,7 @@ def train_round(
             sums["policy_loss"] += terms.policy.item()
             sums["value_loss"] += terms.value.item()
             sums["entropy"] += terms.entropy.item()
-            sums["agreement"] += action_agreement(dist, batch.teacher)
+            sums["agreement"] += action_agreement(dist, batch.teacher, student.action_space)
             soft = batch.teacher.kind != DETERMINISTIC and dist.kind == batch.teacher.kind
             sums["kl"] += kl(dist, batch.teacher).item() if soft else float("nan")
     policy.set_training_mode(False)

@@ -127,6 +127,13 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())[:400]
 
 
+def _legacy_ars_keys(state: dict[str, th.Tensor]) -> dict[str, th.Tensor]:
+    """sb3-contrib < 1.7 built ARS's LinearPolicy head as a bare `nn.Linear` (`action_net.weight`),
+    later versions as `nn.Sequential` (`action_net.0.weight`): rl-zoo's ARS agents are in the old
+    layout. The tensors are the same; renamed as sb3-contrib's own `ARS.set_parameters` does."""
+    return {re.sub(r"^action_net\.(weight|bias)$", r"action_net.0.\1", k): v for k, v in state.items()}
+
+
 def _load_state(policy: th.nn.Module, state: dict[str, th.Tensor], zip_path: Path) -> None:
     """Load the weights; any missing, unexpected or misshapen tensor is an error naming the zip."""
     try:
@@ -192,7 +199,8 @@ def load_sb3_safely(
     except Exception as err:  # a kwarg this SB3 does not accept, a bad value, ...
         detail = _one_line(err)
         raise PolicykdError(f"teacher {zip_path}: cannot rebuild its {algo.upper()} {policy}: {detail}") from None
-    _load_state(model.policy, _read_weights(zip_path), zip_path)
+    state = _read_weights(zip_path)
+    _load_state(model.policy, _legacy_ars_keys(state) if algo == "ars" else state, zip_path)
     if model.use_sde:
         model.policy.reset_noise()  # type: ignore[operator]
     return model

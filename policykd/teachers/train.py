@@ -8,17 +8,17 @@ layout with a model card, so `--teacher <out>` loads it.
 Checkpoints: every `--checkpoint-every` env steps (at the start of a rollout, when the model
 has been trained on every step it has counted) SB3 writes the model, replay buffer and
 VecNormalize statistics into a fresh `checkpoint/ckpt-<n>/`; then `checkpoint/checkpoint.json`
-(steps done, settings, wall-clock) is written to a temporary name and renamed. It names
-only complete folders, so a kill between any two writes leaves the previous checkpoint usable.
+(steps done, settings, wall-clock) is renamed into place (`run.checkpoint.CheckpointStore`,
+the store distill uses too). It names only complete folders, so a kill between any two writes
+leaves the previous checkpoint usable.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import os
-import shutil
 import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -30,15 +30,16 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from policykd.constants import EVAL_SEED_OFFSET
 from policykd.envs import EnvFactory, check_env_id
 from policykd.errors import PolicykdError
+from policykd.files import atomic_write_text, check_out, disk_full_is_one_line, prepare_out
 from policykd.models import ALGOS
-from policykd.report.output import atomic_write_text, check_out, disk_full_is_one_line, prepare_out, save_model, save_normalizer, zoo_env_name
+from policykd.run.checkpoint import CheckpointStore, settings_differ
 from policykd.teachers.hyperparams import ZooHyperparams, action_noise, check_action_space, check_algo, lookup
+from policykd.teachers.zoo import write_zoo_run, zoo_env_name
 
 CKPT_DIR = "checkpoint"
-POINTER = "checkpoint.json"
-EVAL_SEED = 10_000  # `policykd evaluate`'s default: episode i is reset with seed 10000 + i
 IDENTITY = ("env_id", "algo", "steps", "seed", "n_envs", "hyperparameters")
 
 
@@ -123,41 +124,26 @@ def _train_freq(hp: ZooHyperparams) -> int:
 
 
 def read_checkpoint(out: Path) -> dict[str, Any] | None:
-    try:
-        meta = json.loads((out / CKPT_DIR / POINTER).read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, json.JSONDecodeError) as err:
-        raise PolicykdError(f"{out / CKPT_DIR / POINTER} is unreadable ({err}); pass --overwrite to start again") from None
-    meta["path"] = out / CKPT_DIR / meta["folder"]
+    """The pointer of `out`'s checkpoint (steps done, settings, ...) with its folder as `path`, or None."""
+    store = CheckpointStore(out / CKPT_DIR)
+    meta = store.latest()
+    if meta is not None:
+        meta["path"] = store.folder(meta)
     return meta
 
 
 def write_checkpoint(model: BaseAlgorithm, out: Path, meta: dict[str, Any]) -> Path:
-    """Model, replay buffer, VecNormalize into a fresh folder; the pointer JSON last."""
-    root = out / CKPT_DIR
-    previous = read_checkpoint(out)
-    number = previous["number"] + 1 if previous else 0
-    folder = root / f"ckpt-{number}"
-    if folder.exists():  # left by a run killed while writing it
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    save_model(model, folder / "model.zip")
-    if isinstance(model, OffPolicyAlgorithm):
-        tmp = folder / ".replay_buffer.tmp.pkl"
-        model.save_replay_buffer(tmp)
-        os.replace(tmp, folder / "replay_buffer.pkl")
-    normalizer = model.get_vec_normalize_env()
-    if normalizer is not None:
-        save_normalizer(normalizer, folder / "vecnormalize.pkl")
-    for path in folder.iterdir():  # durable before the pointer moves
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
-    atomic_write_text(root / POINTER, json.dumps({**meta, "number": number, "folder": folder.name}, indent=2))
-    for old in root.glob("ckpt-*"):
-        if old != folder:
-            shutil.rmtree(old, ignore_errors=True)
-    return folder
+    """Model, replay buffer, VecNormalize, as SB3 saves them, into a fresh checkpoint folder."""
+
+    def write(folder: Path) -> None:
+        model.save(folder / "model.zip")
+        if isinstance(model, OffPolicyAlgorithm):
+            model.save_replay_buffer(folder / "replay_buffer.pkl")
+        normalizer = model.get_vec_normalize_env()
+        if normalizer is not None:
+            normalizer.save(folder / "vecnormalize.pkl")
+
+    return CheckpointStore(out / CKPT_DIR).save(write, meta)
 
 
 class AtomicCheckpoint(BaseCallback):
@@ -239,9 +225,9 @@ def _prepare(settings: TeacherSettings, hp: ZooHyperparams) -> tuple[dict[str, A
         check_out(out, settings.overwrite or ours)
         return None, settings.overwrite or ours
     saved, current = ckpt.get("settings", {}), settings.identity(hp)
-    differ = [f"{k} {saved.get(k)!r} -> {current[k]!r}" if k != "hyperparameters" else k
-              for k in IDENTITY
-              if saved.get(k) != current[k] and not (k == "steps" and _may_change_steps(ckpt, settings, hp))]
+    keys = settings_differ(saved, current, ignore=("steps",) if _may_change_steps(ckpt, settings, hp) else ())
+    ordered = [k for k in IDENTITY if k in keys] + [k for k in keys if k not in IDENTITY]
+    differ = [k if k == "hyperparameters" else f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in ordered]
     if differ:
         raise PolicykdError(
             f"{out} holds an unfinished run with other settings ({'; '.join(differ)}); "
@@ -297,7 +283,10 @@ def train_teacher(settings: TeacherSettings, hp: ZooHyperparams, log: Callable[[
     with disk_full_is_one_line(settings.out, "the teacher and its card"):
         card = _finish(settings, hp, model, wall, resumed_at)
     model.get_env().close()
-    shutil.rmtree(settings.out / CKPT_DIR, ignore_errors=True)
+    store = CheckpointStore(settings.out / CKPT_DIR)
+    store.clear()
+    with suppress(OSError):  # the folder holds nothing else
+        store.root.rmdir()
     log(f"{settings.algo} {settings.env_id}: {card['return_mean']:.2f} ± {card['return_std']:.2f} over "
         f"{card['episodes']} episodes after {card['env_steps']} steps ({wall:.0f} s); card: {settings.out / 'CARD.md'}")
     return card
@@ -313,25 +302,19 @@ def _finish(settings: TeacherSettings, hp: ZooHyperparams, model: BaseAlgorithm,
     from policykd.teachers import load_teacher
 
     out, name = settings.out, zoo_env_name(settings.env_id)
-    run = out / settings.algo / f"{name}_1"
-    (run / name).mkdir(parents=True, exist_ok=True)
-    save_model(model, run / f"{name}.zip")
     normalizer = model.get_vec_normalize_env()
-    if normalizer is not None:
-        save_normalizer(normalizer, run / name / "vecnormalize.pkl")
-    config = {**hp.raw, "n_timesteps": settings.steps, "n_envs": settings.n_envs,
-              "normalize": hp.raw.get("normalize", False)}
-    atomic_write_text(run / name / "config.yml", yaml.safe_dump(config, sort_keys=True))
-    args = {"algo": settings.algo, "env": settings.env_id, "n_timesteps": settings.steps, "seed": settings.seed,
-            "n_envs": settings.n_envs, "hyperparams_file": "envs/teachers.yaml", "hyperparams_entry": hp.key}
-    atomic_write_text(run / name / "args.yml", yaml.safe_dump(args, sort_keys=True))
+    config = {**hp.raw, "n_timesteps": settings.steps, "n_envs": settings.n_envs}
+    args = {"n_timesteps": settings.steps, "seed": settings.seed, "conf_file": "policykd/resources/envs/teachers.yaml",
+            "tensorboard_log": str(out / "tb"), "device": settings.device}
+    run = write_zoo_run(out, model, algo=settings.algo, env_id=settings.env_id, config=config, args=args,
+                        normalizer=normalizer)
 
     start = time.time()
     teacher = load_teacher(str(run), env_id=settings.env_id)
-    returns = run_episodes(teacher_actor(teacher), teacher.factory, settings.eval_episodes, EVAL_SEED)
+    returns = run_episodes(teacher_actor(teacher), teacher.factory, settings.eval_episodes, EVAL_SEED_OFFSET)
     eval_s = time.time() - start
     protocol = (f"deterministic actions (bitwise SB3's predict: evaluate_policy gives the same); "
-                f"{settings.eval_episodes} episodes, episode i reset with seed {EVAL_SEED}+i (as `policykd evaluate`); "
+                f"{settings.eval_episodes} episodes, episode i reset with seed {EVAL_SEED_OFFSET}+i (as `policykd evaluate`); "
                 "raw Monitor returns"
                 + ("; observations through the frozen VecNormalize statistics" if normalizer is not None else ""))
     card = {

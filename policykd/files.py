@@ -1,0 +1,104 @@
+"""Writing files so that a kill or a full disk at any instant leaves the old file or the new one.
+
+Every file policykd writes goes through `atomic_write`: the writer (ours, `model.save`,
+`VecNormalize.save`, `np.savez`, h5py) writes a temporary name beside the target, which is
+then renamed over it; `os.replace` is atomic on POSIX, so readers never see half a file.
+`fsync=True` also makes the content and the rename durable (they survive a power cut):
+for checkpoints, their pointer and recorded episodes, which a resumed run trusts.
+The output-folder checks and the one-line full-disk error live here too.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from policykd.errors import PolicykdError
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no space, quota, file-size limit
+
+
+def temporary_name(path: Path) -> Path:
+    """`.<stem>.tmp<suffix>` beside `path`: hidden, and keeping the suffix, because `np.savez`
+    and SB3's savers append their own suffix to a name that lacks it."""
+    return path.with_name(f".{path.stem}.tmp{path.suffix}")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None], *, fsync: bool = False) -> Path:
+    """`write(temporary path)`, then rename it to `path`; the temporary file goes if `write` fails."""
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        write(tmp)
+        if fsync:
+            _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # frees the space a full disk needs back
+        raise
+    if fsync:
+        _fsync(path.parent)  # the rename itself
+    return path
+
+
+def atomic_write_text(path: Path, text: str, *, fsync: bool = False) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text), fsync=fsync)
+
+
+def fsync_tree(folder: Path) -> None:
+    """Every file and folder under `folder` (itself included) on disk: before a pointer names it."""
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        _fsync(path)
+    _fsync(folder)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def disk_full_is_one_line(folder: Path, what: str) -> Iterator[None]:
+    """A full disk while writing `what` stops the run with one line; what was written before
+    (the last complete checkpoint, earlier episodes) stays, so the same command resumes."""
+    try:
+        yield
+    except OSError as err:
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            free = -1
+        if err.errno not in DISK_FULL and not 0 <= free < 1 << 20:  # numpy's short writes carry no errno
+            raise
+        reason = err.strerror or str(err)
+        raise PolicykdError(f"the disk is full: cannot write {what} in {folder} ({reason}); what was written "
+                            "before is kept: free some space and re-run the same command to resume") from None
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an output folder that would be overwritten without `overwrite`."""
+    if out.exists() and not out.is_dir():
+        raise PolicykdError(f"output path {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise PolicykdError(f"output folder {out} already exists; pass --overwrite to replace it")
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """Create `out` (emptied first when `overwrite`) and check it is writable."""
+    check_out(out, overwrite)
+    if out.is_dir() and any(out.iterdir()):
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise PolicykdError(f"cannot write to output folder {out}: {err.strerror}") from None

@@ -1,0 +1,117 @@
+"""summary.json: what was distilled into what, how well, at what cost, as one typed record.
+
+The run builds it (`summarize`); reporting only formats it (the table, curves.png, benchmarks).
+Its `to_dict()` is the JSON file, key for key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from policykd.models import acting_params
+
+if TYPE_CHECKING:
+    from policykd.run.build import Run
+    from policykd.run.state import RunState
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    env_id: str
+    teachers: list[str]
+    teacher_algo: str
+    student_algo: str
+    student_arch: list[int]
+    teacher_params: int
+    student_params: int
+    params_ratio: float
+    env_steps: int
+    gradient_steps: int
+    wall_seconds: float
+    teacher_return_source: str
+    teacher_return_mean: float
+    teacher_return_std: float
+    student_return_mean: float
+    student_return_std: float
+    return_ratio: float
+    eval_episodes: int
+    eval_seed: int
+    action_agreement: float
+    buffer_transitions: int
+    buffer_bytes_per_transition: float
+    teacher_returns: list[float]
+    student_returns: list[float]
+    evals: list[dict[str, Any]]
+    """Every evaluation: round, env_steps, gradient_steps, student_return_mean, student_return_std."""
+    loss: str
+    driver: str
+    config: dict[str, Any]
+    """The resolved settings (defaults < preset < flags)."""
+    student_path: str
+    dataset: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        if values["dataset"] is None:
+            del values["dataset"]
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunSummary":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def summarize(run: "Run", state: "RunState") -> RunSummary:
+    import numpy as np
+
+    teacher, student = np.array(state.teacher_returns), np.array(state.student_returns or [np.nan])
+    student_params = int(acting_params(run.student.policy))
+    members = getattr(run.teacher, "members", [run.teacher])
+    return RunSummary(
+        env_id=run.settings.env_id,
+        teachers=[m.name for m in members] if run.teacher else [],
+        teacher_algo=run.teacher_algo,
+        student_algo=run.student_algo,
+        student_arch=list(run.student_arch),
+        teacher_params=run.teacher_params,
+        student_params=student_params,
+        params_ratio=_ratio(student_params, run.teacher_params),
+        env_steps=state.env_steps,
+        gradient_steps=state.gradient_steps,
+        wall_seconds=round(state.wall, 2),
+        teacher_return_source="live teacher, evaluation seeds" if run.teacher else "dataset episodes",
+        teacher_return_mean=float(teacher.mean()),
+        teacher_return_std=float(teacher.std()),
+        student_return_mean=float(student.mean()),
+        student_return_std=float(student.std()),
+        return_ratio=_ratio(float(student.mean()), float(teacher.mean())),
+        eval_episodes=run.settings.eval_episodes,
+        eval_seed=run.eval_seed,
+        action_agreement=state.agreement,
+        buffer_transitions=len(run.buffer),
+        buffer_bytes_per_transition=run.buffer.nbytes() / run.buffer.capacity,
+        teacher_returns=teacher.tolist(),
+        student_returns=student.tolist(),
+        evals=[asdict(e) for e in state.evals],
+        loss=run.loss,
+        driver=run.settings.driver if run.teacher else "offline",
+        config=run.settings.to_dict(),
+        student_path=str(run.out / "student.zip"),
+        dataset=_dataset(run),
+    )
+
+
+def _dataset(run: "Run") -> dict[str, Any] | None:
+    if run.source is None:
+        return None
+    data = run.source.dataset
+    size = data.bytes_on_disk  # one walk of the folder
+    return {"name": data.name, "path": str(data.folder), "steps": data.total_steps, "episodes": data.total_episodes,
+            "bytes_on_disk": size, "bytes_per_step": size / max(data.total_steps, 1),
+            "distributions": data.has_distributions, "source": data.meta.source}

@@ -1,0 +1,211 @@
+"""Building a run: settings in, a `Run` of teacher, optional dataset, student, buffer and envs out.
+
+Everything that can refuse the settings (the env id, the teacher files, the dataset, the output
+folder, the loss against the teacher) runs here, before any env is stepped; global torch state
+(threads, seeds) is the entry point's business, not this module's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from policykd.constants import EVAL_SEED_OFFSET
+from policykd.data.buffer import DistillationBuffer
+from policykd.data.source import DatasetSource, label_steps, needs_relabelling, open_source
+from policykd.distributions import DETERMINISTIC, ActionDist, check_finite, policy_dist
+from policykd.envs import EnvFactory, check_env_id
+from policykd.errors import PolicykdError
+from policykd.models import uses_images
+from policykd.files import check_out
+from policykd.run.checkpoint import resumable, unstarted
+from policykd.run.collect import Collector
+from policykd.run.losses import LOSSES
+from policykd.run.plan import Plan, make_plan
+from policykd.settings import DistillSettings
+from policykd.students.averaging import make_average
+from policykd.students.build import auto_arch, build_student, default_student_algo
+from policykd.students.folding import ObsStats
+from policykd.teachers import Teacher, load_teachers
+from policykd.teachers.shipped import default_agent
+
+FALLBACK_ARCH = {False: (64, 64), True: (16, 32, 32, 32)}  # action-only datasets: no teacher size to scale from
+SOFT_LOSSES = ("kl", "reverse_kl", "gaussian_kl", "mse_logits", "mse_q")
+
+
+@dataclass
+class Run:
+    """One distillation's parts. `teacher` is the live teacher (None: offline from `source` alone)."""
+
+    settings: DistillSettings
+    out: Path
+    plan: Plan
+    teacher: Teacher | None
+    source: DatasetSource | None
+    student: BaseAlgorithm
+    student_algo: str
+    student_arch: tuple[int, ...]
+    buffer: DistillationBuffer
+    venv: VecEnv | None
+    collector: Collector | None
+    optimizer: th.optim.Optimizer
+    average: th.optim.swa_utils.AveragedModel | None
+    rng: np.random.Generator
+    resuming: bool
+    restarting: bool
+    loss: str = "kl"
+    relabel_with: Teacher | None = None
+    """The live teacher, when the dataset's own labels cannot serve (actions only, or another kind)."""
+    obs_stats: ObsStats | None = None
+    """The student's input standardisation, fitted on the first round (MLP students without VecNormalize)."""
+
+    @property
+    def factory(self) -> EnvFactory:
+        return (self.teacher or self.source).factory
+
+    @property
+    def action_space(self) -> spaces.Space:
+        return (self.teacher or self.source).action_space
+
+    @property
+    def normalizer(self) -> VecNormalize | None:
+        return (self.teacher or self.source).normalizer
+
+    @property
+    def teacher_algo(self) -> str:
+        return self.teacher.algo if self.teacher else self.source.teacher_algo
+
+    @property
+    def teacher_params(self) -> int:
+        return int(self.teacher.acting_params if self.teacher else self.source.teacher_params)
+
+    @property
+    def eval_seed(self) -> int:
+        return self.settings.seed + EVAL_SEED_OFFSET
+
+    @property
+    def squashed_student(self) -> bool:
+        return self.student_algo in ("sac", "td3")
+
+    @property
+    def actions_only(self) -> bool:
+        """Offline from a dataset that holds actions, not distributions: behaviour cloning."""
+        return self.teacher is None and not self.source.dataset.has_distributions
+
+    def prep(self, obs: np.ndarray, *, folded: bool = False) -> np.ndarray:
+        """What the student reads: the teacher's VecNormalize, then (until folded) its own standardisation."""
+        if self.normalizer is not None:
+            obs = self.normalizer.normalize_obs(obs)
+        if self.obs_stats is not None and not folded:
+            obs = self.obs_stats.apply(obs)
+        return obs
+
+    def student_dist(self, obs: np.ndarray) -> ActionDist:
+        policy = self.student.policy
+        return policy_dist(policy, policy.obs_to_tensor(self.prep(obs))[0])
+
+    def close(self) -> None:
+        if self.venv is not None:
+            self.venv.close()
+
+
+def resolve_teacher_specs(env_id: str, specs: tuple[str, ...] | list[str]) -> list[str]:
+    """The given specs, or the shipped teacher for the env."""
+    if specs:
+        return list(specs)
+    card = default_agent(env_id)
+    if card is None:
+        raise PolicykdError(f"no teacher given and none shipped for {env_id}: pass --teacher (or --dataset)")
+    return [str(card.folder)]
+
+
+def _live_teacher(settings: DistillSettings) -> Teacher | None:
+    """The live teacher(s); None for a dataset-only (offline) run."""
+    if settings.dataset and not settings.teachers:
+        return None
+    specs = resolve_teacher_specs(settings.env_id, settings.teachers)
+    return load_teachers(specs, env_id=settings.env_id, weights=settings.teacher_weights, zoo_folder=settings.zoo_folder,
+                         trust=settings.trust_teacher)
+
+
+def build_run(settings: DistillSettings) -> Run:
+    """Check and load everything the run needs; raises PolicykdError (one line) on bad input."""
+    out = Path(settings.out)
+    resuming = resumable(out, settings)
+    restarting = not resuming and unstarted(out, settings)
+    if not (resuming or restarting):
+        check_out(out, settings.overwrite)
+    check_env_id(settings.env_id)
+    teacher = _live_teacher(settings)
+    source = open_source(settings.dataset, settings.env_id) if settings.dataset else None
+    student, algo, arch = _student(settings, teacher, source)
+    online = settings.steps if teacher else 0
+    capacity = max(settings.buffer_size, source.dataset.total_steps + online) if source else settings.buffer_size
+    buffer = DistillationBuffer(capacity)
+    rng = np.random.default_rng(settings.seed)
+    venv = teacher.factory.make(settings.n_envs, settings.seed) if teacher else None
+    collector = Collector(venv, teacher, buffer, rng, sample=settings.sample_actions) if teacher else None
+    run = Run(settings=settings, out=out, plan=make_plan(settings, has_dataset=source is not None, live=teacher is not None),
+              teacher=teacher, source=source, student=student, student_algo=algo, student_arch=arch, buffer=buffer,
+              venv=venv, collector=collector, optimizer=th.optim.Adam(student.policy.parameters(), lr=settings.learning_rate),
+              average=make_average(student.policy, settings.ema), rng=rng, resuming=resuming, restarting=restarting)
+    _check_loss_fits(run)
+    return run
+
+
+def _student(settings: DistillSettings, teacher: Teacher | None,
+             source: DatasetSource | None) -> tuple[BaseAlgorithm, str, tuple[int, ...]]:
+    """A fresh SB3 student of the teacher's family, within `student_fraction` of its size unless `student_arch` says."""
+    known = teacher or source
+    teacher_algo = teacher.algo if teacher else source.teacher_algo
+    teacher_params = teacher.acting_params if teacher else source.teacher_params
+    algo = settings.student_algo or default_student_algo(teacher_algo, known.action_space)
+    # Built on a single env so the saved student has n_envs=1: `model.set_env(gym.make(...))` works.
+    spaces_env = known.factory.make(1, settings.seed)
+    try:
+        budget = int(settings.student_fraction * teacher_params)
+        images = uses_images(spaces_env.observation_space)
+        arch = settings.student_arch or (auto_arch(algo, spaces_env, budget) if budget else FALLBACK_ARCH[images])
+        return build_student(algo, spaces_env, arch, seed=settings.seed), algo, tuple(arch)
+    finally:
+        spaces_env.close()
+
+
+def choose_loss(run: Run, teacher_kind: str) -> str:
+    """The configured loss, except where the default KL cannot apply: a deterministic teacher
+    (TD3/DDPG/ARS) is matched by MSE on the action, action-only data by the hard-label loss."""
+    loss = run.settings.loss
+    if teacher_kind == DETERMINISTIC and not run.actions_only and loss == "kl":
+        return "mse_action"
+    if not run.actions_only or loss not in SOFT_LOSSES:
+        return loss
+    if loss != "kl":
+        raise PolicykdError(f"dataset {run.settings.dataset} holds only actions: loss {loss!r} needs the teacher's "
+                            "distributions; use --loss nll (behaviour cloning) or record with a teacher")
+    continuous = isinstance(run.action_space, spaces.Box)
+    return "mse_action" if continuous and run.student_algo == "td3" else "nll"
+
+
+def _check_loss_fits(run: Run) -> None:
+    """Run the loss once on a few labelled observations, so a bad combination fails before any work."""
+    if run.teacher is not None:
+        obs = run.venv.reset()
+        teacher_dist, teacher_value = run.teacher.label(obs)
+        check_finite(teacher_dist, teacher_value, "the teacher's output on the first observations")
+        if run.source is not None and needs_relabelling(run.source.dataset, run.teacher, teacher_dist):
+            run.relabel_with = run.teacher
+    else:
+        obs, actions, labels, values = next(run.source.dataset.episodes())
+        teacher_dist, _ = label_steps(run.source.dataset, obs, actions, labels, values, slice(0, 8),
+                                      live=None, squashed=run.squashed_student)
+        check_finite(teacher_dist, None, f"the distributions stored in dataset {run.settings.dataset}")
+        obs = obs[:8]
+    run.loss = choose_loss(run, teacher_dist.kind)
+    with th.no_grad():
+        LOSSES[run.loss](run.student_dist(obs), teacher_dist, run.settings.temperature)

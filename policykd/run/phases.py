@@ -1,0 +1,114 @@
+"""What each phase of the plan does to a run: collect, train, evaluate.
+
+Each function takes the run, its state and the phase, does the work, updates the state and
+logs what it measured; none of them writes a checkpoint (the loop does, between phases).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rich.progress import Progress, TaskID
+from stable_baselines3.common.logger import Logger
+
+from policykd.report.output import write_student
+from policykd.run.build import Run
+from policykd.run.evaluate import Returns, student_actor, student_eval
+from policykd.run.plan import Collect, Evaluate, Train
+from policykd.run.state import Evaluation, RunState
+from policykd.run.train import train_round
+from policykd.students.averaging import averaged_weights
+from policykd.students.folding import fit_obs_stats, folded, supports_folding
+
+
+@dataclass
+class View:
+    """Where a phase reports: the progress bar's task and the TensorBoard logger."""
+
+    bar: Progress
+    task: TaskID
+    logger: Logger
+    teacher: Returns
+
+
+def collect(run: Run, state: RunState, phase: Collect, view: View) -> None:
+    """One segment of collection; envs are reseeded per segment, so a resumed run sees the same states."""
+    settings = run.settings
+    beta = run.plan.beta(settings, phase.round)
+    run.venv.seed(settings.seed + 7919 * (state.phase + 1))
+    run.collector.obs = run.venv.reset()
+    t0 = time.time()
+    with averaged_weights(run.student.policy, run.average):
+        act = student_actor(run.student, run.prep, deterministic=not settings.sample_actions)
+        stats = run.collector.run(phase.steps, beta, act, on_step=lambda k: view.bar.update(view.task, advance=k),
+                                  steps_before=state.env_steps)
+    state.env_steps += stats.steps
+    view.bar.update(view.task, sps=stats.steps / max(time.time() - t0, 1e-9))
+    log = view.logger
+    log.record("collect/beta", beta)
+    log.record("collect/teacher_action_fraction", stats.teacher_actions / max(stats.steps, 1))
+    if stats.episode_returns:
+        log.record("collect/episode_return", float(np.mean(stats.episode_returns)))
+    log.record("collect/buffer_size", len(run.buffer))
+    log.record("time/env_steps", state.env_steps)
+    log.dump(state.env_steps)
+
+
+def train(run: Run, state: RunState, phase: Train, view: View) -> None:
+    """`epochs` passes over the buffer; the first round fits the student's input standardisation."""
+    if phase.round == 0 and run.normalizer is None and supports_folding(run.student):
+        run.obs_stats = fit_obs_stats(run.buffer.get(run.buffer.valid_indices()).obs)
+    stats = train_round(run.student, run.optimizer, run.buffer, run.settings, run.rng, run.prep, loss=run.loss,
+                        env_step=state.env_steps, lr_span=run.plan.lr_span(run.settings, phase.round), average=run.average)
+    state.gradient_steps += int(stats.parts["gradient_steps"])
+    if run.teacher is None:  # offline: the bar counts rounds
+        view.bar.update(view.task, advance=1)
+    view.bar.update(view.task, loss=stats.loss, kl=stats.kl)
+    log = view.logger
+    for key, value in stats.parts.items():
+        if not (key == "kl" and np.isnan(value)):
+            log.record(f"train/{'action_agreement' if key == 'agreement' else key}", value)
+    log.record("train/learning_rate", run.optimizer.param_groups[0]["lr"])
+    log.record("time/round", phase.round)
+    log.record("time/gradient_steps", state.gradient_steps)
+    log.dump(state.x_step)
+
+
+def evaluate(run: Run, state: RunState, phase: Evaluate, view: View) -> None:
+    """The student on the teacher's evaluation seeds; the final one is of the student as saved, and saves it."""
+    settings = run.settings
+    with averaged_weights(run.student.policy, run.average), folded(run.student, run.obs_stats if phase.final else None):
+        returns, agreement = student_eval(run.student, lambda obs: run.prep(obs, folded=phase.final), run.factory,
+                                          settings.eval_episodes, run.eval_seed, run.teacher)
+        if phase.final:
+            save_student(run, state)
+    state.student_returns = returns.returns.tolist()
+    state.agreement = agreement
+    state.evals.append(Evaluation(phase.round, state.env_steps, state.gradient_steps, returns.mean, returns.std))
+    view.bar.update(view.task, student=f"{returns.mean:.1f}")
+    log = view.logger
+    log.record("eval/teacher_return", view.teacher.mean)
+    log.record("eval/student_return", returns.mean)
+    log.record("eval/student_return_std", returns.std)
+    if not np.isnan(agreement):
+        log.record("eval/action_agreement", agreement)
+    log.dump(state.x_step)
+
+
+def save_student(run: Run, state: RunState) -> Any:
+    """student.zip (+ vecnormalize.pkl, rl-zoo layout) as the run's student is now."""
+    return write_student(run.out, run.student, algo=run.student_algo, env_id=run.settings.env_id,
+                         normalizer=run.normalizer, env_wrapper=run.factory.env_wrapper, env_steps=state.env_steps,
+                         frame_stack=run.factory.frame_stack)
+
+
+def save_student_so_far(run: Run, state: RunState) -> None:
+    """On an interrupt: the averaged, folded student as it would be saved at the end."""
+    with averaged_weights(run.student.policy, run.average), folded(run.student, run.obs_stats):
+        save_student(run, state)
+
+
+PHASES = {Collect: collect, Train: train, Evaluate: evaluate}

@@ -1,0 +1,47 @@
+"""What a run has done so far: exactly what a checkpoint saves besides tensors and arrays."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation of the student on the run's evaluation seeds."""
+
+    round: int
+    env_steps: int
+    gradient_steps: int
+    student_return_mean: float
+    student_return_std: float = float("nan")
+
+
+@dataclass
+class RunState:
+    """Counters and results; `phase` is the index of the next phase of the plan to run."""
+
+    phase: int = 0
+    env_steps: int = 0
+    gradient_steps: int = 0
+    wall: float = 0.0
+    """Seconds of work in every session of this run (resumed runs add up)."""
+    teacher_returns: list[float] = field(default_factory=list)
+    student_returns: list[float] | None = None
+    agreement: float = float("nan")
+    evals: list[Evaluation] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> "RunState":
+        known = {f.name for f in fields(cls)}
+        state = cls(**{k: v for k, v in values.items() if k in known})
+        state.evals = [Evaluation(**e) for e in state.evals]
+        return state
+
+    @property
+    def x_step(self) -> int:
+        """TensorBoard's x-axis: env steps, or for offline rounds (no env steps yet) gradient steps."""
+        return self.env_steps or self.gradient_steps

@@ -1,0 +1,323 @@
+"""Every setting of every command, declared once: one frozen dataclass per command.
+
+The attribute docstrings are the CLI help (`policykd.cli` generates the options from these
+fields), the defaults are the only defaults, and `check` below is the only validation of
+values, run when a settings object is built, before any env is made. A field's `metadata`
+says how the CLI spells it (`flag`, a `negative` flag for booleans, `positional`) and what it
+must satisfy (`rule`). Precedence for distill: these defaults < the env's preset
+(`policykd/resources/envs/*.yaml`) < what the caller passes (flags or keyword arguments).
+
+Adding an option is one field here: its type, default, docstring and rule.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from functools import cache
+from typing import Any, Callable, Literal, get_args
+
+from policykd.constants import EVAL_SEED_OFFSET
+from policykd.errors import PolicykdError
+
+Loss = Literal["kl", "reverse_kl", "gaussian_kl", "ce", "nll", "mse_logits", "mse_q", "mse_action"]
+Driver = Literal["teacher", "student", "dagger"]
+BetaSchedule = Literal["linear", "exponential"]
+LrSchedule = Literal["constant", "linear"]
+StudentAlgo = Literal["ppo", "a2c", "dqn", "sac", "td3"]
+TeacherAlgo = Literal["ppo", "sac", "td3", "tqc"]
+
+# --- rules: (test, what the value must be) -------------------------------------------------------
+Rule = tuple[Callable[[Any], bool], str]
+POSITIVE: Rule = (lambda v: v > 0, "must be positive")
+NON_NEGATIVE: Rule = (lambda v: v >= 0, "must be non-negative")
+UNIT: Rule = (lambda v: 0 <= v <= 1, "must be within [0, 1]")
+HALF_OPEN_UNIT: Rule = (lambda v: 0 <= v < 1, "must be within [0, 1)")
+FRACTION: Rule = (lambda v: 0 < v <= 1, "must be within (0, 1]")
+ALL_POSITIVE: Rule = (lambda v: len(v) > 0 and min(v) > 0, "must list positive sizes, e.g. 64,64")
+
+
+def opt(default: Any = MISSING, *, flag: str | None = None, negative: str | None = None, rule: Rule | None = None,
+        positional: bool = False, identity: bool = True) -> Any:
+    """A settings field. `identity=False`: not part of what a resumed run must repeat (quiet, overwrite)."""
+    meta = {"flag": flag, "negative": negative, "rule": rule, "positional": positional, "identity": identity}
+    if isinstance(default, (list, dict)):
+        raise TypeError("settings defaults are immutable: use a tuple")
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    """Distil the teacher(s) into a small SB3 student; writes student.zip, summary.json, curves.png and tb/.
+
+    The env's preset (policykd/resources/envs/*.yaml) overrides the defaults shown; flags override both.
+    """
+
+    env_id: str = opt(flag="--env")
+    """Gymnasium env id, e.g. CartPole-v1, HalfCheetah-v5, ALE/Pong-v5."""
+    teachers: tuple[str, ...] = opt((), flag="--teacher")
+    """SB3 zip, rl-zoo run folder, zoo:<algo>/<ENV> or shipped agent name; repeat for an ensemble (default: the env's shipped teacher)."""
+    teacher_weights: tuple[float, ...] = opt((), rule=(lambda v: all(w >= 0 for w in v), "must be non-negative"))
+    """Ensemble weights, one per --teacher, comma-separated like 0.7,0.3 (default: equal)."""
+    dataset: str | None = None
+    """Minari dataset (local id, folder, or remote id) to distil from: offline, or before DAgger rounds with --teacher."""
+    trust_teacher: bool = False
+    """Load teacher zips with SB3's full load, which runs the pickles inside them (trusted files only)."""
+    zoo_folder: str | None = None
+    """Where zoo:<algo>/<ENV> specs are looked up (default: $POLICYKD_ZOO_FOLDER, else ~/.cache/policykd/rl-zoo)."""
+    out: str | None = None
+    """Output folder (default: runs/<env>); re-running the same command there resumes an unfinished run."""
+    overwrite: bool = opt(False, identity=False)
+    """Replace an existing output folder (only once every check has passed)."""
+    resume: bool = opt(False, identity=False)
+    """Require a checkpoint in --out and continue it (re-running the same command does this too)."""
+    quiet: bool = opt(False, identity=False)
+    """No progress bar or summary table."""
+    steps: int = opt(20_000, rule=POSITIVE)
+    """Env-step budget for collection (all envs together)."""
+    rounds: int = opt(4, rule=POSITIVE)
+    """Collection rounds; with the dagger driver, beta falls from 1 to 0 across them."""
+    driver: Driver = "dagger"
+    """Who acts while collecting: teacher, student, or dagger (a beta-mixture of the two)."""
+    sample_actions: bool = opt(False, negative="--greedy-actions")
+    """While collecting, whoever drives samples its action from its distribution instead of taking the mode
+    (DART-style noise, Laskey et al. 2017): the buffer then holds the teacher's labels for states a slightly-off
+    action leads to. Evaluation stays deterministic."""
+    beta_schedule: BetaSchedule = "linear"
+    """DAgger beta: linear (1 in the first round to 0 in the last) or exponential (beta_decay ** round)."""
+    beta_decay: float = opt(0.5, rule=FRACTION)
+    """Decay per round of the exponential beta schedule."""
+    loss: Loss = "kl"
+    """kl, reverse_kl, gaussian_kl, ce (= nll), mse_logits, mse_q or mse_action."""
+    temperature: float = opt(1.0, rule=POSITIVE)
+    """Softmax temperature of the KL losses (variance scale for Gaussians)."""
+    alpha: float = opt(0.0, rule=UNIT)
+    """Weight of the hard-label NLL mixed into the soft loss: (1-alpha)*soft + alpha*hard."""
+    ent_coef: float = 0.0
+    """Entropy bonus on the student's distribution."""
+    vf_coef: float = opt(0.5, rule=NON_NEGATIVE)
+    """Weight of the value-distillation MSE (actor-critic teachers and students)."""
+    student_algo: StudentAlgo | None = None
+    """ppo, a2c, dqn, sac or td3 (default: the teacher's family)."""
+    student_arch: tuple[int, ...] | None = opt(None, rule=ALL_POSITIVE)
+    """Hidden layer sizes like 64,64, or conv1,conv2,conv3,features for images (default: the widest 2-layer MLP
+    within --student-fraction)."""
+    student_fraction: float = opt(0.1, rule=FRACTION)
+    """Default student size: this fraction of the teacher's acting parameters."""
+    learning_rate: float = opt(1e-3, rule=POSITIVE)
+    """Adam learning rate of the distillation updates."""
+    lr_schedule: LrSchedule = "constant"
+    """constant, or linear: the rate falls from learning_rate to 0 across the rounds (and within each round across
+    its gradient steps), so the last round fine-tunes instead of leaving the student wherever its last large step
+    put it."""
+    ema: float = opt(0.0, rule=HALF_OPEN_UNIT)
+    """Decay of an exponential moving average of the student's weights, updated every gradient step (0: off).
+    The averaged student drives collection, is evaluated and is saved."""
+    batch_size: int = opt(256, rule=POSITIVE)
+    """Minibatch size."""
+    epochs: float = opt(4.0, rule=POSITIVE)
+    """Passes over the buffer after each round."""
+    buffer_size: int = opt(200_000, rule=POSITIVE)
+    """Buffer capacity in transitions; rounds aggregate until it is full, then the oldest are replaced."""
+    n_envs: int = opt(8, rule=POSITIVE)
+    """Parallel envs while collecting."""
+    eval_episodes: int = opt(10, rule=POSITIVE)
+    """Episodes for each evaluation (teacher and student on the same seeds)."""
+    eval_every: int = opt(1, rule=POSITIVE)
+    """Evaluate the student every this many rounds (and always at the end)."""
+    torch_threads: int | None = opt(None, rule=POSITIVE)
+    """CPU threads for torch (default: 1 for MLP students, whose tiny ops only lose to thread hand-offs, measured
+    16 s vs 131 s for CartPole on a busy 2-core machine; all cores for CNNs)."""
+    checkpoint_every: int | None = opt(None, rule=POSITIVE)
+    """Checkpoint every this many env steps (default: after each round's collection and training)."""
+    seed: int = 0
+    """Seeds torch, numpy and the envs: the same seed on CPU gives the same student."""
+
+    def __post_init__(self) -> None:
+        check(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """What a resumed run must repeat: every setting but those marked `identity=False`."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("identity", True)}
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """Returns of a model (and a teacher) side by side on identical episode seeds."""
+
+    env_id: str = opt(flag="--env")
+    """Gymnasium env id."""
+    model: str = opt()
+    """A student.zip (a vecnormalize.pkl beside it is applied), a run folder, or any teacher spec."""
+    teacher: str | None = None
+    """Also evaluate this teacher on the same seeds."""
+    episodes: int = opt(10, rule=POSITIVE)
+    """Episodes, one per env, side by side."""
+    seed: int = EVAL_SEED_OFFSET
+    """Episode i is reset with seed + i (distill's evaluations use its --seed + 10000)."""
+    zoo_folder: str | None = None
+    """Where zoo:<algo>/<ENV> specs are looked up."""
+    trust_teacher: bool = False
+    """Use SB3's full load (runs the zip's pickles)."""
+    as_json: bool = opt(False, flag="--json")
+    """Print JSON instead of a table."""
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+@dataclass(frozen=True)
+class RecordSettings:
+    """Record a teacher (its full action distribution per step) or a person into a Minari dataset; re-run to resume."""
+
+    env_id: str = opt(flag="--env")
+    """Gymnasium env id."""
+    dataset: str = opt()
+    """Minari dataset id to write, e.g. pong/teacher-v0 (under $MINARI_DATASETS_PATH)."""
+    episodes: int = opt(rule=POSITIVE)
+    """Episodes to record (episode i is reset with seed + i)."""
+    teacher: str | None = None
+    """Teacher spec (default: the env's shipped teacher)."""
+    human: bool = False
+    """A person plays with the keyboard (needs a display); actions only."""
+    fps: float = opt(15.0, rule=NON_NEGATIVE)
+    """With --human: agent steps per second (15 = Atari's real speed; 0 = unpaced)."""
+    actions_only: bool = False
+    """Store the teacher's actions, not its distributions (as an expert's logs would be)."""
+    seed: int = 0
+    """Episode i is reset with seed + i."""
+    zoo_folder: str | None = None
+    """Where zoo:<algo>/<ENV> specs are looked up."""
+    trust_teacher: bool = False
+    """Use SB3's full load (runs the zip's pickles)."""
+    overwrite: bool = False
+    """Replace an existing dataset (and any unfinished recording of it)."""
+    quiet: bool = False
+    """No progress bar."""
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.human and self.teacher:
+            raise PolicykdError("--human and --teacher exclude each other: record a person or a teacher")
+
+
+@dataclass(frozen=True)
+class TrainTeacherSettings:
+    """Train a teacher with rl-zoo's tuned hyperparameters (policykd/resources/envs/teachers.yaml); re-run to resume."""
+
+    env_id: str = opt(flag="--env")
+    """Gymnasium env id, e.g. Hopper-v5, CartPole-v1."""
+    algo: TeacherAlgo = opt()
+    """sac, tqc, ppo or td3."""
+    steps: int | None = opt(None, rule=POSITIVE)
+    """Env steps (default: rl-zoo's n_timesteps for the env)."""
+    out: str | None = None
+    """Output folder (default: runs/teachers/<algo>-<env>)."""
+    seed: int = 0
+    """Seeds the algorithm and the envs."""
+    checkpoint_every: int | None = opt(None, rule=POSITIVE)
+    """Checkpoint every this many env steps (default: about --steps/10, at least one rollout)."""
+    eval_episodes: int = opt(10, rule=POSITIVE)
+    """Deterministic episodes for the model card's return."""
+    n_envs: int | None = opt(None, rule=POSITIVE)
+    """Parallel envs (default: rl-zoo's n_envs)."""
+    overwrite: bool = False
+    """Replace a finished or unfinished run in --out."""
+    device: str = "cpu"
+    """cpu, cuda[:N] or auto; a checkpoint resumes on any device (a GPU does not pay for these small MLPs)."""
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+@dataclass(frozen=True)
+class PlotSettings:
+    """Several runs on one figure: teacher and student returns against env steps, losses below."""
+
+    runs: tuple[str, ...] = opt(positional=True, rule=(lambda v: len(v) > 0, "must name at least one run folder"))
+    """Run folders (each with a summary.json)."""
+    out: str | None = None
+    """The PNG to write (default: curves.png in the run folder for one run, runs/plot.png for several)."""
+    labels: tuple[str, ...] = opt((), flag="--label")
+    """A legend label per run, repeatable (default: the folder names)."""
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+COMMANDS: dict[str, type] = {
+    "distill": DistillSettings,
+    "evaluate": EvaluateSettings,
+    "record": RecordSettings,
+    "train-teacher": TrainTeacherSettings,
+    "plot": PlotSettings,
+}
+
+
+# --- the one validation ------------------------------------------------------------------------
+
+
+def flag_of(f: Any) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def choices(tp: Any) -> tuple[str, ...] | None:
+    """The allowed values of a Literal (or Optional Literal) type, else None."""
+    for arg in (tp, *get_args(tp)):
+        if typing.get_origin(arg) is Literal:
+            return get_args(arg)
+    return None
+
+
+def check(settings: Any) -> None:
+    """Every value rule of a settings object, in field order: one line naming the flag on the first failure."""
+    hints = typing.get_type_hints(type(settings))
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if value is None:
+            continue
+        allowed = choices(hints[f.name])
+        if allowed is not None and value not in allowed:
+            raise PolicykdError(f"unknown {f.name.replace('_', ' ')} {value!r}: choose from {', '.join(allowed)}")
+        rule = f.metadata.get("rule")
+        if rule is not None and not rule[0](value):
+            shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+            raise PolicykdError(f"{flag_of(f)} {rule[1]}, got {shown}")
+
+
+def build(cls: type, values: dict[str, Any]) -> Any:
+    """`cls(**values)` from loosely typed input (lists for tuples, Paths for strings, from JSON or Python)."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise PolicykdError(f"unknown setting(s) for {cls.__name__}: {', '.join(unknown)}")
+    hints = typing.get_type_hints(cls)
+    converted = {}
+    for name, value in values.items():
+        text = str(hints[name])
+        if value is not None and "tuple" in text and not isinstance(value, tuple):
+            value = tuple(value) if isinstance(value, (list, range)) else (value,)
+        elif value is not None and hints[name] in (str, str | None) and not isinstance(value, str):
+            value = str(value)
+        converted[name] = value
+    try:
+        return cls(**converted)
+    except TypeError as err:
+        raise PolicykdError(f"bad settings for {cls.__name__}: {err}") from None
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of a dataclass (the string after each field), as one-line help texts."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(after.value.value).split())
+    return docs
