@@ -8,7 +8,7 @@ returns a typed result. Nothing here parses text: that is the CLI's job.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -120,5 +120,5 @@ def train_teacher(env_id: str, algo: str, **settings: Any) -> dict[str, Any]:
 def train_teacher_with(settings: TrainTeacherSettings, log: Any = print) -> dict[str, Any]:
     from policykd.teachers.train import resolve, train_teacher as run
 
-    resolved, hyperparams = resolve(**asdict(settings))
+    resolved, hyperparams = resolve(settings)
     return run(resolved, hyperparams, log=log)

@@ -144,6 +144,21 @@ def record(
 ) -> dict:
     """Record `settings.episodes` episodes into the Minari dataset `settings.dataset`; returns a summary."""
     console = console or Console()
+    folder = _prepare(settings, overwrite)
+    frame_stack = factory.frame_stack if is_atari(factory.env_id) else 0
+    template, spaces_ = _play(factory, policy, settings, folder, frame_stack, console, quiet)
+    if template is None and teacher is not None and settings.source == "teacher":  # all from an earlier, interrupted run
+        template = teacher.label(factory_reset_obs(factory, settings.seed))[0]
+    summary = _write(settings, folder, frame_stack, template, teacher, spaces_)
+    if not quiet:
+        console.print(f"dataset {settings.dataset}: {summary['episodes']} episodes, {summary['steps']:,} steps, "
+                      f"return {summary['return_mean']:+.2f} ± {summary['return_std']:.2f}, "
+                      f"{summary['bytes_per_step']:,.0f} bytes/step on disk → {summary['path']}")
+    return summary
+
+
+def _prepare(settings: Recording, overwrite: bool) -> Path:
+    """The folder of finished episodes, after refusing what would lose a dataset or mix two recordings."""
     check_dataset_id(settings.dataset)
     target = dataset_root() / settings.dataset
     folder = partial_folder(settings.dataset)
@@ -154,9 +169,14 @@ def record(
     if overwrite and folder.exists():
         shutil.rmtree(folder)
     _check_settings(folder, settings)
-    frame_stack = factory.frame_stack if is_atari(factory.env_id) else 0
+    return folder
+
+
+def _play(factory: EnvFactory, policy: PolicyFn, settings: Recording, folder: Path, frame_stack: int,
+          console: Console, quiet: bool) -> tuple[ActionDist | None, tuple]:
+    """Every missing episode, each written as it ends; returns a label template and the env's spaces."""
     venv = factory.make(1, settings.seed)
-    obs_space, action_space = venv.observation_space, venv.action_space
+    spaces_ = (venv.observation_space, venv.action_space)
     template = None
     done = sorted(folder.glob("episode_*.npz"))
     try:
@@ -174,8 +194,12 @@ def record(
                 bar.update(task, advance=1, last=f"return {episode.score:+.1f}, {len(episode.rewards)} steps")
     finally:
         venv.close()
-    if template is None and teacher is not None and settings.source == "teacher":  # all from an earlier, interrupted run
-        template = teacher.label(factory_reset_obs(factory, settings.seed))[0]
+    return template, spaces_
+
+
+def _write(settings: Recording, folder: Path, frame_stack: int, template: ActionDist | None, teacher: Teacher | None,
+           spaces_: tuple) -> dict:
+    """The Minari dataset from the episode files (streamed, one in memory at a time); then they are removed."""
     paths = sorted(folder.glob("episode_*.npz"))
     scores, lengths = zip(*(episode_score_and_steps(p) for p in paths))
     meta = DatasetMeta(
@@ -188,21 +212,17 @@ def record(
     )
     normalizer = teacher.normalizer if teacher is not None else None
     with disk_full_is_one_line(dataset_root(), f"dataset {settings.dataset}"):
-        out = write_dataset(settings.dataset, (Episode.load(p) for p in paths), meta,  # one episode in memory at a time
-                            observation_space=stored_observation_space(obs_space, frame_stack),
-                            action_space=action_space, normalizer=normalizer, overwrite=True)
+        out = write_dataset(settings.dataset, (Episode.load(p) for p in paths), meta,
+                            observation_space=stored_observation_space(spaces_[0], frame_stack),
+                            action_space=spaces_[1], normalizer=normalizer, overwrite=True)
     shutil.rmtree(folder, ignore_errors=True)
     steps = int(sum(lengths))
     size = folder_bytes(out)
     returns = np.array(meta.episode_returns)
-    summary = {"dataset": settings.dataset, "path": str(out), "env_id": settings.env_id, "episodes": len(paths),
-               "steps": steps, "bytes_on_disk": size, "bytes_per_step": size / max(steps, 1),
-               "return_mean": float(returns.mean()), "return_std": float(returns.std()),
-               "distributions": meta.label_kind is not None}
-    if not quiet:
-        console.print(f"dataset {settings.dataset}: {len(paths)} episodes, {steps:,} steps, "
-                      f"return {returns.mean():+.2f} ± {returns.std():.2f}, {size / max(steps, 1):,.0f} bytes/step on disk → {out}")
-    return summary
+    return {"dataset": settings.dataset, "path": str(out), "env_id": settings.env_id, "episodes": len(paths),
+            "steps": steps, "bytes_on_disk": size, "bytes_per_step": size / max(steps, 1),
+            "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+            "distributions": meta.label_kind is not None}
 
 
 def factory_reset_obs(factory: EnvFactory, seed: int) -> np.ndarray:

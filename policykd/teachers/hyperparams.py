@@ -24,7 +24,6 @@ from policykd.errors import PolicykdError
 from policykd.resources import resource_path
 
 HYPERPARAMS_FILE = resource_path("envs", "teachers.yaml")
-TEACHER_ALGOS = ("ppo", "sac", "td3", "tqc")
 CONTINUOUS_ONLY = {"sac", "td3", "tqc"}
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -59,12 +58,6 @@ def read_table(path: Path = HYPERPARAMS_FILE) -> dict[str, dict[str, dict[str, A
     if not isinstance(table, dict):
         raise PolicykdError(f"{path} should map algorithms to envs")
     return table
-
-
-def check_algo(algo: str) -> str:
-    if algo not in TEACHER_ALGOS:
-        raise PolicykdError(f"unknown algo {algo!r}: choose from {', '.join(TEACHER_ALGOS)}")
-    return algo
 
 
 def check_action_space(algo: str, env_id: str, action_space: spaces.Space) -> None:

@@ -19,7 +19,7 @@ import inspect
 import json
 import time
 from contextlib import suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,66 +36,36 @@ from policykd.errors import PolicykdError
 from policykd.files import atomic_write_text, check_out, disk_full_is_one_line, prepare_out
 from policykd.models import ALGOS
 from policykd.run.checkpoint import CheckpointStore, settings_differ
-from policykd.teachers.hyperparams import ZooHyperparams, action_noise, check_action_space, check_algo, lookup
+from policykd.settings import TrainTeacherSettings
+from policykd.teachers.hyperparams import ZooHyperparams, action_noise, check_action_space, lookup
 from policykd.teachers.zoo import write_zoo_run, zoo_env_name
 
 CKPT_DIR = "checkpoint"
 IDENTITY = ("env_id", "algo", "steps", "seed", "n_envs", "hyperparameters")
 
 
-@dataclass(frozen=True)
-class TeacherSettings:
-    """One `train-teacher` command, resolved (defaults from rl-zoo filled in)."""
-
-    env_id: str
-    algo: str
-    steps: int
-    out: Path
-    seed: int
-    n_envs: int
-    checkpoint_every: int
-    eval_episodes: int
-    overwrite: bool
-    device: str
-
-    def identity(self, hp: ZooHyperparams) -> dict[str, Any]:
-        """What must match for a checkpoint to be continued (not how often it is saved or evaluated)."""
-        fields = {**asdict(self), "hyperparameters": hp.raw}
-        return json.loads(json.dumps({k: fields[k] for k in IDENTITY}))
+def identity(settings: TrainTeacherSettings, hp: ZooHyperparams) -> dict[str, Any]:
+    """What must match for a checkpoint to be continued (not how often it is saved or evaluated)."""
+    values = {**asdict(settings), "hyperparameters": hp.raw}
+    return json.loads(json.dumps({k: values[k] for k in IDENTITY}))
 
 
-def resolve(
-    env_id: str,
-    algo: str,
-    *,
-    steps: int | None = None,
-    out: str | None = None,
-    seed: int = 0,
-    checkpoint_every: int | None = None,
-    eval_episodes: int = 10,
-    n_envs: int | None = None,
-    overwrite: bool = False,
-    device: str = "cpu",
-) -> tuple[TeacherSettings, ZooHyperparams]:
-    """Every check that needs no training, in the order a user would fix them."""
-    algo = check_algo(algo.lower())
-    for flag, value in (("--steps", steps), ("--checkpoint-every", checkpoint_every), ("--n-envs", n_envs),
-                        ("--eval-episodes", eval_episodes)):
-        if value is not None and value <= 0:
-            raise PolicykdError(f"{flag} must be positive, got {value}")
-    _check_device(device)
+def resolve(settings: TrainTeacherSettings) -> tuple[TrainTeacherSettings, ZooHyperparams]:
+    """The settings with rl-zoo's defaults filled in (steps, n_envs, checkpoint interval, out), after every
+    check that needs no training, in the order a user would fix them."""
+    _check_device(settings.device)
+    env_id, algo = settings.env_id, settings.algo
     check_env_id(env_id)
-    factory = EnvFactory(env_id)
-    check_action_space(algo, env_id, factory.spaces()[1])
+    check_action_space(algo, env_id, EnvFactory(env_id).spaces()[1])
     hp = lookup(algo, env_id)
-    steps = steps or hp.n_timesteps
-    n_envs = n_envs or hp.n_envs
+    steps = settings.steps or hp.n_timesteps
+    n_envs = settings.n_envs or hp.n_envs
     rollout = n_envs * (int(hp.model_kwargs.get("n_steps", 2048)) if algo == "ppo" else _train_freq(hp))
-    every = checkpoint_every or max(steps // 10, rollout)
-    out_path = Path(out or f"runs/teachers/{algo}-{zoo_env_name(env_id)}")
-    if out_path.exists() and not out_path.is_dir():
-        raise PolicykdError(f"output path {out_path} exists and is not a folder")
-    return TeacherSettings(env_id, algo, steps, out_path, seed, n_envs, every, eval_episodes, overwrite, device), hp
+    out = Path(settings.out or f"runs/teachers/{algo}-{zoo_env_name(env_id)}")
+    if out.exists() and not out.is_dir():
+        raise PolicykdError(f"output path {out} exists and is not a folder")
+    every = settings.checkpoint_every or max(steps // 10, rollout)
+    return replace(settings, steps=steps, n_envs=n_envs, checkpoint_every=every, out=str(out)), hp
 
 
 def _check_device(device: str) -> None:
@@ -172,7 +142,7 @@ def _algo_gamma(algo: str) -> float:
     return float(inspect.signature(ALGOS[algo].__init__).parameters["gamma"].default)
 
 
-def _make_env(settings: TeacherSettings, hp: ZooHyperparams, seed: int, vecnormalize: Path | None) -> VecEnv:
+def _make_env(settings: TrainTeacherSettings, hp: ZooHyperparams, seed: int, vecnormalize: Path | None) -> VecEnv:
     venv = EnvFactory(settings.env_id).make(settings.n_envs, seed)
     if hp.normalize is None:
         return venv
@@ -181,7 +151,7 @@ def _make_env(settings: TeacherSettings, hp: ZooHyperparams, seed: int, vecnorma
     return VecNormalize(venv, **{"gamma": float(hp.model_kwargs.get("gamma", _algo_gamma(settings.algo))), **hp.normalize})
 
 
-def _build_model(settings: TeacherSettings, hp: ZooHyperparams, ckpt: dict[str, Any] | None) -> BaseAlgorithm:
+def _build_model(settings: TrainTeacherSettings, hp: ZooHyperparams, ckpt: dict[str, Any] | None) -> BaseAlgorithm:
     cls = ALGOS[settings.algo]
     done = ckpt["steps_done"] if ckpt else 0
     folder = ckpt["path"] if ckpt else None
@@ -200,22 +170,22 @@ def _build_model(settings: TeacherSettings, hp: ZooHyperparams, ckpt: dict[str, 
     kwargs = action_noise(hp.model_kwargs, venv.action_space)
     try:
         return cls(hp.policy, venv, seed=settings.seed, device=settings.device, verbose=0,
-                   tensorboard_log=str(settings.out / "tb"), **kwargs)
+                   tensorboard_log=str(Path(settings.out) / "tb"), **kwargs)
     except (TypeError, ValueError, AssertionError) as err:
         venv.close()
         raise PolicykdError(f"envs/teachers.yaml [{settings.algo}][{hp.key}]: {type(err).__name__}: {err}") from None
 
 
-def _may_change_steps(ckpt: dict[str, Any], settings: TeacherSettings, hp: ZooHyperparams) -> bool:
+def _may_change_steps(ckpt: dict[str, Any], settings: TrainTeacherSettings, hp: ZooHyperparams) -> bool:
     """An unfinished run may take another --steps, not below its checkpoint (equal: finish it now), when no
     schedule depends on the total (lin_ values do)."""
     schedules = any(isinstance(v, str) and v.startswith("lin_") for v in hp.raw.values())
     return settings.steps >= int(ckpt["steps_done"]) and not schedules
 
 
-def _prepare(settings: TeacherSettings, hp: ZooHyperparams) -> tuple[dict[str, Any] | None, bool]:
+def _prepare(settings: TrainTeacherSettings, hp: ZooHyperparams) -> tuple[dict[str, Any] | None, bool]:
     """(checkpoint to continue or None, whether `out` may be emptied); refuses what would mix or lose runs."""
-    out = settings.out
+    out = Path(settings.out)
     if (out / "card.yaml").is_file() and not settings.overwrite:
         raise PolicykdError(f"{out} already holds a finished teacher (card.yaml); pass --overwrite to train again")
     ckpt = None if settings.overwrite else read_checkpoint(out)
@@ -224,7 +194,7 @@ def _prepare(settings: TeacherSettings, hp: ZooHyperparams) -> tuple[dict[str, A
         ours = out.is_dir() and {p.name for p in out.iterdir()} <= {"tb", CKPT_DIR}
         check_out(out, settings.overwrite or ours)
         return None, settings.overwrite or ours
-    saved, current = ckpt.get("settings", {}), settings.identity(hp)
+    saved, current = ckpt.get("settings", {}), identity(settings, hp)
     keys = settings_differ(saved, current, ignore=("steps",) if _may_change_steps(ckpt, settings, hp) else ())
     ordered = [k for k in IDENTITY if k in keys] + [k for k in keys if k not in IDENTITY]
     differ = [k if k == "hyperparameters" else f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in ordered]
@@ -238,13 +208,13 @@ def _prepare(settings: TeacherSettings, hp: ZooHyperparams) -> tuple[dict[str, A
     return ckpt, False
 
 
-def train_teacher(settings: TeacherSettings, hp: ZooHyperparams, log: Callable[[str], None] = print) -> dict[str, Any]:
+def train_teacher(settings: TrainTeacherSettings, hp: ZooHyperparams, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (or continue) the teacher, evaluate it, write zoo layout + card; returns the card fields."""
     th.set_num_threads(1)  # small MLPs: thread hand-offs cost more than they give on 2 cores
     ckpt, clear = _prepare(settings, hp)
     model = _build_model(settings, hp, ckpt)
     if ckpt is None:
-        prepare_out(settings.out, clear)  # only now is an old run replaced
+        prepare_out(Path(settings.out), clear)  # only now is an old run replaced
     done = int(model.num_timesteps)
     wall_before = float(ckpt["wall_s"]) if ckpt else 0.0
     resumed_at = list(ckpt.get("resumed_at", [])) + [done] if ckpt else []
@@ -260,8 +230,8 @@ def train_teacher(settings: TeacherSettings, hp: ZooHyperparams, log: Callable[[
     def checkpoint() -> Path:
         meta = {"steps_done": int(model.num_timesteps), "total_steps": settings.steps,
                 "wall_s": wall_before + time.time() - session_start, "resumed_at": resumed_at,
-                "settings": settings.identity(hp)}
-        folder = write_checkpoint(model, settings.out, meta)
+                "settings": identity(settings, hp)}
+        folder = write_checkpoint(model, Path(settings.out), meta)
         rate = (model.num_timesteps - done) / max(time.time() - session_start, 1e-9)
         episodes = [e["r"] for e in model.ep_info_buffer or []]
         recent = f", recent episode return {sum(episodes) / len(episodes):.1f}" if episodes else ""
@@ -270,7 +240,7 @@ def train_teacher(settings: TeacherSettings, hp: ZooHyperparams, log: Callable[[
 
     callback = AtomicCheckpoint(settings.checkpoint_every, checkpoint, done)
     try:
-        with disk_full_is_one_line(settings.out, "a checkpoint"):
+        with disk_full_is_one_line(Path(settings.out), "a checkpoint"):
             model.learn(settings.steps - done, callback=callback, reset_num_timesteps=ckpt is None)
     except KeyboardInterrupt:
         if not isinstance(model, OffPolicyAlgorithm):  # a partial rollout is never trained on: redo it
@@ -280,28 +250,28 @@ def train_teacher(settings: TeacherSettings, hp: ZooHyperparams, log: Callable[[
             "run the same command again to resume")
         raise
     wall = wall_before + time.time() - session_start
-    with disk_full_is_one_line(settings.out, "the teacher and its card"):
+    with disk_full_is_one_line(Path(settings.out), "the teacher and its card"):
         card = _finish(settings, hp, model, wall, resumed_at)
     model.get_env().close()
-    store = CheckpointStore(settings.out / CKPT_DIR)
+    store = CheckpointStore(Path(settings.out) / CKPT_DIR)
     store.clear()
     with suppress(OSError):  # the folder holds nothing else
         store.root.rmdir()
     log(f"{settings.algo} {settings.env_id}: {card['return_mean']:.2f} ± {card['return_std']:.2f} over "
-        f"{card['episodes']} episodes after {card['env_steps']} steps ({wall:.0f} s); card: {settings.out / 'CARD.md'}")
+        f"{card['episodes']} episodes after {card['env_steps']} steps ({wall:.0f} s); card: {Path(settings.out) / 'CARD.md'}")
     return card
 
 
 # --- outputs ----------------------------------------------------------------------------------
 
 
-def _finish(settings: TeacherSettings, hp: ZooHyperparams, model: BaseAlgorithm, wall: float,
+def _finish(settings: TrainTeacherSettings, hp: ZooHyperparams, model: BaseAlgorithm, wall: float,
             resumed_at: list[int]) -> dict[str, Any]:
     """rl-zoo layout, then the deterministic evaluation of the files as written, then the card."""
     from policykd.run.evaluate import run_episodes, teacher_actor
     from policykd.teachers import load_teacher
 
-    out, name = settings.out, zoo_env_name(settings.env_id)
+    out, name = Path(settings.out), zoo_env_name(settings.env_id)
     normalizer = model.get_vec_normalize_env()
     config = {**hp.raw, "n_timesteps": settings.steps, "n_envs": settings.n_envs}
     args = {"n_timesteps": settings.steps, "seed": settings.seed, "conf_file": "policykd/resources/envs/teachers.yaml",
@@ -334,7 +304,7 @@ def _finish(settings: TeacherSettings, hp: ZooHyperparams, model: BaseAlgorithm,
     return card
 
 
-def _card_markdown(settings: TeacherSettings, hp: ZooHyperparams, card: dict[str, Any], wall: float,
+def _card_markdown(settings: TrainTeacherSettings, hp: ZooHyperparams, card: dict[str, Any], wall: float,
                    eval_s: float, returns: list[float], resumed_at: list[int]) -> str:
     hyper = yaml.safe_dump(hp.raw, sort_keys=False).strip()
     resumed = ", ".join(str(s) for s in resumed_at) if resumed_at else "never (one uninterrupted run)"
@@ -358,4 +328,4 @@ def _card_markdown(settings: TeacherSettings, hp: ZooHyperparams, card: dict[str
                f"--seed {settings.seed} --n-envs {settings.n_envs} --out {settings.out}")
     return (f"# {settings.algo}-{zoo_env_name(settings.env_id)}: {settings.algo.upper()} teacher for "
             f"{settings.env_id}\n\nTrained with `{command}`.\n\n| field | value |\n|---|---|\n{table}\n\n"
-            f"## Hyperparameters\n\n```yaml\n{hyper}\n```\n\nTensorBoard: `tensorboard --logdir {settings.out / 'tb'}`.\n")
+            f"## Hyperparameters\n\n```yaml\n{hyper}\n```\n\nTensorBoard: `tensorboard --logdir {Path(settings.out) / 'tb'}`.\n")
