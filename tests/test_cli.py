@@ -141,3 +141,13 @@ def test_mujoco_distils_from_the_shipped_teacher_with_no_teacher_argument(tmp_pa
     assert summary["student_arch"] == [width, width] and width % 4 == 0
     wider = build_student("sac", make_vec_env(env_id, n_envs=1), (width + 4, width + 4), seed=0)
     assert acting_params(wider.policy) > 0.05 * summary["teacher_params"]
+
+
+def test_first_run_needs_nothing_but_the_package(tmp_path):
+    """README's first command: no teacher argument, no ../shared; the shipped CartPole teacher, matched."""
+    result = run_cli("distill", "--env", "CartPole-v1", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "runs" / "CartPole-v1" / "summary.json").read_text())
+    assert summary["teachers"][0].endswith("agents/cartpole-ppo-v1")
+    assert summary["teacher_return_mean"] == summary["student_return_mean"] == 500.0
+    assert (tmp_path / "runs" / "CartPole-v1" / "curves.png").is_file()

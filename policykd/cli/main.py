@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import typer
 from rich.console import Console
@@ -87,10 +87,26 @@ def _plot(given: dict[str, Any]) -> None:
     print(path)
 
 
-app.command("distill")(command_for(DistillSettings, _distill))
-app.command("evaluate")(command_for(EvaluateSettings, _evaluate))
-app.command("record")(command_for(RecordSettings, _record))
-app.command("train-teacher")(command_for(TrainTeacherSettings, _train_teacher))
+def _stoppable(handle: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """Ctrl-C or SIGTERM: the command has written what it had and said where; exit 130 or 143.
+
+    Turned into an exit code here because click would otherwise turn the interrupt into its own Abort."""
+
+    def run(given: dict[str, Any]) -> None:
+        try:
+            handle(given)
+        except Terminated:
+            raise typer.Exit(128 + signal.SIGTERM) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return run
+
+
+app.command("distill")(command_for(DistillSettings, _stoppable(_distill)))
+app.command("evaluate")(command_for(EvaluateSettings, _stoppable(_evaluate)))
+app.command("record")(command_for(RecordSettings, _stoppable(_record)))
+app.command("train-teacher")(command_for(TrainTeacherSettings, _stoppable(_train_teacher)))
 app.command("plot")(command_for(PlotSettings, _plot))
 
 
@@ -124,9 +140,6 @@ def main() -> None:
     except PolicykdError as err:
         err_console.print(f"[red]error:[/red] {err}", soft_wrap=True, highlight=False)
         sys.exit(2)
-    except Terminated:
-        err_console.print("terminated (SIGTERM)")
-        sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)

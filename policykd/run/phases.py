@@ -38,7 +38,7 @@ def collect(run: Run, state: RunState, phase: Collect, view: View) -> None:
     """One segment of collection; envs are reseeded per segment, so a resumed run sees the same states."""
     settings = run.settings
     beta = run.plan.beta(settings, phase.round)
-    run.venv.seed(settings.seed + 7919 * (state.phase + 1))
+    run.venv.seed(run.plan.env_seed(settings, state.phase))
     run.collector.obs = run.venv.reset()
     t0 = time.time()
     with averaged_weights(run.student.policy, run.average):

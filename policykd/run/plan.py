@@ -74,6 +74,12 @@ class Plan:
         """The round a phase belongs to (0 for loading the dataset)."""
         return max(self.phases[min(phase_index, len(self.phases) - 1)].round, 0)
 
+    def env_seed(self, settings: DistillSettings, phase_index: int) -> int:
+        """The seed a collection segment resets its envs with. It counts the phases before it as they were
+        numbered before evaluations became phases of their own, so earlier runs' figures reproduce exactly."""
+        earlier = sum(not isinstance(p, Evaluate) for p in self.phases[:phase_index])
+        return settings.seed + 7919 * (earlier + 1)
+
     def checkpoint_after(self, phase_index: int) -> bool:
         """Checkpoint after each phase, except a training that an evaluation follows (one checkpoint per round)."""
         following = self.phases[phase_index + 1] if phase_index + 1 < len(self.phases) else None
