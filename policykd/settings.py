@@ -106,6 +106,9 @@ class DistillSettings:
     within --student-fraction)."""
     student_fraction: float = opt(0.1, rule=FRACTION)
     """Default student size: this fraction of the teacher's acting parameters."""
+    student_min_width: int = opt(16, rule=POSITIVE)
+    """The default MLP student is never narrower than this, whatever the fraction gives: 5 % of a small teacher
+    is too few units to play (the MuJoCo preset sets 32: docs/student-size.md)."""
     learning_rate: float = opt(1e-3, rule=POSITIVE)
     """Adam learning rate of the distillation updates."""
     lr_schedule: LrSchedule = "constant"

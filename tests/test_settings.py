@@ -1,6 +1,9 @@
 """Settings declared once: the CLI is generated from the dataclasses, and precedence is defaults < preset < flags."""
 
 import json
+import os
+import subprocess
+import sys
 import typing
 from dataclasses import fields
 
@@ -24,7 +27,9 @@ def test_literal_types_are_the_registries():
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_field_is_an_option_with_its_docstring(command):
     """One field, one option: its flag and (the start of) its docstring are in --help."""
-    help_text = " ".join(run_cli(command, "--help").stdout.split())
+    wide = {**os.environ, "COLUMNS": "200"}  # rich cuts long option names in a narrow terminal
+    result = subprocess.run([sys.executable, "-m", "policykd.cli", command, "--help"], capture_output=True, text=True, env=wide)
+    help_text = " ".join(result.stdout.split())
     for f in fields(COMMANDS[command]):
         if not f.metadata.get("positional"):
             assert flag_of(f) in help_text, (command, f.name)
@@ -62,3 +67,18 @@ def test_config_json_records_the_resolved_settings(tmp_path):
 def test_bad_values_are_one_line_before_any_work(args, message):
     result = run_cli("distill", "--env", "CartPole-v1", *args)
     assert result.returncode == 2 and result.stderr.strip() == f"error: {message}", result.stderr
+
+
+def test_the_default_student_has_a_floor_the_mujoco_preset_raises():
+    """5 % of a 64x64 actor is a 4x4 or 8x8 student, too few units to walk (docs/student-size.md)."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from policykd.students.build import auto_arch
+
+    assert resolve_distill("Walker2d-v5").student_min_width == 32
+    assert resolve_distill("CartPole-v1").student_min_width == 16
+    walker = make_vec_env("Walker2d-v5", n_envs=1)
+    budget = int(0.05 * 6092)  # a 64x64 SAC actor on Walker2d
+    assert auto_arch("sac", walker, budget, min_width=4) == (4, 4)
+    assert auto_arch("sac", walker, budget, min_width=32) == (32, 32)
+    assert auto_arch("sac", walker, 3674, min_width=32) == (44, 44)  # a fraction above the floor is kept

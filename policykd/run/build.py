@@ -171,7 +171,8 @@ def _student(settings: DistillSettings, teacher: Teacher | None,
     try:
         budget = int(settings.student_fraction * teacher_params)
         images = uses_images(spaces_env.observation_space)
-        arch = settings.student_arch or (auto_arch(algo, spaces_env, budget) if budget else FALLBACK_ARCH[images])
+        arch = settings.student_arch or (auto_arch(algo, spaces_env, budget, min_width=settings.student_min_width) if budget
+                                         else FALLBACK_ARCH[images])
         return build_student(algo, spaces_env, arch, seed=settings.seed), algo, tuple(arch)
     finally:
         spaces_env.close()

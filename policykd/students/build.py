@@ -22,6 +22,9 @@ from policykd.models import ALGOS, acting_params, uses_images
 
 STUDENT_ALGOS = ("ppo", "a2c", "dqn", "sac", "td3")
 MAX_WIDTH, WIDTH_STEP = 256, 4  # default MLP students: widths 4, 8, ..., 256
+# Floor on the default MLP width (small teachers: 5 % of a 64x64 Walker2d actor is 8x8). Walker2d-v5
+# students, seeds 0/1(/2): 8x8 94/69 %, 16x16 34/81 %, 24x24 85/83 %, 32x32 98/102/103 % (docs/student-size.md).
+MIN_WIDTH = 32
 # Image students: (conv1, conv2, conv3 channels, features), largest first.
 _CNN_SIZES = (
     (32, 64, 64, 256), (32, 64, 64, 128), (32, 32, 32, 64), (16, 32, 32, 64), (16, 32, 32, 32),
@@ -96,9 +99,10 @@ def build_student(
         return ALGOS[algo]("CnnPolicy" if images else "MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **kwargs)
 
 
-def auto_arch(algo: str, venv: VecEnv, max_params: int, *, depth: int = 2) -> tuple[int, ...]:
+def auto_arch(algo: str, venv: VecEnv, max_params: int, *, depth: int = 2, min_width: int = WIDTH_STEP) -> tuple[int, ...]:
     """The largest student with at most `max_params` acting parameters: for vectors the widest
-    2-layer MLP (widths in steps of 4, up to 256), for images the largest CNN of a fixed ladder."""
+    2-layer MLP (widths in steps of 4, up to 256) but never narrower than `min_width` (rounded up to a
+    step; a small teacher's fraction is too few units to play), for images the largest CNN of a fixed ladder."""
     if uses_images(venv.observation_space):
         for arch in _CNN_SIZES:
             if acting_params(build_student(algo, venv, arch, seed=0).policy) <= max_params:
@@ -108,8 +112,8 @@ def auto_arch(algo: str, venv: VecEnv, max_params: int, *, depth: int = 2) -> tu
     def fits(width: int) -> bool:
         return acting_params(build_student(algo, venv, (width,) * depth, seed=0).policy) <= max_params
 
-    # params grow with width: bisect on width / WIDTH_STEP (the narrowest when none fits)
-    low, high = 1, MAX_WIDTH // WIDTH_STEP
+    # params grow with width: bisect on width / WIDTH_STEP, from the floor (kept when none wider fits)
+    low, high = max(1, -(-min_width // WIDTH_STEP)), MAX_WIDTH // WIDTH_STEP
     while low < high:
         middle = (low + high + 1) // 2
         low, high = (middle, high) if fits(middle * WIDTH_STEP) else (low, middle - 1)
