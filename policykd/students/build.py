@@ -8,6 +8,7 @@ so `PPO.load("student.zip")` works in a process that never imports policykd.
 from __future__ import annotations
 
 import sys
+import typing
 import warnings
 from typing import Sequence
 
@@ -19,8 +20,9 @@ from stable_baselines3.common.vec_env import VecEnv
 from policykd.students import cnn
 from policykd.errors import PolicykdError
 from policykd.models import ALGOS, acting_params, uses_images
+from policykd.settings import StudentAlgo
 
-STUDENT_ALGOS = ("ppo", "a2c", "dqn", "sac", "td3")
+STUDENT_ALGOS = typing.get_args(StudentAlgo)  # the settings' choice of student algorithms, as a tuple
 MAX_WIDTH, WIDTH_STEP = 256, 4  # default MLP students: widths 4, 8, ..., 256
 # Floor on the default MLP width (small teachers: 5 % of a 64x64 Walker2d actor is 8x8). Walker2d-v5
 # students, seeds 0/1(/2): 8x8 94/69 %, 16x16 34/81 %, 24x24 85/83 %, 32x32 98/102/103 % (docs/student-size.md).
