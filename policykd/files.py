@@ -5,21 +5,29 @@ Every file policykd writes goes through `atomic_write`: the writer (ours, `model
 then renamed over it; `os.replace` is atomic on POSIX, so readers never see half a file.
 `fsync=True` also makes the content and the rename durable (they survive a power cut):
 for checkpoints, their pointer and recorded episodes, which a resumed run trusts.
-The output-folder checks and the one-line full-disk error live here too.
+The output-folder checks, the one-line full-disk error, and the one checkpoint store
+(`CheckpointStore`, used by distill and train-teacher) with the one "same settings?" guard
+(`settings_differ`, used by distill, train-teacher and record before they resume) live here too.
+
+A checkpoint is a fresh folder `<root>/ckpt-<n>/` that the caller fills; when it is complete and
+on disk, the pointer `<root>/checkpoint.json` is renamed into place to name it, and only then are
+older folders removed: a kill leaves the old checkpoint or the new one, never a half-written one.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from policykd.errors import PolicykdError
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no space, quota, file-size limit
+POINTER = "checkpoint.json"
 
 
 def temporary_name(path: Path) -> Path:
@@ -102,3 +110,54 @@ def prepare_out(out: Path, overwrite: bool) -> None:
         probe.unlink()
     except OSError as err:
         raise PolicykdError(f"cannot write to output folder {out}: {err.strerror}") from None
+
+
+class CheckpointStore:
+    """Numbered checkpoint folders under `root` and the pointer file naming the complete one."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.pointer = self.root / POINTER
+
+    def latest(self) -> dict[str, Any] | None:
+        """The pointer (`number`, `folder` and the caller's meta), or None when there is no checkpoint."""
+        try:
+            return json.loads(self.pointer.read_text())
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, OSError) as err:
+            raise PolicykdError(f"{self.pointer} is unreadable ({err}); pass --overwrite to start again") from None
+
+    def folder(self, pointer: dict[str, Any]) -> Path:
+        return self.root / pointer["folder"]
+
+    def save(self, write: Callable[[Path], None], meta: dict[str, Any] | None = None) -> Path:
+        """`write(folder)` into a fresh `ckpt-<n>/`; then, durably, the pointer (`meta` + number, folder)."""
+        previous = self.latest()
+        number = previous["number"] + 1 if previous else 0
+        folder = self.root / f"ckpt-{number}"
+        if folder.exists():  # left by a run killed while writing it
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        write(folder)
+        fsync_tree(folder)  # on disk before the pointer names it
+        atomic_write_text(self.pointer, json.dumps({**(meta or {}), "number": number, "folder": folder.name}, indent=2),
+                          fsync=True)
+        for old in self.root.glob("ckpt-*"):
+            if old != folder:
+                shutil.rmtree(old, ignore_errors=True)
+        return folder
+
+    def clear(self) -> None:
+        """Once the run is complete its checkpoints are only disk space."""
+        self.pointer.unlink(missing_ok=True)
+        for folder in self.root.glob("ckpt-*"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def settings_differ(saved: dict[str, Any], current: dict[str, Any], *, ignore: Iterable[str] = ()) -> list[str]:
+    """The settings (sorted) in which a saved run and the current command differ, as JSON stores them
+    (tuples are lists), a setting only one of them has included; `ignore` names the ones that may."""
+    saved, current = json.loads(json.dumps(saved)), json.loads(json.dumps(current))
+    skip = set(ignore)
+    return sorted(k for k in set(saved) | set(current) if k not in skip and saved.get(k) != current.get(k))

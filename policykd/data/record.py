@@ -29,7 +29,7 @@ from policykd.distributions import ActionDist, check_finite, env_action
 from policykd.envs import EnvFactory, is_atari
 from policykd.errors import PolicykdError
 from policykd.files import atomic_write_text, disk_full_is_one_line
-from policykd.run.checkpoint import settings_differ
+from policykd.files import settings_differ
 from policykd.teachers import Teacher
 
 # obs (1, ...) -> (action (1, ...), teacher distribution or None, teacher value or None)

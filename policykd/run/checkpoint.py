@@ -1,86 +1,25 @@
-"""Checkpoints that a kill at any instant cannot break, and the guard that resumes only the same run.
+"""A distillation's checkpoints, and whether an output folder holds the same run to resume.
 
-`CheckpointStore` is the one mechanism: each checkpoint is a fresh folder `<root>/ckpt-<n>/`
-that the caller fills (distill: tensors, arrays and meta.json; train-teacher: SB3's model,
-replay buffer and VecNormalize); when it is complete and on disk, the pointer
-`<root>/checkpoint.json` is renamed into place to name it, and only then are older folders
-removed. A kill leaves either the old checkpoint or the new one, never a half-written one.
-
-Distillation keeps its store in the output folder itself (`out/ckpt-<n>/`,
-`out/checkpoint.json`); its loading uses `torch.load(weights_only=True)` and
-`np.load(allow_pickle=False)`. `settings_differ` is the one "same settings?" test that
-distill, train-teacher and record apply before they resume.
+The store itself (`policykd.files.CheckpointStore`, shared with train-teacher) keeps them in
+the output folder (`out/ckpt-<n>/`, `out/checkpoint.json`); here is what a distillation puts in
+one (tensors via torch.save, arrays via np.save, meta.json) and how it reads them back, with
+`torch.load(weights_only=True)` and `np.load(allow_pickle=False)`.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch as th
 
 from policykd.errors import PolicykdError
-from policykd.files import atomic_write_text, fsync_tree
+from policykd.files import CheckpointStore, settings_differ
 
 if TYPE_CHECKING:
     from policykd.settings import DistillSettings
-
-POINTER = "checkpoint.json"
-
-
-class CheckpointStore:
-    """Numbered checkpoint folders under `root` and the pointer file naming the complete one."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.pointer = self.root / POINTER
-
-    def latest(self) -> dict[str, Any] | None:
-        """The pointer (`number`, `folder` and the caller's meta), or None when there is no checkpoint."""
-        try:
-            return json.loads(self.pointer.read_text())
-        except FileNotFoundError:
-            return None
-        except (json.JSONDecodeError, OSError) as err:
-            raise PolicykdError(f"{self.pointer} is unreadable ({err}); pass --overwrite to start again") from None
-
-    def folder(self, pointer: dict[str, Any]) -> Path:
-        return self.root / pointer["folder"]
-
-    def save(self, write: Callable[[Path], None], meta: dict[str, Any] | None = None) -> Path:
-        """`write(folder)` into a fresh `ckpt-<n>/`; then, durably, the pointer (`meta` + number, folder)."""
-        previous = self.latest()
-        number = previous["number"] + 1 if previous else 0
-        folder = self.root / f"ckpt-{number}"
-        if folder.exists():  # left by a run killed while writing it
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-        write(folder)
-        fsync_tree(folder)  # on disk before the pointer names it
-        atomic_write_text(self.pointer, json.dumps({**(meta or {}), "number": number, "folder": folder.name}, indent=2),
-                          fsync=True)
-        for old in self.root.glob("ckpt-*"):
-            if old != folder:
-                shutil.rmtree(old, ignore_errors=True)
-        return folder
-
-    def clear(self) -> None:
-        """Once the run is complete its checkpoints are only disk space."""
-        self.pointer.unlink(missing_ok=True)
-        for folder in self.root.glob("ckpt-*"):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def settings_differ(saved: dict[str, Any], current: dict[str, Any], *, ignore: Iterable[str] = ()) -> list[str]:
-    """The settings (sorted) in which a saved run and the current command differ, as JSON stores them
-    (tuples are lists), a setting only one of them has included; `ignore` names the ones that may."""
-    saved, current = json.loads(json.dumps(saved)), json.loads(json.dumps(current))
-    skip = set(ignore)
-    return sorted(k for k in set(saved) | set(current) if k not in skip and saved.get(k) != current.get(k))
-
 
 # --- distillation's checkpoints: `out/ckpt-<n>/`, `out/checkpoint.json` --------------------------
 

@@ -15,7 +15,6 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from policykd.data.buffer import DistillationBuffer
 from policykd.distributions import check_finite, env_action, sample_action
-from policykd.errors import PolicykdError
 from policykd.teachers import Teacher
 
 ActFn = Callable[[np.ndarray], np.ndarray]

@@ -18,6 +18,7 @@ from typing import Callable, NamedTuple
 
 import torch as th
 import torch.nn.functional as F
+from gymnasium import spaces
 
 from policykd.distributions import CATEGORICAL, DETERMINISTIC, GAUSSIAN, ActionDist
 from policykd.errors import PolicykdError
@@ -181,12 +182,10 @@ def distillation_loss(
     return LossTerms(policy - ent_coef * ent + vf_coef * value, policy, value, ent)
 
 
-def action_agreement(student: ActionDist, teacher: ActionDist, action_space: "spaces.Space | None" = None) -> float:
+def action_agreement(student: ActionDist, teacher: ActionDist, action_space: spaces.Space | None = None) -> float:
     """Fraction of states where the greedy actions are the same action, as `same_actions` defines it
     (continuous: every dim within 5 % of the action space's range). Without `action_space`, continuous
     actions are compared in the policy's own units taken as [-1, 1] (exact for squashed policies)."""
-    from gymnasium import spaces
-
     from policykd.distributions import env_action, same_actions
 
     if action_space is None and teacher.kind != CATEGORICAL:

@@ -33,9 +33,8 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from policykd.constants import EVAL_SEED_OFFSET
 from policykd.envs import EnvFactory, check_env_id
 from policykd.errors import PolicykdError
-from policykd.files import atomic_write_text, check_out, disk_full_is_one_line, prepare_out
+from policykd.files import CheckpointStore, atomic_write_text, check_out, disk_full_is_one_line, prepare_out, settings_differ
 from policykd.models import ALGOS
-from policykd.run.checkpoint import CheckpointStore, settings_differ
 from policykd.settings import TrainTeacherSettings
 from policykd.teachers.hyperparams import ZooHyperparams, action_noise, check_action_space, lookup
 from policykd.teachers.zoo import write_zoo_run, zoo_env_name
