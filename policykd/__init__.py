@@ -5,11 +5,11 @@
     print(result.summary.student_return_mean, result.out / "student.zip")
 
 Commands (each also takes a settings object: `distill_with(DistillSettings(...))`):
-    distill, evaluate, record, train_teacher
+    distill, evaluate, record, train_teacher, export
 Teachers:
     load_teacher, load_teachers
 Settings and results:
-    DistillSettings, EvaluateSettings, RecordSettings, TrainTeacherSettings, DistillResult, RunSummary
+    DistillSettings, EvaluateSettings, ExportSettings, RecordSettings, TrainTeacherSettings, DistillResult, RunSummary
 Errors:
     PolicykdError (bad input: one line)
 
@@ -20,18 +20,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from policykd.api import (DistillResult, distill, distill_with, evaluate, evaluate_with, record, record_with, train_teacher,
-                          train_teacher_with)
+from policykd.api import (DistillResult, distill, distill_with, evaluate, evaluate_with, export, export_with, record, record_with,
+                          train_teacher, train_teacher_with)
 from policykd.errors import PolicykdError
-from policykd.settings import DistillSettings, EvaluateSettings, RecordSettings, TrainTeacherSettings
+from policykd.settings import DistillSettings, EvaluateSettings, ExportSettings, RecordSettings, TrainTeacherSettings
 
 __all__ = [
     # commands
     "distill", "distill_with", "evaluate", "evaluate_with", "record", "record_with", "train_teacher", "train_teacher_with",
+    "export", "export_with",
     # teachers
     "load_teacher", "load_teachers",
     # settings and results
-    "DistillSettings", "EvaluateSettings", "RecordSettings", "TrainTeacherSettings", "DistillResult", "RunSummary",
+    "DistillSettings", "EvaluateSettings", "ExportSettings", "RecordSettings", "TrainTeacherSettings", "DistillResult", "RunSummary",
     # errors
     "PolicykdError",
 ]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from policykd.errors import PolicykdError
-from policykd.settings import DistillSettings, EvaluateSettings, RecordSettings, TrainTeacherSettings, build
+from policykd.settings import DistillSettings, EvaluateSettings, ExportSettings, RecordSettings, TrainTeacherSettings, build
 
 
 @dataclass(frozen=True)
@@ -63,24 +63,40 @@ def evaluate(env_id: str, model: str | Path, **settings: Any) -> dict[str, Any]:
 
 
 def evaluate_with(settings: EvaluateSettings) -> dict[str, Any]:
+    """An exported file (.onnx, .c, .so) as --model acts through its own `act`; SB3 models through `teacher_actor`."""
     import torch as th
 
+    from policykd.export.artifact import Artifact, is_artifact, load_artifact
     from policykd.models import uses_images
     from policykd.run.evaluate import run_episodes, teacher_actor
     from policykd.teachers import load_teacher
 
     load = dict(env_id=settings.env_id, zoo_folder=settings.zoo_folder, trust=settings.trust_teacher)
-    policies = {"model": load_teacher(settings.model, **load)}
+    model = load_artifact(settings.model, settings.env_id) if is_artifact(settings.model) else load_teacher(settings.model, **load)
+    policies = {"model": model}
     if settings.teacher:
         policies["teacher"] = load_teacher(settings.teacher, **load)
     if not any(uses_images(p.observation_space) for p in policies.values()):
         th.set_num_threads(1)  # as distill and train-teacher evaluate MLPs: the same float sums, the same episodes
     results: dict[str, Any] = {"env_id": settings.env_id, "episodes": settings.episodes, "seed": settings.seed}
     for role, policy in policies.items():
-        returns = run_episodes(teacher_actor(policy), policy.factory, settings.episodes, settings.seed)
+        act = policy.act if isinstance(policy, Artifact) else teacher_actor(policy)
+        returns = run_episodes(act, policy.factory, settings.episodes, settings.seed)
         results[role] = {"path": policy.name, "algo": policy.algo, "params": policy.acting_params,
                          "return_mean": returns.mean, "return_std": returns.std, "returns": returns.returns.tolist()}
     return results
+
+
+def export(source: str | Path, format: str = "onnx", **settings: Any) -> Path:
+    """`policykd.export("runs/CartPole-v1", "c")`: the student of a run folder (or a student.zip) as an ONNX or C file
+    that gives its `predict(deterministic=True)` action; returns the file written."""
+    return export_with(build(ExportSettings, {"source": source, "format": format, **settings}))
+
+
+def export_with(settings: ExportSettings) -> Path:
+    from policykd.export.write import export_student
+
+    return export_student(settings)
 
 
 def record(env_id: str, dataset: str, episodes: int, **settings: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ BetaSchedule = Literal["linear", "exponential"]
 LrSchedule = Literal["constant", "linear"]
 StudentAlgo = Literal["ppo", "a2c", "dqn", "sac", "td3"]
 TeacherAlgo = Literal["ppo", "sac", "td3", "tqc"]
+ExportFormat = Literal["onnx", "c"]
 
 # --- rules: (test, what the value must be) -------------------------------------------------------
 Rule = tuple[Callable[[Any], bool], str]
@@ -156,7 +157,8 @@ class EvaluateSettings:
     env_id: str = opt(flag="--env")
     """Gymnasium env id."""
     model: str = opt()
-    """A student.zip (a vecnormalize.pkl beside it is applied), a run folder, or any teacher spec."""
+    """A student.zip (a vecnormalize.pkl beside it is applied), a run folder, any teacher spec, or an exported
+    student.onnx, policy.c (compiled here with cc) or libpolicy.so."""
     teacher: str | None = None
     """Also evaluate this teacher on the same seeds."""
     episodes: int = opt(10, rule=POSITIVE)
@@ -253,12 +255,36 @@ class PlotSettings:
         check(self)
 
 
+@dataclass(frozen=True)
+class ExportSettings:
+    """Export a student to a file that acts without Python: ONNX, or C for MLP students (docs/export.md).
+
+    Observation normalisation (vecnormalize.pkl beside the zip), image scaling and the action's
+    post-processing are inside the file: it gives SB3's predict(deterministic=True) action.
+    """
+
+    source: str = opt(positional=True)
+    """A run folder written by distill (its student.zip), or a student.zip (a vecnormalize.pkl beside it is applied)."""
+    format: ExportFormat = "onnx"
+    """onnx (any student), or c (MLP students: policy.c and policy.h, libm only)."""
+    out: str | None = None
+    """The file to write (default: student.onnx, or policy.c with policy.h, beside the student.zip; with --int8 student.int8.onnx or policy_int8.c with policy_int8.h). A .c file's header is its name with .h."""
+    env_id: str | None = opt(None, flag="--env")
+    """The env the student acts in (default: the env_id of the summary.json beside the zip)."""
+    int8: bool = False
+    """int8 weights (student.int8.onnx: onnxruntime static quantisation calibrated on a seeded rollout; policy_int8.c: per-channel int8 weights, float scales)."""
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
 COMMANDS: dict[str, type] = {
     "distill": DistillSettings,
     "evaluate": EvaluateSettings,
     "record": RecordSettings,
     "train-teacher": TrainTeacherSettings,
     "plot": PlotSettings,
+    "export": ExportSettings,
 }
 
 

@@ -1,4 +1,4 @@
-"""`policykd distill | evaluate | record | teachers | train-teacher | plot`.
+"""`policykd distill | evaluate | record | teachers | train-teacher | plot | export`.
 
 Each command's options are generated from its settings dataclass (`policykd.settings`); the
 handlers below only turn the given values into settings and call the library. Bad input is
@@ -19,7 +19,8 @@ from rich.table import Table
 
 from policykd.cli.generate import command_for
 from policykd.errors import PolicykdError
-from policykd.settings import DistillSettings, EvaluateSettings, PlotSettings, RecordSettings, TrainTeacherSettings, build
+from policykd.settings import (DistillSettings, EvaluateSettings, ExportSettings, PlotSettings, RecordSettings, TrainTeacherSettings,
+                               build)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distil a heavy RL policy into a small SB3 student.")
 err_console = Console(stderr=True)
@@ -87,6 +88,12 @@ def _plot(given: dict[str, Any]) -> None:
     print(path)
 
 
+def _export(given: dict[str, Any]) -> None:
+    from policykd.api import export_with
+
+    print(export_with(build(ExportSettings, given)))
+
+
 def _stoppable(handle: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
     """Ctrl-C or SIGTERM: the command has written what it had and said where; exit 130 or 143.
 
@@ -108,6 +115,7 @@ app.command("evaluate")(command_for(EvaluateSettings, _stoppable(_evaluate)))
 app.command("record")(command_for(RecordSettings, _stoppable(_record)))
 app.command("train-teacher")(command_for(TrainTeacherSettings, _stoppable(_train_teacher)))
 app.command("plot")(command_for(PlotSettings, _plot))
+app.command("export")(command_for(ExportSettings, _stoppable(_export)))
 
 
 @app.command()
