@@ -158,6 +158,7 @@ def same_actions(a: np.ndarray, b: np.ndarray, action_space: spaces.Space) -> np
     span = np.where(np.isfinite(span) & (span > 0), span, 2.0)
     return (np.abs(a - b) / span).reshape(len(a), -1).max(axis=-1) <= AGREEMENT_TOLERANCE
 
+
 def sample_action(dist: ActionDist, action_space: spaces.Space) -> np.ndarray:
     """An env action drawn from the distribution (torch's RNG: seeded, checkpointed); Q-values and
     deterministic policies have no distribution to draw from and give their greedy action."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator, NullLocator
 
 from policykd.errors import PolicykdError
+from policykd.files import atomic_write
 
 DPI = 100
 CURVES_SIZE = (8.0, 8.0)  # inches: 800 x 800 px
@@ -257,13 +257,11 @@ def _kl_agreement_panel(ax: Axes, run: RunCurves) -> None:
 
 
 def _save(fig: Figure, out: Path) -> Path:
-    """Render with Agg and rename into place, so a reader never sees half a PNG."""
+    """Render with Agg into a temporary name renamed into place, so a reader never sees half a PNG."""
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        FigureCanvasAgg(fig).print_png(str(tmp))
-        os.replace(tmp, out)
+        atomic_write(out, lambda tmp: FigureCanvasAgg(fig).print_png(str(tmp)))
     except OSError as err:
         raise PolicykdError(f"cannot write {out}: {err.strerror}") from None
     return out

@@ -184,13 +184,9 @@ def distillation_loss(
 
 def action_agreement(student: ActionDist, teacher: ActionDist, action_space: spaces.Space | None = None) -> float:
     """Fraction of states where the greedy actions are the same action, as `same_actions` defines it
-    (continuous: every dim within 5 % of the action space's range). Without `action_space`, continuous
-    actions are compared in the policy's own units taken as [-1, 1] (exact for squashed policies)."""
+    (continuous: every dim within 5 % of the action space's range, which continuous actions need;
+    discrete ones may leave it out)."""
     from policykd.distributions import env_action, same_actions
 
-    if action_space is None and teacher.kind != CATEGORICAL:
-        action_space = spaces.Box(-1.0, 1.0, tuple(teacher.mean.shape[1:]))
-        pair = [scaled_action(d).detach().cpu().numpy() for d in (student, teacher)]
-    else:
-        pair = [env_action(d, action_space) for d in (student, teacher)]
+    pair = [env_action(d, action_space) for d in (student, teacher)]
     return float(same_actions(*pair, action_space).mean())
