@@ -5,11 +5,12 @@
     print(result.summary.student_return_mean, result.out / "student.zip")
 
 Commands (each also takes a settings object: `distill_with(DistillSettings(...))`):
-    distill, evaluate, record, train_teacher, export
+    distill, evaluate, record, train_teacher, export, prune
 Teachers:
     load_teacher, load_teachers
 Settings and results:
-    DistillSettings, EvaluateSettings, ExportSettings, RecordSettings, TrainTeacherSettings, DistillResult, RunSummary
+    DistillSettings, EvaluateSettings, ExportSettings, PruneSettings, RecordSettings, TrainTeacherSettings, DistillResult,
+    RunSummary
 Errors:
     PolicykdError (bad input: one line)
 
@@ -20,19 +21,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from policykd.api import (DistillResult, distill, distill_with, evaluate, evaluate_with, export, export_with, record, record_with,
-                          train_teacher, train_teacher_with)
+from policykd.api import (DistillResult, distill, distill_with, evaluate, evaluate_with, export, export_with, prune, prune_with,
+                          record, record_with, train_teacher, train_teacher_with)
 from policykd.errors import PolicykdError
-from policykd.settings import DistillSettings, EvaluateSettings, ExportSettings, RecordSettings, TrainTeacherSettings
+from policykd.settings import (DistillSettings, EvaluateSettings, ExportSettings, PruneSettings, RecordSettings,
+                               TrainTeacherSettings)
 
 __all__ = [
     # commands
     "distill", "distill_with", "evaluate", "evaluate_with", "record", "record_with", "train_teacher", "train_teacher_with",
-    "export", "export_with",
+    "export", "export_with", "prune", "prune_with",
     # teachers
     "load_teacher", "load_teachers",
     # settings and results
-    "DistillSettings", "EvaluateSettings", "ExportSettings", "RecordSettings", "TrainTeacherSettings", "DistillResult", "RunSummary",
+    "DistillSettings", "EvaluateSettings", "ExportSettings", "PruneSettings", "RecordSettings", "TrainTeacherSettings",
+    "DistillResult", "RunSummary",
     # errors
     "PolicykdError",
 ]

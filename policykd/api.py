@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from policykd.errors import PolicykdError
-from policykd.settings import DistillSettings, EvaluateSettings, ExportSettings, RecordSettings, TrainTeacherSettings, build
+from policykd.settings import (DistillSettings, EvaluateSettings, ExportSettings, PruneSettings, RecordSettings,
+                               TrainTeacherSettings, build)
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class DistillResult:
     student: Any  # stable_baselines3 BaseAlgorithm; typed loosely so `import policykd` stays light
     summary: Any  # policykd.report.summary.RunSummary
     out: Path
+    pruned: dict[str, Any] | None = None
+    """With `prune_to`: the pruned student's summary (its student.zip is in `out/pruned`)."""
 
 
 def distill(env_id: str, teachers: Sequence[str | Path] = (), **settings: Any) -> DistillResult:
@@ -54,7 +57,22 @@ def distill_with(settings: DistillSettings, *, console: Any = None) -> DistillRe
     run = build_run(settings)
     summary = execute(run, console=console, quiet=settings.quiet)
     write_curves(run.out)
-    return DistillResult(run.student, summary, run.out)
+    pruned = None
+    if settings.prune_to is not None:
+        pruned = prune_with(PruneSettings(str(run.out), settings.prune_to, cycles=settings.prune_cycles, quiet=settings.quiet))
+    return DistillResult(run.student, summary, run.out, pruned)
+
+
+def prune(run: str | Path, fraction: float, **settings: Any) -> dict[str, Any]:
+    """`policykd.prune("runs/Walker2d-v5", 0.01)`: the run's student pruned to a dense SB3 model of at most `fraction`
+    of the teacher's acting parameters, distilled again after each cut; returns its summary (with a row per cycle)."""
+    return prune_with(build(PruneSettings, {"run": run, "fraction": fraction, **settings}))
+
+
+def prune_with(settings: PruneSettings) -> dict[str, Any]:
+    from policykd.run.prune import prune as run_prune
+
+    return run_prune(settings, distill_with)
 
 
 def evaluate(env_id: str, model: str | Path, **settings: Any) -> dict[str, Any]:

@@ -107,6 +107,14 @@ class DistillSettings:
     within --student-fraction)."""
     student_fraction: float = opt(0.1, rule=FRACTION)
     """Default student size: this fraction of the teacher's acting parameters."""
+    init_student: str | None = None
+    """Start from this student.zip's weights (same algorithm and arch) instead of a random student: the recovery
+    runs of `policykd prune` use it, and so can a user continuing a student on new data."""
+    prune_to: float | None = opt(None, rule=FRACTION, identity=False)
+    """After distilling, prune the student to at most this fraction of the teacher's acting parameters in
+    --prune-cycles prune-and-distil cycles (`policykd prune`; the pruned student goes to <out>/pruned)."""
+    prune_cycles: int = opt(3, rule=POSITIVE, identity=False)
+    """Prune-and-distil cycles of --prune-to."""
     student_min_width: int = opt(16, rule=POSITIVE)
     """The default MLP student is never narrower than this, whatever the fraction gives: 5 % of a small teacher
     is too few units to play (the MuJoCo preset sets 32: docs/student-size.md)."""
@@ -278,6 +286,30 @@ class ExportSettings:
         check(self)
 
 
+@dataclass(frozen=True)
+class PruneSettings:
+    """Prune a run's student to a smaller dense SB3 model: whole units and channels out by importance, then distilled
+    again from the same teacher, in a few cycles (docs/export.md). Re-run the same command to resume."""
+
+    run: str = opt(positional=True)
+    """A run folder written by distill (its config.json names the teacher and settings the recovery repeats)."""
+    fraction: float = opt(rule=FRACTION)
+    """The pruned student's acting parameters are at most this fraction of the teacher's."""
+    cycles: int = opt(3, rule=POSITIVE)
+    """Prune-and-distil cycles: the size falls geometrically from the student's to the target across them."""
+    steps: int | None = opt(None, rule=POSITIVE)
+    """Env steps of each cycle's recovery distillation (default: the run's own --steps)."""
+    out: str | None = None
+    """Output folder (default: <run>/pruned): cycle-<k>/ run folders, and the final student.zip and summary.json."""
+    overwrite: bool = False
+    """Replace an existing output folder."""
+    quiet: bool = False
+    """No progress bars."""
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
 COMMANDS: dict[str, type] = {
     "distill": DistillSettings,
     "evaluate": EvaluateSettings,
@@ -285,6 +317,7 @@ COMMANDS: dict[str, type] = {
     "train-teacher": TrainTeacherSettings,
     "plot": PlotSettings,
     "export": ExportSettings,
+    "prune": PruneSettings,
 }
 
 

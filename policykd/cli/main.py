@@ -1,4 +1,4 @@
-"""`policykd distill | evaluate | record | teachers | train-teacher | plot | export`.
+"""`policykd distill | evaluate | record | teachers | train-teacher | plot | export | prune`.
 
 Each command's options are generated from its settings dataclass (`policykd.settings`); the
 handlers below only turn the given values into settings and call the library. Bad input is
@@ -19,8 +19,8 @@ from rich.table import Table
 
 from policykd.cli.generate import command_for
 from policykd.errors import PolicykdError
-from policykd.settings import (DistillSettings, EvaluateSettings, ExportSettings, PlotSettings, RecordSettings, TrainTeacherSettings,
-                               build)
+from policykd.settings import (DistillSettings, EvaluateSettings, ExportSettings, PlotSettings, PruneSettings, RecordSettings,
+                               TrainTeacherSettings, build)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distil a heavy RL policy into a small SB3 student.")
 err_console = Console(stderr=True)
@@ -94,6 +94,21 @@ def _export(given: dict[str, Any]) -> None:
     print(export_with(build(ExportSettings, given)))
 
 
+def _prune(given: dict[str, Any]) -> None:
+    from policykd.api import prune_with
+
+    summary = prune_with(build(PruneSettings, given))
+    table = Table(title=f"{summary['env_id']}: pruned from {summary['unpruned_params']:,} acting parameters "
+                        f"(teacher {summary['teacher_params']:,})")
+    for column in ("cycle", "arch", "params", "% of teacher", "after the cut", "after distilling"):
+        table.add_column(column)
+    for c in summary["cycles"]:
+        table.add_row(str(c["cycle"]), ",".join(map(str, c["arch"])), f"{c['params']:,}",
+                      f"{100 * c['params'] / summary['teacher_params']:.2f} %", f"{c['return_pruned']:.2f}",
+                      f"{c['return_mean']:.2f} ± {c['return_std']:.2f}")
+    Console().print(table)
+
+
 def _stoppable(handle: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
     """Ctrl-C or SIGTERM: the command has written what it had and said where; exit 130 or 143.
 
@@ -116,6 +131,7 @@ app.command("record")(command_for(RecordSettings, _stoppable(_record)))
 app.command("train-teacher")(command_for(TrainTeacherSettings, _stoppable(_train_teacher)))
 app.command("plot")(command_for(PlotSettings, _plot))
 app.command("export")(command_for(ExportSettings, _stoppable(_export)))
+app.command("prune")(command_for(PruneSettings, _stoppable(_prune)))
 
 
 @app.command()

@@ -31,26 +31,17 @@ CALIBRATION_SEED = 1_000  # apart from the summary's evaluation seeds, so the re
 def calibration_observations(source: ExportSource, steps: int = CALIBRATION_STEPS, n_envs: int = CALIBRATION_ENVS,
                              seed: int = CALIBRATION_SEED) -> np.ndarray:
     """Raw env observations from the student's own greedy rollout (the states it will meet), seeded."""
-    from policykd.envs import EnvFactory
+    from policykd.run.evaluate import rollout_observations, student_actor
 
-    factory = EnvFactory(source.env_id, env_wrapper=source.env_wrapper, frame_stack=source.frame_stack)
-    norm, seen = source.normalizer, []
+    norm = source.normalizer
     try:
-        venv = factory.make(n_envs, seed)
-        try:
-            obs = venv.reset()
-            for _ in range(steps):
-                seen.append(obs)
-                actions, _ = source.model.predict(norm.normalize_obs(obs) if norm is not None else obs, deterministic=True)
-                obs, *_ = venv.step(actions)
-        finally:
-            venv.close()
+        observations = rollout_observations(student_actor(source.model, norm.normalize_obs if norm is not None else None),
+                                            source.factory, steps, n_envs, seed)
     except PolicykdError:
         raise
     except Exception as err:  # gymnasium, ale-py and MuJoCo raise many types
         raise PolicykdError(f"--int8 cannot calibrate: no rollout of the student in {source.env_id} "
                             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
-    observations = np.concatenate(seen)
     if not np.isfinite(observations.astype(np.float64)).all():
         raise PolicykdError(f"--int8 cannot calibrate: the rollout in {source.env_id} gave non-finite observations")
     return observations

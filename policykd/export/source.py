@@ -14,6 +14,7 @@ from typing import Any
 
 from gymnasium import spaces
 
+from policykd.envs import EnvFactory
 from policykd.errors import PolicykdError
 from policykd.models import acting_params, describe_space, uses_images
 from policykd.teachers.zoo import zoo_env_name
@@ -31,6 +32,11 @@ class ExportSource:
     env_wrapper: Any = None
     frame_stack: int = 4
     summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def factory(self) -> EnvFactory:
+        """The env stack the student acts in (the wrapper and frame stack its run used)."""
+        return EnvFactory(self.env_id, env_wrapper=self.env_wrapper, frame_stack=self.frame_stack)
 
     @property
     def observation_space(self) -> spaces.Space:

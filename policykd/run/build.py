@@ -173,9 +173,27 @@ def _student(settings: DistillSettings, teacher: Teacher | None,
         images = uses_images(spaces_env.observation_space)
         arch = settings.student_arch or (auto_arch(algo, spaces_env, budget, min_width=settings.student_min_width) if budget
                                          else FALLBACK_ARCH[images])
-        return build_student(algo, spaces_env, arch, seed=settings.seed), algo, tuple(arch)
+        student = build_student(algo, spaces_env, arch, seed=settings.seed)
+        if settings.init_student:
+            _load_weights(student, settings)
+        return student, algo, tuple(arch)
     finally:
         spaces_env.close()
+
+
+def _load_weights(student: BaseAlgorithm, settings: DistillSettings) -> None:
+    """--init-student: its policy's weights into the fresh student, which must have the same algorithm and arch."""
+    from policykd.teachers import load_teacher
+
+    init = load_teacher(settings.init_student, env_id=settings.env_id, trust=settings.trust_teacher)
+    if type(init.model) is not type(student):
+        raise PolicykdError(f"--init-student {settings.init_student} is {init.algo.upper()}, the student is "
+                            f"{type(student).__name__}: pass --student-algo {init.algo}")
+    try:
+        student.policy.load_state_dict(init.model.policy.state_dict())
+    except RuntimeError:
+        raise PolicykdError(f"--init-student {settings.init_student} has other layer sizes than the student "
+                            f"({init.model.policy_kwargs.get('net_arch')}): pass its arch as --student-arch") from None
 
 
 def choose_loss(run: Run, teacher_kind: str) -> str:

@@ -51,6 +51,21 @@ def run_episodes(act: ActFn, factory: EnvFactory, episodes: int, seed: int) -> R
     return Returns(returns, lengths)
 
 
+def rollout_observations(act: ActFn, factory: EnvFactory, steps: int, n_envs: int, seed: int) -> np.ndarray:
+    """The raw observations of `steps` steps of `n_envs` seeded envs driven by `act`: the states a policy meets,
+    for calibrating an int8 export or ranking units to prune."""
+    venv = factory.make(n_envs, seed)
+    seen = []
+    try:
+        obs = venv.reset()
+        for _ in range(steps):
+            seen.append(obs)
+            obs, *_ = venv.step(act(obs))
+    finally:
+        venv.close()
+    return np.concatenate(seen)
+
+
 def teacher_actor(teacher: Teacher) -> ActFn:
     return lambda obs: env_action(teacher.label(obs)[0], teacher.action_space)
 

@@ -21,7 +21,7 @@ from policykd.run.plan import Collect, Evaluate, Train
 from policykd.run.state import Evaluation, RunState
 from policykd.run.train import train_round
 from policykd.students.averaging import averaged_weights
-from policykd.students.folding import fit_obs_stats, folded, supports_folding
+from policykd.students.folding import fit_obs_stats, folded, supports_folding, unfold
 
 
 @dataclass
@@ -61,6 +61,8 @@ def train(run: Run, state: RunState, phase: Train, view: View) -> None:
     """`epochs` passes over the buffer; the first round fits the student's input standardisation."""
     if phase.round == 0 and run.normalizer is None and supports_folding(run.student):
         run.obs_stats = fit_obs_stats(run.buffer.get(run.buffer.valid_indices()).obs)
+        if run.settings.init_student:  # its weights read raw observations: from now on they read standardised ones
+            unfold(run.student, run.obs_stats)
     stats = train_round(run.student, run.optimizer, run.buffer, run.settings, run.rng, run.prep, loss=run.loss,
                         env_step=state.env_steps, lr_span=run.plan.lr_span(run.settings, phase.round), average=run.average)
     state.gradient_steps += int(stats.parts["gradient_steps"])

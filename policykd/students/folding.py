@@ -64,6 +64,13 @@ def supports_folding(model: BaseAlgorithm) -> bool:
     return len(getattr(model.observation_space, "shape", ())) == 1 and isinstance(extractor, FlattenExtractor)
 
 
+def sync_targets(policy: BasePolicy) -> None:
+    """Target networks (DQN's, TD3's) equal to their online networks, as a saved student's must."""
+    for online, target in (("q_net", "q_net_target"), ("actor", "actor_target")):
+        if getattr(policy, target, None) is not None:
+            getattr(policy, target).load_state_dict(getattr(policy, online).state_dict())
+
+
 @contextmanager
 def folded(model: BaseAlgorithm, stats: ObsStats | None) -> Iterator[BaseAlgorithm]:
     """Within the block, `model`'s first layers take raw observations (target networks synced)."""
@@ -78,10 +85,21 @@ def folded(model: BaseAlgorithm, stats: ObsStats | None) -> Iterator[BaseAlgorit
             weight = layer.weight / std
             layer.bias -= layer.weight @ (mean / std)
             layer.weight.copy_(weight)
-        for online, target in (("q_net", "q_net_target"), ("actor", "actor_target")):
-            if getattr(policy, target, None) is not None:
-                getattr(policy, target).load_state_dict(getattr(policy, online).state_dict())
+        sync_targets(policy)
     try:
         yield model
     finally:
         policy.load_state_dict(saved)
+
+
+def unfold(model: BaseAlgorithm, stats: ObsStats) -> None:
+    """The inverse of folding, in place: a student that read raw observations now reads standardised ones and acts
+    the same (W = W' * std, b = b' + W' @ mean). A warm-started student trains on standardised inputs like a fresh one
+    and is folded back on save."""
+    policy = model.policy
+    mean, std = th.as_tensor(stats.mean), th.as_tensor(stats.std)
+    with th.no_grad():
+        for layer in input_layers(policy):
+            layer.bias += layer.weight @ mean
+            layer.weight.mul_(std)
+        sync_targets(policy)

@@ -1,0 +1,196 @@
+"""Prune-and-distil cycles: a run's student made smaller, a few units at a time, each cut healed by distillation.
+
+Removing most of a student's units in one cut loses what they knew; Han et al.'s iterative
+pruning and the distillation literature both cut in steps and retrain between them. Each cycle
+here prunes the previous student to the next size (acting parameters falling geometrically to
+`fraction` of the teacher's) and runs a full distillation from the same teacher and settings,
+warm-started from the pruned weights (`--init-student`). Each cycle is an ordinary run folder
+(`cycle-<k>/`), so an interrupted prune resumes like any run: finished cycles are kept, the
+unfinished one continues from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from policykd.constants import EVAL_SEED_OFFSET
+from policykd.errors import PolicykdError
+from policykd.export.source import ExportSource, load_source
+from policykd.files import atomic_write, atomic_write_text, prepare_out, settings_differ
+from policykd.models import acting_params
+from policykd.settings import DistillSettings, PruneSettings, build
+from policykd.students.build import build_student
+from policykd.students.pruning import prune_student
+
+IMPORTANCE_STEPS, IMPORTANCE_ENVS, IMPORTANCE_SEED = 256, 4, 2_000  # 1,024 states of the student's own play
+
+
+@dataclass(frozen=True)
+class Cycle:
+    cycle: int
+    arch: tuple[int, ...]
+    params: int
+    return_pruned: float
+    """The pruned student's return before its recovery distillation (same seeds as the run's evaluations)."""
+    return_mean: float
+    return_std: float
+
+
+def run_settings(run_dir: Path) -> DistillSettings:
+    """The settings a distill run was made with, as its config.json holds them."""
+    path = run_dir / "config.json"
+    if not (run_dir / "student.zip").is_file() or not path.is_file():
+        raise PolicykdError(f"{run_dir} is not a finished distill run folder (no student.zip and config.json)")
+    try:
+        return build(DistillSettings, json.loads(path.read_text()))
+    except json.JSONDecodeError as err:
+        raise PolicykdError(f"{path} is not readable JSON: {err}") from None
+
+
+def _scaled(arch: tuple[int, ...], m: int) -> tuple[int, ...]:
+    return tuple(max(1, round(a * m / max(arch))) for a in arch)
+
+
+def archs_for(source: ExportSource, arch: tuple[int, ...], budgets: list[int]) -> list[tuple[int, ...]]:
+    """Per budget, the largest student of `arch`'s shape (every layer scaled alike) with at most that many acting params."""
+    venv = source.factory.make(1, 0)
+    try:
+        def params(m: int) -> int:
+            return acting_params(build_student(source.algo, venv, _scaled(arch, m), seed=0).policy)
+
+        found, high = [], max(arch)
+        for budget in budgets:
+            if params(1) > budget:
+                raise PolicykdError(f"the smallest {source.algo.upper()} student of this shape has {params(1):,} acting "
+                                    f"parameters, over the {budget:,} the fraction allows")
+            low = 1
+            while low < high:  # params grow with m: the largest m within the budget
+                middle = (low + high + 1) // 2
+                low, high = (middle, high) if params(middle) <= budget else (low, middle - 1)
+            found.append(_scaled(arch, low))
+        return found
+    finally:
+        venv.close()
+
+
+def plan_cycles(source: ExportSource, settings: PruneSettings) -> list[tuple[int, ...]]:
+    """The arch of each cycle; refuses a fraction the student already meets."""
+    if "teacher_params" not in source.summary or "student_arch" not in source.summary:
+        raise PolicykdError(f"{source.path.parent} has no summary.json of a finished distill run")
+    teacher, student = int(source.summary["teacher_params"]), acting_params(source.model.policy)
+    target = int(settings.fraction * teacher)
+    if student <= target:
+        raise PolicykdError(f"the student has {student:,} acting parameters, already within --fraction "
+                            f"{settings.fraction} of the teacher's {teacher:,}: nothing to prune")
+    budgets = [int(student * (target / student) ** (k / settings.cycles)) for k in range(1, settings.cycles + 1)]
+    return archs_for(source, tuple(source.summary["student_arch"]), budgets)
+
+
+def _prepare(out: Path, settings: PruneSettings) -> None:
+    """Create the output folder, or find this very prune unfinished there (its finished cycles are kept)."""
+    identity = {k: v for k, v in asdict(settings).items() if k not in ("overwrite", "quiet", "out")}
+    saved_path = out / "prune.json"
+    if not settings.overwrite and saved_path.is_file() and not (out / "summary.json").exists():
+        differ = settings_differ(json.loads(saved_path.read_text()), identity)
+        if differ:
+            raise PolicykdError(f"{out} holds an unfinished prune with other settings ({', '.join(differ)}); "
+                                "re-run it unchanged to resume, or pass --overwrite / another --out")
+        return
+    prepare_out(out, settings.overwrite)
+    atomic_write_text(saved_path, json.dumps(identity, indent=2))
+
+
+def _importance_obs(source: ExportSource, model: Any) -> np.ndarray:
+    """What the policy reads on 1,024 states of its own greedy play (normalised where a VecNormalize sits in front)."""
+    from policykd.run.evaluate import rollout_observations, student_actor
+
+    norm = source.normalizer
+    prep = norm.normalize_obs if norm is not None else None
+    obs = rollout_observations(student_actor(model, prep), source.factory, IMPORTANCE_STEPS, IMPORTANCE_ENVS, IMPORTANCE_SEED)
+    return prep(obs) if prep is not None else obs
+
+
+def _pruned_return(source: ExportSource, model: Any, base: DistillSettings) -> float:
+    """The pruned student's return before recovery, on the run's evaluation seeds."""
+    from policykd.run.evaluate import run_episodes, student_actor
+
+    norm = source.normalizer
+    act = student_actor(model, norm.normalize_obs if norm is not None else None)
+    return run_episodes(act, source.factory, base.eval_episodes, base.seed + EVAL_SEED_OFFSET).mean
+
+
+def _cut(source: ExportSource, model: Any, arch: tuple[int, ...], base: DistillSettings, init: Path, venv: Any) -> float:
+    """init-<k>.zip: `model` pruned to `arch` (once: a resumed prune finds it); returns its return before recovery."""
+    record = init.with_suffix(".json")
+    if init.is_file() and record.is_file():
+        return float(json.loads(record.read_text())["return_pruned"])
+    pruned = prune_student(model, source.algo, arch, _importance_obs(source, model), venv, seed=base.seed)
+    before = _pruned_return(source, pruned, base)
+    atomic_write(init, pruned.save)
+    atomic_write_text(record, json.dumps({"arch": list(arch), "return_pruned": before}))
+    return before
+
+
+def _recover(folder: Path, init: Path, arch: tuple[int, ...], source: ExportSource, base: DistillSettings,
+             settings: PruneSettings, distill: Callable[[DistillSettings], Any]) -> tuple[Any, dict[str, Any]]:
+    """The cycle's distillation from the pruned weights (its summary.json read back when it already finished)."""
+    if (folder / "summary.json").is_file():
+        return _load(folder / "student.zip", source), json.loads((folder / "summary.json").read_text())
+    cycle = replace(base, out=str(folder), student_arch=arch, student_algo=source.algo, init_student=str(init),
+                    steps=settings.steps or base.steps, prune_to=None, overwrite=False, resume=False, quiet=settings.quiet)
+    result = distill(cycle)
+    return result.student, json.loads((folder / "summary.json").read_text())
+
+
+def prune(settings: PruneSettings, distill: Callable[[DistillSettings], Any]) -> dict[str, Any]:
+    """Run (or resume) every cycle; writes `out`'s student.zip and summary.json (a row per cycle) and returns the summary.
+    `distill`: the library's `distill_with`, passed in so that this module needs nothing above `run/`."""
+    run_dir = Path(settings.run)
+    base = run_settings(run_dir)
+    source = load_source(run_dir)
+    archs = plan_cycles(source, settings)
+    out = Path(settings.out or run_dir / "pruned")
+    _prepare(out, settings)
+    model, cycles = source.model, []
+    venv = source.factory.make(1, base.seed)
+    try:
+        for k, arch in enumerate(archs, start=1):
+            init = out / f"init-{k}.zip"
+            before = _cut(source, model, arch, base, init, venv)
+            model, summary = _recover(out / f"cycle-{k}", init, arch, source, base, settings, distill)
+            cycles.append(Cycle(k, arch, summary["student_params"], before, summary["student_return_mean"],
+                                summary["student_return_std"]))
+    finally:
+        venv.close()
+    return _finish(out, run_dir, source, cycles)
+
+
+def _load(path: Path, source: ExportSource) -> Any:
+    from policykd.teachers import load_teacher
+
+    return load_teacher(path, env_id=source.env_id).model
+
+
+def _finish(out: Path, run_dir: Path, source: ExportSource, cycles: list[Cycle]) -> dict[str, Any]:
+    """The last cycle's student (and its VecNormalize, rl-zoo copy) as the pruned student; summary.json with every cycle."""
+    last = out / f"cycle-{cycles[-1].cycle}"
+    summary = json.loads((last / "summary.json").read_text())
+    for name in ("student.zip", "vecnormalize.pkl"):
+        if (last / name).is_file():
+            atomic_write(out / name, lambda path, name=name: shutil.copyfile(last / name, path))
+    zoo = last / source.algo
+    if zoo.is_dir():
+        shutil.copytree(zoo, out / source.algo, dirs_exist_ok=True)
+    summary.update({
+        "pruned_from": str(run_dir), "unpruned_params": acting_params(source.model.policy),
+        "unpruned_return_mean": source.summary.get("student_return_mean"),
+        "cycles": [asdict(c) for c in cycles],
+    })
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary

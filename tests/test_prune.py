@@ -1,0 +1,138 @@
+"""Structured pruning: dead units come out without changing a single action, the pruned student is a smaller
+dense SB3 model that plain SB3 loads in a fresh process, prune-and-distil cycles resume, and bad input is one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch as th
+
+import policykd
+from policykd.envs import EnvFactory
+from policykd.models import acting_params
+from policykd.students.build import build_student
+from policykd.students.folding import ObsStats, folded, unfold
+from policykd.students.pruning import cuts_of, prune_student
+from tests.conftest import run_cli, run_fresh_python
+
+CASES = [("CartPole-v1", "ppo", (12, 10), (7, 6)), ("CartPole-v1", "dqn", (12, 10), (7, 6)),
+         ("Pendulum-v1", "sac", (12, 10), (7, 6)), ("Pendulum-v1", "td3", (12, 10), (7, 6)),
+         ("ALE/Pong-v5", "ppo", (8, 8, 8, 12), (5, 6, 4, 7))]
+
+
+def _kill_units(policy, arch, small, rng):
+    """Zero the incoming weights and biases of all but `small[layer]` units per layer: those units are dead
+    (ReLU and tanh give 0), so removing them must leave every output as it was."""
+    with th.no_grad():
+        for cut in cuts_of(policy):
+            producer = policy.get_submodule(cut.producer)
+            dead = rng.choice(arch[cut.layer], arch[cut.layer] - small[cut.layer], replace=False)
+            producer.weight[dead] = 0.0
+            producer.bias[dead] = 0.0
+
+
+@pytest.mark.parametrize("env_id,algo,arch,small", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_removing_dead_units_keeps_every_action(env_id, algo, arch, small):
+    venv = EnvFactory(env_id).make(1, 0)
+    try:
+        model = build_student(algo, venv, arch, seed=0)
+        _kill_units(model.policy, arch, small, np.random.default_rng(0))
+        obs = np.stack([venv.observation_space.sample() for _ in range(256)])
+        pruned = prune_student(model, algo, small, obs, venv)
+    finally:
+        venv.close()
+    assert acting_params(pruned.policy) < acting_params(model.policy)
+    with th.no_grad():
+        before, after = (m.policy.obs_to_tensor(obs)[0] for m in (model, pruned))
+        if algo == "ppo":
+            outputs = [(m.policy.get_distribution(x).distribution.logits, m.policy.predict_values(x)) for m, x in
+                       ((model, before), (pruned, after))]
+            for a, b in zip(*outputs):
+                np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+        else:
+            np.testing.assert_allclose(*(m.predict(obs, deterministic=True)[0] for m in (model, pruned)), atol=1e-5)
+
+
+def test_unfold_undoes_folding():
+    venv = EnvFactory("Pendulum-v1").make(1, 0)
+    try:
+        model = build_student("sac", venv, (8, 8), seed=0)
+    finally:
+        venv.close()
+    stats = ObsStats(np.array([0.5, -0.2, 3.0], np.float32), np.array([0.3, 2.0, 4.0], np.float32))
+    obs = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32) * 3
+    with folded(model, stats):
+        raw = model.predict(obs, deterministic=True)[0]
+        unfold(model, stats)
+        np.testing.assert_allclose(model.predict(stats.apply(obs), deterministic=True)[0], raw, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def cartpole_run(tmp_path_factory, cartpole_ppo_teacher):
+    out = tmp_path_factory.mktemp("prune") / "run"
+    policykd.distill("CartPole-v1", [cartpole_ppo_teacher], steps=2000, rounds=2, student_arch=(24, 24), out=out,
+                     eval_episodes=3, quiet=True)
+    return out
+
+
+def test_prune_gives_a_smaller_dense_model_plain_sb3_loads(cartpole_run, tmp_path):
+    out = tmp_path / "pruned"
+    summary = json.loads((cartpole_run / "summary.json").read_text())
+    result = run_cli("prune", str(cartpole_run), "--fraction", "0.05", "--cycles", "2", "--steps", "1000", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    pruned = json.loads((out / "summary.json").read_text())
+    assert [c["cycle"] for c in pruned["cycles"]] == [1, 2]
+    assert pruned["student_params"] <= 0.05 * summary["teacher_params"] < summary["student_params"]
+    assert pruned["cycles"][0]["params"] > pruned["cycles"][1]["params"] == pruned["student_params"]
+    width = pruned["student_arch"]
+    check = run_fresh_python(
+        "import sys; from stable_baselines3 import PPO; from stable_baselines3.common.evaluation import evaluate_policy\n"
+        "import gymnasium as gym\n"
+        f"m = PPO.load({str(out / 'student.zip')!r}, device='cpu')\n"
+        "assert 'policykd' not in sys.modules\n"
+        f"assert m.policy_kwargs['net_arch'] == {{'pi': {width}, 'vf': {width}}}, m.policy_kwargs\n"
+        "print(evaluate_policy(m, gym.make('CartPole-v1'), n_eval_episodes=1)[0])")
+    assert check.returncode == 0, check.stderr
+    assert float(check.stdout.split()[-1]) > 0
+    # the pruned folder is an export source like any run folder
+    exported = run_cli("export", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert (out / "student.onnx").is_file()
+
+
+def test_an_unfinished_prune_resumes_without_redoing_finished_cycles(cartpole_run, tmp_path):
+    out = tmp_path / "pruned"
+    settings = dict(fraction=0.05, cycles=2, steps=1000, out=str(out), quiet=True)
+    policykd.prune(cartpole_run, **settings)
+    finished = (out / "cycle-1" / "student.zip").stat().st_mtime_ns
+    (out / "summary.json").unlink()  # as if stopped before the end
+    for name in ("summary.json", "student.zip"):
+        (out / "cycle-2" / name).unlink()
+    again = policykd.prune(cartpole_run, **settings)
+    assert (out / "cycle-1" / "student.zip").stat().st_mtime_ns == finished
+    assert len(again["cycles"]) == 2 and (out / "student.zip").is_file()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--fraction", "0.5"], "already within --fraction"),
+    (["--fraction", "0.00001"], "the smallest PPO student of this shape"),
+    (["--fraction", "1.5"], "--fraction must be within (0, 1]"),
+])
+def test_bad_prune_input_is_one_line(cartpole_run, args, message):
+    result = run_cli("prune", str(cartpole_run), *args, "--out", str(cartpole_run / "never"))
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (cartpole_run / "never").exists()
+
+
+def test_a_folder_without_a_run_is_one_line(tmp_path):
+    result = run_cli("prune", str(tmp_path), "--fraction", "0.1")
+    assert result.returncode == 2 and "not a finished distill run folder" in result.stderr
+
+
+def test_init_student_of_another_size_is_one_line(cartpole_run, tmp_path):
+    result = run_cli("distill", "--env", "CartPole-v1", "--init-student", str(cartpole_run / "student.zip"),
+                     "--student-arch", "8,8", "--steps", "500", "--out", str(tmp_path / "x"))
+    assert result.returncode == 2 and "other layer sizes" in result.stderr, result.stderr
