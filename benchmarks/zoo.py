@@ -1,6 +1,6 @@
 """Distil the classic-control rl-zoo agents in ../shared/teachers/rl-zoo with the CLI defaults; print a results table.
 
-The zoo's MuJoCo agents are rows of benchmarks/mujoco.py, beside our own MuJoCo teachers.
+The zoo's MuJoCo agents are rows of benchmarks/mujoco_returns.py, beside our own MuJoCo teachers.
 
 Run by hand (minutes on 2 cores):  python benchmarks/zoo.py [--zoo PATH] [--out runs/bench-zoo]
 Each row is one `policykd distill --env ENV --teacher FOLDER --out OUT` with the env preset's settings.

@@ -4,6 +4,7 @@ from real rollouts, and `policykd evaluate` on them repeats the run's returns on
 import json
 import subprocess
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from stable_baselines3.common.env_util import make_vec_env
@@ -11,6 +12,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 import policykd
 from conftest import run_cli
+from policykd.errors import PolicykdError
 from policykd.models import ALGOS
 
 FAST = dict(quiet=True, rounds=1, epochs=1, eval_episodes=2, n_envs=2)
@@ -243,3 +245,22 @@ def test_evaluate_runs_on_the_int8_files(runs, fmt):
     result = run_cli("evaluate", "--env", "CartPole-v1", "--model", str(artifact), "--episodes", "2", "--json")
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["model"]["returns"]) == 2
+
+
+class _BrokenCartPole(gym.Wrapper):
+    """CartPole whose physics fail on the first step: no rollout, so no calibration, can be made in it."""
+
+    def __init__(self) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+
+    def step(self, action):
+        raise RuntimeError("the simulator failed")
+
+
+def test_int8_without_calibration_data_is_one_line_and_writes_nothing(runs, tmp_path):
+    gym.register("BrokenCartPole-v0", entry_point=_BrokenCartPole)
+    out = tmp_path / "student.int8.onnx"
+    with pytest.raises(PolicykdError, match="--int8 cannot calibrate: no rollout of the student in BrokenCartPole-v0") as err:
+        policykd.export(runs("cartpole") / "student.zip", "onnx", int8=True, env_id="BrokenCartPole-v0", out=out)
+    assert "\n" not in str(err.value)
+    assert not out.exists() and not list(tmp_path.iterdir())

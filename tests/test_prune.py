@@ -1,4 +1,4 @@
-"""Structured pruning: dead units come out without changing a single action, the pruned student is a smaller
+"""Structured pruning: units of constant activation come out without changing a single output, the pruned student is a smaller
 dense SB3 model that plain SB3 loads in a fresh process, prune-and-distil cycles resume, and bad input is one line."""
 
 from __future__ import annotations
@@ -14,45 +14,56 @@ from policykd.envs import EnvFactory
 from policykd.models import acting_params
 from policykd.students.build import build_student
 from policykd.students.folding import ObsStats, folded, unfold
-from policykd.students.pruning import cuts_of, prune_student
-from tests.conftest import run_cli, run_fresh_python
+from policykd.students.pruning import activations, cuts_of, prune_student, remove_units
+from conftest import run_cli, run_fresh_python
 
 CASES = [("CartPole-v1", "ppo", (12, 10), (7, 6)), ("CartPole-v1", "dqn", (12, 10), (7, 6)),
          ("Pendulum-v1", "sac", (12, 10), (7, 6)), ("Pendulum-v1", "td3", (12, 10), (7, 6)),
          ("ALE/Pong-v5", "ppo", (8, 8, 8, 12), (5, 6, 4, 7))]
 
 
-def _kill_units(policy, arch, small, rng):
-    """Zero the incoming weights and biases of all but `small[layer]` units per layer: those units are dead
-    (ReLU and tanh give 0), so removing them must leave every output as it was."""
+def _make_units(policy, arch, small, rng, *, constant):
+    """All but `small[layer]` units per layer get zero incoming weights and a bias of 0 (dead) or of 0.5 to 1
+    (constant activation); returns the producers' other units, those to keep."""
+    keep = {}
     with th.no_grad():
         for cut in cuts_of(policy):
             producer = policy.get_submodule(cut.producer)
-            dead = rng.choice(arch[cut.layer], arch[cut.layer] - small[cut.layer], replace=False)
-            producer.weight[dead] = 0.0
-            producer.bias[dead] = 0.0
+            chosen = th.as_tensor(rng.choice(arch[cut.layer], arch[cut.layer] - small[cut.layer], replace=False))
+            producer.weight[chosen] = 0.0
+            producer.bias[chosen] = th.as_tensor(rng.uniform(0.5, 1.0, len(chosen)) if constant else 0.0, dtype=th.float32)
+            keep[cut.producer] = th.as_tensor(sorted(set(range(arch[cut.layer])) - set(chosen.tolist())))
+    return keep
+
+
+def _outputs(model, obs):
+    """Every output a student has: logits and values (PPO), else the greedy action."""
+    with th.no_grad():
+        x = model.policy.obs_to_tensor(obs)[0]
+        if hasattr(model.policy, "mlp_extractor"):
+            return [model.policy.get_distribution(x).distribution.logits.numpy(), model.policy.predict_values(x).numpy()]
+        return [model.predict(obs, deterministic=True)[0]]
 
 
 @pytest.mark.parametrize("env_id,algo,arch,small", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
-def test_removing_dead_units_keeps_every_action(env_id, algo, arch, small):
+def test_pruning_dead_units_or_removing_constant_ones_keeps_every_output(env_id, algo, arch, small):
+    """Dead units have importance 0: `prune_student` must choose them. Constant units are removed by name: what
+    they gave their readers moves into the readers' biases (exact for a constant), so nothing may change."""
     venv = EnvFactory(env_id).make(1, 0)
     try:
-        model = build_student(algo, venv, arch, seed=0)
-        _kill_units(model.policy, arch, small, np.random.default_rng(0))
         obs = np.stack([venv.observation_space.sample() for _ in range(256)])
-        pruned = prune_student(model, algo, small, obs, venv)
+        for constant in (False, True):
+            model = build_student(algo, venv, arch, seed=0)
+            keep = _make_units(model.policy, arch, small, np.random.default_rng(0), constant=constant)
+            if constant:
+                pruned = remove_units(model, algo, keep, activations(model.policy, cuts_of(model.policy), obs), venv)
+            else:
+                pruned = prune_student(model, algo, small, obs, venv)
+            assert acting_params(pruned.policy) < acting_params(model.policy)
+            for before, after in zip(_outputs(model, obs), _outputs(pruned, obs)):
+                np.testing.assert_allclose(after, before, atol=1e-5, err_msg=f"constant={constant}")
     finally:
         venv.close()
-    assert acting_params(pruned.policy) < acting_params(model.policy)
-    with th.no_grad():
-        before, after = (m.policy.obs_to_tensor(obs)[0] for m in (model, pruned))
-        if algo == "ppo":
-            outputs = [(m.policy.get_distribution(x).distribution.logits, m.policy.predict_values(x)) for m, x in
-                       ((model, before), (pruned, after))]
-            for a, b in zip(*outputs):
-                np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
-        else:
-            np.testing.assert_allclose(*(m.predict(obs, deterministic=True)[0] for m in (model, pruned)), atol=1e-5)
 
 
 def test_unfold_undoes_folding():
@@ -71,17 +82,18 @@ def test_unfold_undoes_folding():
 
 @pytest.fixture(scope="module")
 def cartpole_run(tmp_path_factory, cartpole_ppo_teacher):
+    """A 24x24 CartPole student, pruned after distilling (`--prune-to`) into run/pruned."""
     out = tmp_path_factory.mktemp("prune") / "run"
-    policykd.distill("CartPole-v1", [cartpole_ppo_teacher], steps=2000, rounds=2, student_arch=(24, 24), out=out,
-                     eval_episodes=3, quiet=True)
+    result = policykd.distill("CartPole-v1", [cartpole_ppo_teacher], steps=2000, rounds=2, student_arch=(24, 24), out=out,
+                              eval_episodes=3, quiet=True, prune_to=0.05, prune_cycles=2)
+    assert result.pruned is not None and result.pruned["student_arch"] == json.loads(
+        (out / "pruned" / "summary.json").read_text())["student_arch"]
     return out
 
 
-def test_prune_gives_a_smaller_dense_model_plain_sb3_loads(cartpole_run, tmp_path):
-    out = tmp_path / "pruned"
+def test_prune_gives_a_smaller_dense_model_plain_sb3_loads(cartpole_run):
+    out = cartpole_run / "pruned"
     summary = json.loads((cartpole_run / "summary.json").read_text())
-    result = run_cli("prune", str(cartpole_run), "--fraction", "0.05", "--cycles", "2", "--steps", "1000", "--out", str(out))
-    assert result.returncode == 0, result.stderr
     pruned = json.loads((out / "summary.json").read_text())
     assert [c["cycle"] for c in pruned["cycles"]] == [1, 2]
     assert pruned["student_params"] <= 0.05 * summary["teacher_params"] < summary["student_params"]
@@ -96,23 +108,25 @@ def test_prune_gives_a_smaller_dense_model_plain_sb3_loads(cartpole_run, tmp_pat
         "print(evaluate_policy(m, gym.make('CartPole-v1'), n_eval_episodes=1)[0])")
     assert check.returncode == 0, check.stderr
     assert float(check.stdout.split()[-1]) > 0
-    # the pruned folder is an export source like any run folder
-    exported = run_cli("export", str(out))
+    exported = run_cli("export", str(out))  # a pruned folder is an export source like any run folder
     assert exported.returncode == 0, exported.stderr
     assert (out / "student.onnx").is_file()
 
 
 def test_an_unfinished_prune_resumes_without_redoing_finished_cycles(cartpole_run, tmp_path):
     out = tmp_path / "pruned"
-    settings = dict(fraction=0.05, cycles=2, steps=1000, out=str(out), quiet=True)
-    policykd.prune(cartpole_run, **settings)
+    args = ("prune", str(cartpole_run), "--fraction", "0.05", "--cycles", "2", "--steps", "1000", "--out", str(out))
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert "after distilling" in first.stdout  # the summary table
     finished = (out / "cycle-1" / "student.zip").stat().st_mtime_ns
     (out / "summary.json").unlink()  # as if stopped before the end
     for name in ("summary.json", "student.zip"):
         (out / "cycle-2" / name).unlink()
-    again = policykd.prune(cartpole_run, **settings)
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
     assert (out / "cycle-1" / "student.zip").stat().st_mtime_ns == finished
-    assert len(again["cycles"]) == 2 and (out / "student.zip").is_file()
+    assert len(json.loads((out / "summary.json").read_text())["cycles"]) == 2 and (out / "student.zip").is_file()
 
 
 @pytest.mark.parametrize("args,message", [

@@ -71,7 +71,7 @@ def train_round(
                 group["lr"] = lr_span[0] + (lr_span[1] - lr_span[0]) * i / steps
         optimizer.zero_grad()
         terms.total.backward()
-        th.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
+        clip_gradients(policy, 10.0)
         optimizer.step()
         if average is not None:
             average.update_parameters(policy)
@@ -87,3 +87,15 @@ def train_round(
     means = {k: v / steps for k, v in sums.items()}
     means["gradient_steps"] = steps
     return RoundStats(means["loss"], means["kl"], means["agreement"], means)
+
+
+def clip_gradients(policy: th.nn.Module, max_norm: float) -> None:
+    """`clip_grad_norm_`, except that a norm float32 cannot hold is taken in float64. A warm-started student far
+    from its teacher (a pruned SAC actor whose log-std sits at SB3's floor of -20) has a KL near 1e19: the
+    squared gradients overflow, torch's clip factor becomes 0, and the student would never move again."""
+    params = [p for p in policy.parameters() if p.grad is not None]
+    grads = [p.grad for p in params]
+    norm = th.nn.utils.get_total_norm(grads)
+    if not th.isfinite(norm):
+        norm = th.sqrt(sum(g.double().pow(2).sum() for g in grads))
+    th.nn.utils.clip_grads_with_norm_(params, max_norm, norm)

@@ -7,7 +7,9 @@ policykd), holding the surviving rows and columns of the old weights.
 
 A unit's importance is its mean absolute activation on the student's own states times the norm
 of the weights that read it: a unit that is rarely active, or whose output nobody listens to,
-changes the action least when removed. The recovery (distilling again from the same teacher)
+changes the action least when removed. What the removed units gave their readers on average is
+added to the readers' biases (mean replacement), so a cut moves the outputs only by the removed
+units' deviations from their means. The recovery (distilling again from the same teacher)
 is `policykd.run.prune`'s business.
 """
 
@@ -99,14 +101,13 @@ def _reader_columns(keep: th.Tensor, spatial: int) -> th.Tensor:
     return (keep[:, None] * spatial + th.arange(spatial)).reshape(-1)
 
 
-def importance(policy: BasePolicy, cuts: list[Cut], obs: np.ndarray) -> list[th.Tensor]:
-    """Per cut, each unit's mean |activation| on `obs` (what the policy reads) times the norm of its readers' weights."""
-    means: dict[str, th.Tensor] = {}
+def activations(policy: BasePolicy, cuts: list[Cut], obs: np.ndarray) -> dict[str, th.Tensor]:
+    """Per cut (by producer), its units' activations on `obs` (what the policy reads), one forward pass."""
+    outputs: dict[str, th.Tensor] = {}
 
     def hook(name: str):
         def store(_module: nn.Module, _inputs: tuple, output: th.Tensor) -> None:
-            dims = [d for d in range(output.dim()) if d != 1]
-            means[name] = output.abs().mean(dim=dims)
+            outputs[name] = output.detach()
         return store
 
     handles = [policy.get_submodule(_activation(c.producer)).register_forward_hook(hook(c.producer)) for c in cuts]
@@ -116,8 +117,37 @@ def importance(policy: BasePolicy, cuts: list[Cut], obs: np.ndarray) -> list[th.
     finally:
         for handle in handles:
             handle.remove()
-    return [means[cut.producer] * sum(_read_norm2(policy.get_submodule(r).weight, cut.spatial) for r in cut.consumers).sqrt()
-            for cut in cuts]
+    return outputs
+
+
+def importance(policy: BasePolicy, cuts: list[Cut], outputs: dict[str, th.Tensor]) -> list[th.Tensor]:
+    """Per cut, each unit's mean |activation| times the norm of its readers' weights."""
+    def magnitude(out: th.Tensor) -> th.Tensor:
+        return out.abs().mean(dim=[d for d in range(out.dim()) if d != 1])
+
+    return [magnitude(outputs[cut.producer]) * sum(_read_norm2(policy.get_submodule(r).weight, cut.spatial)
+                                                   for r in cut.consumers).sqrt() for cut in cuts]
+
+
+def compensated_biases(policy: BasePolicy, cuts: list[Cut], rows: dict[str, th.Tensor],
+                       outputs: dict[str, th.Tensor]) -> dict[str, th.Tensor]:
+    """Each reader's bias plus what the removed units gave it on average, so that a cut shifts the outputs by
+    the removed units' deviations only, not by their means (a conv reader: its kernel's sum times the channel's mean)."""
+    biases = {}
+    for cut in cuts:
+        mean = outputs[cut.producer].mean(dim=0)  # per unit, and per position for conv channels
+        removed = th.ones(len(mean), dtype=th.bool)
+        removed[rows[cut.producer]] = False
+        for reader in cut.consumers:
+            module = policy.get_submodule(reader)
+            weight = module.weight.detach()
+            if weight.dim() == 4:
+                shift = weight[:, removed].sum(dim=(2, 3)) @ mean[removed].mean(dim=(1, 2))
+            else:
+                columns = removed.repeat_interleave(cut.spatial)
+                shift = weight[:, columns] @ mean.reshape(-1)[columns]
+            biases[reader] = module.bias.detach() + shift
+    return biases
 
 
 def _read_norm2(weight: th.Tensor, spatial: int) -> th.Tensor:
@@ -128,18 +158,15 @@ def _read_norm2(weight: th.Tensor, spatial: int) -> th.Tensor:
     return weight.reshape(weight.shape[0], -1, spatial).pow(2).sum(dim=(0, 2))
 
 
-def _kept(scores: list[th.Tensor], cuts: list[Cut], arch: tuple[int, ...]) -> tuple[dict[str, th.Tensor], dict[str, th.Tensor]]:
-    """Rows each producer keeps and columns each reader keeps: the `arch[layer]` most important units, in order."""
-    rows, cols = {}, {}
+def most_important(scores: list[th.Tensor], cuts: list[Cut], arch: tuple[int, ...]) -> dict[str, th.Tensor]:
+    """Per producer, the indices (in order) of its `arch[layer]` most important units."""
+    keep = {}
     for score, cut in zip(scores, cuts):
         width = arch[cut.layer]
         if width > len(score):
             raise PolicykdError(f"cannot prune {cut.producer} from {len(score)} to {width} units: pruning only removes units")
-        keep = th.sort(th.topk(score, width).indices).values
-        rows[cut.producer] = keep
-        for reader in cut.consumers:
-            cols[reader] = _reader_columns(keep, cut.spatial)
-    return rows, cols
+        keep[cut.producer] = th.sort(th.topk(score, width).indices).values
+    return keep
 
 
 def _canonical(policy: BasePolicy, named: set[str]) -> dict[int, str]:
@@ -147,7 +174,8 @@ def _canonical(policy: BasePolicy, named: set[str]) -> dict[int, str]:
     return {id(policy.get_submodule(name)): name for name in named}
 
 
-def _sliced_state(old: BasePolicy, new: BasePolicy, rows: dict[str, th.Tensor], cols: dict[str, th.Tensor]) -> dict:
+def _sliced_state(old: BasePolicy, new: BasePolicy, rows: dict[str, th.Tensor], cols: dict[str, th.Tensor],
+                  biases: dict[str, th.Tensor]) -> dict:
     names = _canonical(old, set(rows) | set(cols))
     old_state, state = old.state_dict(), {}
     for key, target in new.state_dict().items():
@@ -155,7 +183,7 @@ def _sliced_state(old: BasePolicy, new: BasePolicy, rows: dict[str, th.Tensor], 
             continue  # synced from the online network below
         module, _, kind = key.rpartition(".")
         name = names.get(id(old.get_submodule(module)))
-        value = old_state[key]
+        value = biases[name] if kind == "bias" and name in biases else old_state[key]
         if name in rows:
             value = value[rows[name]]
         if name in cols and kind == "weight":
@@ -170,13 +198,26 @@ def prune_student(model: BaseAlgorithm, algo: str, arch: tuple[int, ...], obs: n
                   *, seed: int = 0) -> BaseAlgorithm:
     """A fresh, dense SB3 student of `arch` holding `model`'s most important units. `obs`: what the policy reads
     (normalised when a VecNormalize sits in front); `spaces_env`: a 1-env VecEnv giving the spaces."""
+    cuts = cuts_of(model.policy)
+    outputs = activations(model.policy, cuts, obs)
+    keep = most_important(importance(model.policy, cuts, outputs), cuts, arch)
+    return remove_units(model, algo, keep, outputs, spaces_env, seed=seed)
+
+
+def remove_units(model: BaseAlgorithm, algo: str, keep: dict[str, th.Tensor], outputs: dict[str, th.Tensor],
+                 spaces_env: VecEnv, *, seed: int = 0) -> BaseAlgorithm:
+    """A fresh, dense SB3 student holding only the units `keep` names (per producer, as `cuts_of` names them);
+    `outputs`: the units' activations (`activations`), whose means the readers' biases take over."""
     old = model.policy
     cuts = cuts_of(old)
-    rows, cols = _kept(importance(old, cuts, obs), cuts, arch)
-    student = build_student(algo, spaces_env, arch, seed=seed)
+    arch = [0] * (1 + max(c.layer for c in cuts))
+    for cut in cuts:
+        arch[cut.layer] = len(keep[cut.producer])
+    cols = {reader: _reader_columns(keep[c.producer], c.spatial) for c in cuts for reader in c.consumers}
+    student = build_student(algo, spaces_env, tuple(arch), seed=seed)
     new = student.policy
-    missing = [k for k in new.load_state_dict(_sliced_state(old, new, rows, cols), strict=False).missing_keys
-               if k.split(".", 1)[0] not in _TARGETS]
+    state = _sliced_state(old, new, keep, cols, compensated_biases(old, cuts, keep, outputs))
+    missing = [k for k in new.load_state_dict(state, strict=False).missing_keys if k.split(".", 1)[0] not in _TARGETS]
     sync_targets(new)
     if missing:
         raise PolicykdError(f"pruning could not fill {sorted(missing)[0]} of the new student")

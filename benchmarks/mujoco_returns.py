@@ -2,14 +2,14 @@
 
 Run by hand (HalfCheetah rows take under a minute each, Hopper and Walker2d a few minutes):
 
-    python benchmarks/mujoco.py                          # every env
-    python benchmarks/mujoco.py --env Hopper-v5          # one env
+    python benchmarks/mujoco_returns.py                          # every env
+    python benchmarks/mujoco_returns.py --env Hopper-v5          # one env
 
 Each row is one `policykd distill --env ENV [--teacher T] [--student-arch A] [--driver D] --out OUT`;
 the unmarked row of each env is the no-argument command. Returns are over 10 episodes on the same
 seeds for teacher and student; params count the actor only (the part that acts).
 
-    python benchmarks/mujoco.py --env Walker2d-v5 --holdout 50
+    python benchmarks/mujoco_returns.py --env Walker2d-v5 --holdout 50
 
 adds, per row, teacher and student over 50 more episodes on held-out seeds (20000+, never used
 for collection or for the summary's evaluation). Ten episodes on an env where the robot can fall
