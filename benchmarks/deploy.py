@@ -150,7 +150,7 @@ def onnx_actor(path: Path):
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    dtype = np.float64 if session.get_inputs()[0].type == "tensor(double)" else np.float32
+    dtype = {"tensor(double)": np.float64, "tensor(uint8)": np.uint8}.get(session.get_inputs()[0].type, np.float32)
     return lambda obs: session.run(["action"], {name: obs.astype(dtype, copy=False)})
 
 

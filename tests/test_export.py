@@ -192,6 +192,12 @@ def test_cnn_student_takes_the_uint8_frame_stack_and_c_refuses_it(tmp_path):
     venv.close()
     frames = np.concatenate(seen)
     np.testing.assert_array_equal(session.run(["action"], {"obs": frames})[0], model.predict(frames, deterministic=True)[0])
+    # int8 quantises the convolutions too: they hold almost every weight
+    int8 = policykd.export(tmp_path / "student.zip", "onnx", env_id="ALE/Pong-v5", int8=True)
+    assert int8.stat().st_size <= 0.30 * path.stat().st_size, (int8.stat().st_size, path.stat().st_size)
+    logits = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"]).run(["logits"], {"obs": frames})[0]
+    expected = session.run(["logits"], {"obs": frames})[0]
+    assert np.abs(logits - expected).max() <= 0.05 * (np.abs(expected).max() + 1e-3)
     with pytest.raises(PolicykdError, match="--format c exports MLP students"):
         policykd.export(tmp_path / "student.zip", "c", env_id="ALE/Pong-v5")
 

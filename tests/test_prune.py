@@ -150,3 +150,17 @@ def test_init_student_of_another_size_is_one_line(cartpole_run, tmp_path):
     result = run_cli("distill", "--env", "CartPole-v1", "--init-student", str(cartpole_run / "student.zip"),
                      "--student-arch", "8,8", "--steps", "500", "--out", str(tmp_path / "x"))
     assert result.returncode == 2 and "other layer sizes" in result.stderr, result.stderr
+
+
+def test_gradients_too_large_for_float32_norms_are_still_clipped_not_zeroed():
+    """A pruned SAC student whose log-std sits at SB3's floor has a KL near 1e19: float32's squared norm overflows,
+    and torch's own clip would multiply every gradient by 0, freezing the student for good."""
+    from policykd.run.train import clip_gradients
+
+    layer = th.nn.Linear(4, 3)
+    layer.weight.grad = th.full((3, 4), 3e19)
+    layer.bias.grad = th.full((3,), -1e19)
+    clip_gradients(layer, 10.0)
+    norm = th.sqrt(sum(p.grad.double().pow(2).sum() for p in layer.parameters()))
+    assert norm == pytest.approx(10.0, rel=1e-4)
+    assert (layer.weight.grad > 0).all() and (layer.bias.grad < 0).all()

@@ -4,9 +4,11 @@ ONNX uses onnxruntime's *static* quantisation (QDQ, int8 weights per output chan
 activations calibrated by MinMax on the rollout's observations; the observation entering the
 first layer int16, since one scale serves all its features). Dynamic quantisation does not
 apply here: onnxruntime's dynamic registry quantises MatMul but not Gemm, and every Linear of the
-exported graph is a Gemm, so `quantize_dynamic` returns the float model unchanged. Only Gemm and
-MatMul are quantised, and not their outputs: normalisation and the action post-processing
-(argmax, tanh + rescale, clip) stay in float, as in the float file.
+exported graph is a Gemm, so `quantize_dynamic` returns the float model unchanged. Only Gemm,
+MatMul and Conv are quantised, and not their outputs: normalisation and the action post-processing
+(argmax, tanh + rescale, clip) stay in float, as in the float file. A CNN student's convolutions
+hold most of its weights: quantising the Linears alone left the Pong student's file at 50 % of the
+float one, with them 27 % (+13.70 against the float file's +14.70 over the summary's 20 episodes).
 
 The C file's int8 (per-row int8 weights with float scales, float accumulation) is in `to_c`; it
 needs no calibration, since its activations stay float.
@@ -24,7 +26,7 @@ from policykd.export.source import ExportSource
 
 CALIBRATION_STEPS = 128  # per env: 512 observations, a few episodes' worth of states, in about a second
 CALIBRATION_ENVS = 4
-QUANTISED = ("Gemm", "MatMul")  # the Linears; everything else (normalisation, post-processing) stays float
+QUANTISED = ("Gemm", "MatMul", "Conv")  # Linears and convolutions; normalisation and post-processing stay float
 CALIBRATION_SEED = 1_000  # apart from the summary's evaluation seeds, so the returns int8 is judged on are unseen
 
 
@@ -90,7 +92,7 @@ def quantize_onnx(float_path: Path, out: Path, observations: np.ndarray) -> None
     props = {p.key: p.value for p in float_model.metadata_props}
     meta = json.loads(props.get(METADATA_KEY, "{}"))
     meta.update(int8="onnxruntime static QDQ: int8 weights per output channel, int8 activations into each Linear "
-                     "(the first one's int16), MinMax-calibrated on a rollout; outputs and post-processing float",
+                     "and convolution (the first one's int16), MinMax-calibrated on a rollout; outputs and post-processing float",
                 calibration_observations=len(observations))
     props.update({METADATA_KEY: json.dumps(meta), "int8": meta["int8"]})
     del model.metadata_props[:]
