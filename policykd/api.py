@@ -48,6 +48,7 @@ def distill_with(settings: DistillSettings, *, console: Any = None) -> DistillRe
     from policykd.run.build import build_run
     from policykd.run.checkpoint import read_pointer
     from policykd.run.loop import execute
+    from policykd.run.phases import become_saved
 
     if settings.resume and read_pointer(Path(settings.out)) is None:
         raise PolicykdError(f"--resume: no checkpoint in {settings.out}")
@@ -56,6 +57,7 @@ def distill_with(settings: DistillSettings, *, console: Any = None) -> DistillRe
     th.manual_seed(settings.seed)
     run = build_run(settings)
     summary = execute(run, console=console, quiet=settings.quiet)
+    become_saved(run)
     write_curves(run.out)
     pruned = None
     if settings.prune_to is not None:

@@ -88,6 +88,11 @@ def cartpole_run(tmp_path_factory, cartpole_ppo_teacher):
                               eval_episodes=3, quiet=True, prune_to=0.05, prune_cycles=2)
     assert result.pruned is not None and result.pruned["student_arch"] == json.loads(
         (out / "pruned" / "summary.json").read_text())["student_arch"]
+    # the library's student is the saved one (standardisation folded in): what the first prune cycle cuts
+    from stable_baselines3 import PPO
+
+    saved = PPO.load(out / "student.zip", device="cpu").policy.state_dict()
+    assert all(th.equal(value, saved[key]) for key, value in result.student.policy.state_dict().items())
     return out
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch as th
 from rich.progress import Progress, TaskID
 from stable_baselines3.common.logger import Logger
 
@@ -21,7 +22,7 @@ from policykd.run.plan import Collect, Evaluate, Train
 from policykd.run.state import Evaluation, RunState
 from policykd.run.train import train_round
 from policykd.students.averaging import averaged_weights
-from policykd.students.folding import fit_obs_stats, folded, supports_folding, unfold
+from policykd.students.folding import fit_obs_stats, fold, folded, supports_folding, unfold
 
 
 @dataclass
@@ -111,6 +112,18 @@ def save_student_so_far(run: Run, state: RunState) -> None:
     """On an interrupt: the averaged, folded student as it would be saved at the end."""
     with averaged_weights(run.student.policy, run.average), folded(run.student, run.obs_stats):
         save_student(run, state)
+
+
+def become_saved(run: Run) -> None:
+    """At the end, in place: `run.student` becomes the student.zip it wrote (averaged weights, input standardisation
+    folded in), so that the library's `DistillResult.student` acts on raw observations as `PPO.load` of it does."""
+    if run.average is not None and int(run.average.n_averaged) > 0:
+        with th.no_grad():
+            for param, averaged in zip(run.student.policy.parameters(), run.average.module.parameters()):
+                param.copy_(averaged)
+    if run.obs_stats is not None:
+        fold(run.student, run.obs_stats)
+        run.obs_stats = None
 
 
 PHASES = {Collect: collect, Train: train, Evaluate: evaluate}

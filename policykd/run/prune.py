@@ -144,8 +144,8 @@ def _recover(folder: Path, init: Path, arch: tuple[int, ...], source: ExportSour
         return _load(folder / "student.zip", source), json.loads((folder / "summary.json").read_text())
     cycle = replace(base, out=str(folder), student_arch=arch, student_algo=source.algo, init_student=str(init),
                     steps=settings.steps or base.steps, prune_to=None, overwrite=False, resume=False, quiet=settings.quiet)
-    result = distill(cycle)
-    return result.student, json.loads((folder / "summary.json").read_text())
+    distill(cycle)
+    return _load(folder / "student.zip", source), json.loads((folder / "summary.json").read_text())
 
 
 def prune(settings: PruneSettings, distill: Callable[[DistillSettings], Any]) -> dict[str, Any]:

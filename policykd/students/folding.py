@@ -77,8 +77,17 @@ def folded(model: BaseAlgorithm, stats: ObsStats | None) -> Iterator[BaseAlgorit
     if stats is None:
         yield model
         return
+    saved = copy.deepcopy(model.policy.state_dict())
+    fold(model, stats)
+    try:
+        yield model
+    finally:
+        model.policy.load_state_dict(saved)
+
+
+def fold(model: BaseAlgorithm, stats: ObsStats) -> None:
+    """In place: the first layers take raw observations (W' = W / std, b' = b - W @ (mean / std)), targets synced."""
     policy = model.policy
-    saved = copy.deepcopy(policy.state_dict())
     mean, std = th.as_tensor(stats.mean), th.as_tensor(stats.std)
     with th.no_grad():
         for layer in input_layers(policy):
@@ -86,10 +95,6 @@ def folded(model: BaseAlgorithm, stats: ObsStats | None) -> Iterator[BaseAlgorit
             layer.bias -= layer.weight @ (mean / std)
             layer.weight.copy_(weight)
         sync_targets(policy)
-    try:
-        yield model
-    finally:
-        policy.load_state_dict(saved)
 
 
 def unfold(model: BaseAlgorithm, stats: ObsStats) -> None:
