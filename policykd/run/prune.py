@@ -110,19 +110,22 @@ def _importance_obs(source: ExportSource, model: Any) -> np.ndarray:
     """What the policy reads on 1,024 states of its own greedy play (normalised where a VecNormalize sits in front)."""
     from policykd.run.evaluate import rollout_observations, student_actor
 
-    norm = source.normalizer
-    prep = norm.normalize_obs if norm is not None else None
+    prep = _prep(source)
     obs = rollout_observations(student_actor(model, prep), source.factory, IMPORTANCE_STEPS, IMPORTANCE_ENVS, IMPORTANCE_SEED)
     return prep(obs) if prep is not None else obs
+
+
+def _prep(source: ExportSource) -> Callable[[np.ndarray], np.ndarray] | None:
+    """What SB3's predict needs in front of the student: the run's frozen VecNormalize, if it had one."""
+    return source.normalizer.normalize_obs if source.normalizer is not None else None
 
 
 def _pruned_return(source: ExportSource, model: Any, base: DistillSettings) -> float:
     """The pruned student's return before recovery, on the run's evaluation seeds."""
     from policykd.run.evaluate import run_episodes, student_actor
 
-    norm = source.normalizer
-    act = student_actor(model, norm.normalize_obs if norm is not None else None)
-    return run_episodes(act, source.factory, base.eval_episodes, base.seed + EVAL_SEED_OFFSET).mean
+    return run_episodes(student_actor(model, _prep(source)), source.factory, base.eval_episodes,
+                        base.seed + EVAL_SEED_OFFSET).mean
 
 
 def _cut(source: ExportSource, model: Any, arch: tuple[int, ...], base: DistillSettings, init: Path, venv: Any) -> float:
@@ -140,11 +143,10 @@ def _cut(source: ExportSource, model: Any, arch: tuple[int, ...], base: DistillS
 def _recover(folder: Path, init: Path, arch: tuple[int, ...], source: ExportSource, base: DistillSettings,
              settings: PruneSettings, distill: Callable[[DistillSettings], Any]) -> tuple[Any, dict[str, Any]]:
     """The cycle's distillation from the pruned weights (its summary.json read back when it already finished)."""
-    if (folder / "summary.json").is_file():
-        return _load(folder / "student.zip", source), json.loads((folder / "summary.json").read_text())
-    cycle = replace(base, out=str(folder), student_arch=arch, student_algo=source.algo, init_student=str(init),
-                    steps=settings.steps or base.steps, prune_to=None, overwrite=False, resume=False, quiet=settings.quiet)
-    distill(cycle)
+    if not (folder / "summary.json").is_file():
+        distill(replace(base, out=str(folder), student_arch=arch, student_algo=source.algo, init_student=str(init),
+                        steps=settings.steps or base.steps, prune_to=None, overwrite=False, resume=False,
+                        quiet=settings.quiet))
     return _load(folder / "student.zip", source), json.loads((folder / "summary.json").read_text())
 
 
