@@ -29,14 +29,9 @@ class ExportSource:
     model: Any  # stable_baselines3 BaseAlgorithm
     normalizer: Any  # VecNormalize | None
     env_id: str
-    env_wrapper: Any = None
-    frame_stack: int = 4
+    factory: EnvFactory
+    """The env stack the student acts in (the wrapper and frame stack its run used), as loading built it."""
     summary: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def factory(self) -> EnvFactory:
-        """The env stack the student acts in (the wrapper and frame stack its run used)."""
-        return EnvFactory(self.env_id, env_wrapper=self.env_wrapper, frame_stack=self.frame_stack)
 
     @property
     def observation_space(self) -> spaces.Space:
@@ -52,8 +47,8 @@ class ExportSource:
         layout = ("uint8 channel-first image stack, scaled by 1/255 inside" if uses_images(obs)
                   else f"{obs.dtype} raw env observations" + (", normalised inside" if self.normalizer is not None else ""))
         meta = {
-            "producer": "policykd", "env_id": self.env_id, "algo": self.algo, "env_wrapper": self.env_wrapper,
-            "frame_stack": self.frame_stack, "observation_space": describe_space(obs),
+            "producer": "policykd", "env_id": self.env_id, "algo": self.algo, "env_wrapper": self.factory.env_wrapper,
+            "frame_stack": self.factory.frame_stack, "observation_space": describe_space(obs),
             "observation_layout": f"[batch, {', '.join(map(str, obs.shape))}] {layout}",
             "action_space": _action_space(self.action_space), "vecnormalize": self.normalizer is not None,
             "source": str(self.path), "acting_params": acting_params(self.model.policy),
@@ -106,6 +101,4 @@ def load_source(source: str | Path, env_id: str | None = None) -> ExportSource:
     if not env_id:
         raise PolicykdError(f"{path}: no summary.json beside it says which env it acts in: pass --env")
     teacher = load_teacher(_spec(path, env_id, summary.get("student_algo")), env_id=env_id)
-    config = teacher.config or {}
-    return ExportSource(path, teacher.algo, teacher.model, teacher.normalizer, env_id, config.get("env_wrapper"),
-                        int(config.get("frame_stack", 4)), summary)
+    return ExportSource(path, teacher.algo, teacher.model, teacher.normalizer, env_id, teacher.factory, summary)
