@@ -1,14 +1,18 @@
-"""Pong: teacher vs student returns, sizes, drivers, wall-clock, peak memory, bytes per transition.
+"""Pong's default run over several seeds: wall-clock, peak memory, and teacher vs student on 50 held-out episodes.
 
-Run by hand (each row is a full `policykd distill` run: ~20 minutes on 2 cores):
+Run by hand, with nothing else running (each seed is a full default run, then a 50-episode evaluation):
 
-    python benchmarks/pong.py                       # the default run only
-    python benchmarks/pong.py --grid                # 3 student sizes x 2 drivers
-    python benchmarks/pong.py --grid --only 1pct     # the rows whose name contains "1pct"
+    python benchmarks/pong.py                                        # the default: 5 seeds x 50 episodes
+    python benchmarks/pong.py --arch 16,16,16,16 --out runs/bench-pong-1pct   # the 1.4 % student, the same way
+    python benchmarks/pong.py --seeds 2 --episodes 20                # a quicker look
 
-Each row: `policykd distill --env ALE/Pong-v5 --out OUT [--student-arch A] [--driver D]`,
-run under `/usr/bin/time -v` for peak memory; returns over 20 episodes on the same seeds.
-Figure: OUT/pong.png, the rows run on one figure (returns, KL, agreement, return vs size).
+Per seed S: `/usr/bin/time -v policykd distill --env ALE/Pong-v5 --seed S --out OUT/seed-S --overwrite --quiet
+[--student-arch A]` (wall-clock, peak RSS, the run's own 20-episode figures), then
+`policykd evaluate --env ALE/Pong-v5 --model OUT/seed-S/student.zip --episodes 50 --seed 20000`: held-out episodes
+(the runs evaluate on seeds 10000+), the same 50 for every student and for the teacher, evaluated once. A 50-episode
+Pong mean has a standard error near 0.5 points. The reference measured in the same run: agent steps/s of the
+preset's env stack (8 envs, random actions, one process), so times can be compared across machines as ratios.
+Writes OUT/pong.md (the table), OUT/pong.json (every figure) and OUT/pong.png (the seeds' runs on one figure).
 """
 
 from __future__ import annotations
@@ -17,50 +21,98 @@ import argparse
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
+
+import numpy as np
 
 from policykd.report.plots import plot_benchmark
 
-SIZES = {"1%": "8,8,8,8", "2%": "16,16,16,16", "5% (default)": None}
-DRIVERS = ("teacher", "dagger")
+ENV = "ALE/Pong-v5"
+HELD_OUT_SEED = 20000
 
 
-def run(out: Path, arch: str | None, driver: str | None) -> str:
-    cmd = ["/usr/bin/time", "-v", "policykd", "distill", "--env", "ALE/Pong-v5", "--out", str(out), "--overwrite", "--quiet"]
-    if arch:
-        cmd += ["--student-arch", arch]
-    if driver:
-        cmd += ["--driver", driver]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        return f"| {' '.join(cmd[2:])} | failed: {result.stderr.strip().splitlines()[-1][:100]} |"
-    peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
-    s = json.loads((out / "summary.json").read_text())
-    return (
-        f"| `{' '.join(cmd[2:-2])}` | {s['teacher_return_mean']:+.2f} ± {s['teacher_return_std']:.2f} "
-        f"| {s['student_return_mean']:+.2f} ± {s['student_return_std']:.2f} "
-        f"| {s['student_params']:,} / {s['teacher_params']:,} ({100 * s['params_ratio']:.1f} %) "
-        f"| {s['env_steps']:,} | {s['wall_seconds'] / 60:.1f} min | {peak_kb / 1024**2:.1f} GB "
-        f"| {s.get('buffer_bytes_per_transition', float('nan')):,.0f} |"
-    )
+def env_steps_per_second(seconds: float = 10.0) -> float:
+    """Agent steps/s of the env stack every run uses (EnvFactory), 8 envs, random actions."""
+    from policykd.envs import EnvFactory
+
+    venv = EnvFactory(ENV).make(8, 0)
+    venv.reset()
+    rng, steps, start = np.random.default_rng(0), 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        venv.step(rng.integers(0, venv.action_space.n, 8))
+        steps += 8
+    venv.close()
+    return steps / (time.perf_counter() - start)
+
+
+def distill(out: Path, seed: int, arch: str | None, extra: list[str]) -> dict:
+    cmd = ["policykd", "distill", "--env", ENV, "--seed", str(seed), "--out", str(out), "--overwrite", "--quiet"]
+    cmd += (["--student-arch", arch] if arch else []) + extra
+    start = time.time()
+    done = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {done.stderr.strip().splitlines()[-1]}")
+    peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))
+    summary = json.loads((out / "summary.json").read_text())
+    return {"command": " ".join(cmd), "wall_seconds": time.time() - start, "peak_rss_gb": peak_kb / 1024**2,
+            "run_teacher": summary["teacher_return_mean"], "run_student": summary["student_return_mean"],
+            "params": summary["student_params"], "teacher_params": summary["teacher_params"],
+            "bytes_per_transition": summary.get("buffer_bytes_per_transition")}
+
+
+def evaluate(model: str, episodes: int) -> list[float]:
+    cmd = ["policykd", "evaluate", "--env", ENV, "--model", model, "--episodes", str(episodes),
+           "--seed", str(HELD_OUT_SEED), "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)["model"]["returns"]
+
+
+def table(rows: list[dict], teacher: list[float], reference: float, episodes: int) -> str:
+    t = float(np.mean(teacher))
+    lines = [f"Reference, same run: {reference:,.0f} agent steps/s (preset env stack, 8 envs, random actions, one process).",
+             f"Teacher on the {episodes} held-out episodes (seeds {HELD_OUT_SEED}+): {t:+.2f} ± {np.std(teacher):.2f}.", "",
+             "| seed | wall-clock | peak RSS | run: teacher / student (20 ep.) | student, held-out | student − teacher |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        s = float(np.mean(r["held_out"]))
+        lines.append(f"| {r['seed']} | {r['wall_seconds'] / 60:.1f} min | {r['peak_rss_gb']:.2f} GB "
+                     f"| {r['run_teacher']:+.2f} / {r['run_student']:+.2f} | {s:+.2f} ± {np.std(r['held_out']):.2f} | {s - t:+.2f} |")
+    means = [float(np.mean(r["held_out"])) for r in rows]
+    walls = [r["wall_seconds"] / 60 for r in rows]
+    lines += ["", f"Student mean over {len(rows)} seeds × {episodes} episodes: {np.mean(means):+.2f} (seed means' spread "
+              f"{np.std(means):.2f}, worst seed {min(means):+.2f}: {min(means) - t:+.2f} against the teacher); "
+              f"wall-clock {np.mean(walls):.1f} min (max {max(walls):.1f}); peak RSS max {max(r['peak_rss_gb'] for r in rows):.2f} GB; "
+              f"student {rows[0]['params']:,} / teacher {rows[0]['teacher_params']:,} params "
+              f"({100 * rows[0]['params'] / rows[0]['teacher_params']:.1f} %)."]
+    return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--grid", action="store_true")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--arch", default=None, help="--student-arch of every run (default: the preset's student)")
     parser.add_argument("--out", default="runs/bench-pong")
-    parser.add_argument("--only", default="", help="run only the rows whose folder name contains this")
+    parser.add_argument("extra", nargs="*", help="more distill flags, after --")
     args = parser.parse_args()
-    print("| command | teacher return | student return | student / teacher params | env steps | wall-clock | peak RSS | buffer B/transition |")
-    print("|---|---|---|---|---|---|---|---|")
-    rows = [(name, arch, driver) for name, arch in SIZES.items() for driver in DRIVERS] if args.grid else [("default", None, None)]
-    outs = []
-    for name, arch, driver in rows:
-        folder = f"{name.split()[0].replace('%', 'pct')}-{driver or 'preset'}"
-        if args.only in folder:
-            outs.append(Path(args.out) / folder)
-            print(run(outs[-1], arch, driver), flush=True)
-    for figure in plot_benchmark(outs, Path(args.out), "pong"):
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    reference = env_steps_per_second()
+    print(f"reference: {reference:,.0f} agent steps/s", flush=True)
+    rows = []
+    for seed in range(args.seeds):
+        row = {"seed": seed, **distill(out / f"seed-{seed}", seed, args.arch, args.extra)}
+        row["held_out"] = evaluate(str(out / f"seed-{seed}" / "student.zip"), args.episodes)
+        print(json.dumps({k: v for k, v in row.items() if k != "held_out"}), f"held-out {np.mean(row['held_out']):+.2f}", flush=True)
+        rows.append(row)
+    teacher = evaluate("pong-ppo-v5", args.episodes)
+    report = table(rows, teacher, reference, args.episodes)
+    (out / "pong.md").write_text(report + "\n")
+    (out / "pong.json").write_text(json.dumps({"reference_steps_per_s": reference, "teacher_held_out": teacher,
+                                               "rows": rows}, indent=1))
+    print(report)
+    for figure in plot_benchmark([out / f"seed-{r['seed']}" for r in rows], out, "pong", [f"seed {r['seed']}" for r in rows]):
         print(f"figure: {figure}")
 
 

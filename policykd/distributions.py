@@ -16,6 +16,7 @@ from gymnasium import spaces
 from stable_baselines3.common.distributions import (
     CategoricalDistribution,
     DiagGaussianDistribution,
+    Distribution,
     SquashedDiagGaussianDistribution,
     StateDependentNoiseDistribution,
 )
@@ -68,16 +69,36 @@ def policy_dist(policy: BasePolicy, obs: th.Tensor) -> ActionDist:
         return _policy_dist(policy, obs)
 
 
+def policy_outputs(policy: BasePolicy, obs: th.Tensor) -> tuple[ActionDist, th.Tensor | None]:
+    """The action distribution and the state value (None without a critic) from one forward pass. SB3's
+    `get_distribution` and `predict_values` each run the features extractor: for a CNN student that shares it
+    (SB3's default) the second pass made a training step 2.8x slower (144 vs 51 ms at batch 256 on 2 threads)."""
+    if not isinstance(policy, ActorCriticPolicy):
+        return policy_dist(policy, obs), None
+    with _unvalidated():
+        features = policy.extract_features(obs)
+        if policy.share_features_extractor:
+            latent_pi, latent_vf = policy.mlp_extractor(features)
+        else:
+            latent_pi = policy.mlp_extractor.forward_actor(features[0])
+            latent_vf = policy.mlp_extractor.forward_critic(features[1])
+        dist = _actor_critic_dist(policy._get_action_dist_from_latent(latent_pi), type(policy).__name__)
+        return dist, policy.value_net(latent_vf).flatten()
+
+
+def _actor_critic_dist(dist: Distribution, name: str) -> ActionDist:
+    if isinstance(dist, CategoricalDistribution):
+        return ActionDist(CATEGORICAL, logits=dist.distribution.logits)
+    if isinstance(dist, (DiagGaussianDistribution, StateDependentNoiseDistribution)):
+        squashed = isinstance(dist, SquashedDiagGaussianDistribution) or getattr(dist, "bijector", None) is not None
+        return _gaussian(dist.distribution, squashed)
+    raise PolicykdError(f"unsupported action distribution {type(dist).__name__} in {name}")
+
+
 def _policy_dist(policy: BasePolicy, obs: th.Tensor) -> ActionDist:
     name = type(policy).__name__
     if isinstance(policy, ActorCriticPolicy):  # PPO, A2C, TRPO
-        dist = policy.get_distribution(obs)
-        if isinstance(dist, CategoricalDistribution):
-            return ActionDist(CATEGORICAL, logits=dist.distribution.logits)
-        if isinstance(dist, (DiagGaussianDistribution, StateDependentNoiseDistribution)):
-            squashed = isinstance(dist, SquashedDiagGaussianDistribution) or getattr(dist, "bijector", None) is not None
-            return _gaussian(dist.distribution, squashed)
-        raise PolicykdError(f"unsupported action distribution {type(dist).__name__} in {name}")
+        return _actor_critic_dist(policy.get_distribution(obs), name)
     if hasattr(policy, "q_net"):  # DQN
         return ActionDist(CATEGORICAL, logits=policy.q_net(obs), q_values=True)
     if hasattr(policy, "quantile_net"):  # QR-DQN: the mean over quantiles is the Q-value

@@ -28,6 +28,9 @@ def test_distill_writes_student_summary_and_zoo_layout(cartpole_run):
     assert summary["teacher_algo"] == "ppo" and summary["student_algo"] == "ppo"
     assert summary["student_params"] <= 0.25 * summary["teacher_params"]
     assert summary["env_steps"] == 8000
+    seconds = summary["seconds_by_phase"]
+    assert {"teacher_eval", "collect", "train", "evaluate", "checkpoint"} <= set(seconds)
+    assert 0 < sum(seconds.values()) <= summary["wall_seconds"] + 1
     assert summary["teacher_return_mean"] == 500.0
     assert summary["student_return_mean"] >= 0.95 * summary["teacher_return_mean"]
     assert (out / "ppo" / "CartPole-v1_1" / "CartPole-v1.zip").is_file()

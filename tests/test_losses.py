@@ -125,3 +125,26 @@ def test_ensemble_mix():
     g = mix([gauss([[0.0]], [[0.0]]), gauss([[2.0]], [[0.0]])], [1.0, 1.0])
     assert g.mean.item() == pytest.approx(1.0)
     assert math.exp(2 * g.log_std.item()) == pytest.approx(2.0, rel=1e-5)  # 1 + (0 + 4)/2 - 1
+
+
+@pytest.mark.parametrize("algo, env_id, kwargs", [
+    ("ppo", "Pendulum-v1", {}), ("ppo", "CartPole-v1", {"share_features_extractor": False}),
+    ("a2c", "CartPole-v1", {}), ("sac", "Pendulum-v1", {}), ("dqn", "CartPole-v1", {}),
+])
+def test_one_forward_pass_gives_what_sb3s_two_calls_give(algo, env_id, kwargs):
+    """`policy_outputs` runs the features extractor once; the distribution and value must not change."""
+    from stable_baselines3 import A2C, DQN, PPO, SAC
+
+    from policykd.distributions import policy_dist, policy_outputs, policy_value
+
+    model = {"ppo": PPO, "a2c": A2C, "sac": SAC, "dqn": DQN}[algo]("MlpPolicy", env_id, policy_kwargs=kwargs or None, seed=0)
+    obs = model.policy.obs_to_tensor(np.stack([model.observation_space.sample() for _ in range(16)]))[0]
+    with th.no_grad():
+        dist, value = policy_outputs(model.policy, obs)
+        expected, expected_value = policy_dist(model.policy, obs), policy_value(model.policy, obs)
+    for key in ("logits", "mean", "log_std"):
+        if getattr(expected, key) is not None:
+            assert th.equal(getattr(dist, key), getattr(expected, key)), key
+    assert (value is None) == (expected_value is None)
+    if value is not None:
+        assert th.equal(value, expected_value)

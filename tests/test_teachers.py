@@ -124,3 +124,21 @@ def test_ensemble_averages_members(zoo):
     np.testing.assert_allclose(value.numpy(), (0.75 * p_value + 0.25 * a_value).numpy(), rtol=1e-5)
     with pytest.raises(PolicykdError, match="does not match CartPole-v1"):
         load_teachers([zoo / "ppo/CartPole-v1_1", zoo / "dqn/Acrobot-v1_1"], env_id="CartPole-v1")
+
+
+def test_episodes_stop_one_by_one_with_the_returns_of_one_vecenv_stepping_all():
+    """run_episodes steps each env only until its episode ends: the same episodes as one VecEnv of all of them."""
+    from policykd.envs import EnvFactory
+
+    factory, seed, n = EnvFactory("CartPole-v1"), 5, 6
+    act = lambda obs: (obs[:, 3] > 0).astype(np.int64)  # noqa: E731  deterministic; episodes of 166 to 244 steps
+    venv, returns = factory.make(n, seed), np.full(n, np.nan)
+    obs = venv.reset()
+    while np.isnan(returns).any():
+        obs, _, _, infos = venv.step(act(obs))
+        for i, info in enumerate(infos):
+            if "episode" in info and np.isnan(returns[i]):
+                returns[i] = info["episode"]["r"]
+    one_by_one = run_episodes(act, factory, n, seed)
+    assert np.array_equal(one_by_one.returns, returns)
+    assert len(set(one_by_one.lengths)) > 1  # episodes of different lengths: some envs stopped early

@@ -6,7 +6,7 @@ Its `to_dict()` is the JSON file, key for key.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from policykd.models import acting_params
@@ -50,6 +50,8 @@ class RunSummary:
     """The resolved settings (defaults < preset < flags)."""
     student_path: str
     dataset: dict[str, Any] | None = None
+    seconds_by_phase: dict[str, float] = field(default_factory=dict)
+    """Where the wall-clock went: teacher_eval, collect, train, evaluate (the student's), checkpoint, loaddataset."""
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -85,6 +87,7 @@ def summarize(run: "Run", state: "RunState") -> RunSummary:
         env_steps=state.env_steps,
         gradient_steps=state.gradient_steps,
         wall_seconds=round(state.wall, 2),
+        seconds_by_phase=dict(state.seconds),
         teacher_return_source="live teacher, evaluation seeds" if run.teacher else "dataset episodes",
         teacher_return_mean=float(teacher.mean()),
         teacher_return_std=float(teacher.std()),

@@ -176,6 +176,8 @@ def _student(settings: DistillSettings, teacher: Teacher | None,
         student = build_student(algo, spaces_env, arch, seed=settings.seed)
         if settings.init_student:
             _load_weights(student, settings)
+        if images:  # conv weights in NHWC: a CNN student's training step on CPU took 32 instead of 51 ms (batch 256)
+            student.policy.to(memory_format=th.channels_last)
         return student, algo, tuple(arch)
     finally:
         spaces_env.close()

@@ -33,6 +33,7 @@ def execute(run: Run, *, console: Console | None = None, quiet: bool = False) ->
         prepare_out(run.out, run.settings.overwrite or run.restarting)
         atomic_write_text(run.out / "config.json", json.dumps(run.settings.to_dict(), indent=2))
         state = RunState(teacher_returns=_teacher_returns(run).returns.tolist())
+        state.timed("teacher_eval", start)
     with disk_full_is_one_line(run.out, "a checkpoint or the student"):
         _run_phases(run, state, console, quiet, start)
         summary = summarize(run, state)
@@ -58,15 +59,18 @@ def _run_phases(run: Run, state: RunState, console: Console, quiet: bool, start:
             view = View(bar, task, logger, teacher)
             while state.phase < len(run.plan.phases):
                 phase = run.plan.phases[state.phase]
+                began = time.time()
                 if isinstance(phase, LoadDataset):
                     _load_dataset(run)
                 else:
                     PHASES[type(phase)](run, state, phase, view)
+                state.timed(type(phase).__name__.lower(), began)
                 state.wall += time.time() - start
                 start = time.time()
                 state.phase += 1
                 if run.plan.checkpoint_after(state.phase - 1):
                     save(run, state)
+                    state.timed("checkpoint", start)
     except KeyboardInterrupt:
         save_student_so_far(run, state)
         console.print(f"interrupted in round {run.plan.round_of(state.phase) + 1}/{run.plan.total_rounds}: student so far "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -30,6 +31,13 @@ class RunState:
     student_returns: list[float] | None = None
     agreement: float = float("nan")
     evals: list[Evaluation] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Seconds by kind of work (teacher_eval, collect, train, evaluate, checkpoint, ...): where a run's time went,
+    without a profiler."""
+
+    def timed(self, kind: str, since: float) -> None:
+        """Add the seconds from `since` (a `time.time()`) to now to `kind`."""
+        self.seconds[kind] = round(self.seconds.get(kind, 0.0) + time.time() - since, 3)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

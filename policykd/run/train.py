@@ -13,7 +13,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from policykd.data.buffer import DistillationBuffer
 from policykd.settings import DistillSettings
-from policykd.distributions import DETERMINISTIC, policy_dist, policy_value
+from policykd.distributions import DETERMINISTIC, policy_outputs
 from policykd.errors import PolicykdError
 from policykd.run.losses import action_agreement, distillation_loss, kl
 
@@ -56,10 +56,12 @@ def train_round(
     for i in range(steps):
         batch = buffer.get(order[i * cfg.batch_size : (i + 1) * cfg.batch_size])
         obs = policy.obs_to_tensor(prep(batch.obs))[0]
-        dist = policy_dist(policy, obs)
+        if obs.dim() == 4:  # images, in the layout of the conv weights (run/build.py)
+            obs = obs.to(dtype=th.float32, memory_format=th.channels_last)  # one pass; SB3 then only divides by 255
+        dist, value = policy_outputs(policy, obs)
         terms = distillation_loss(
             dist, batch.teacher, loss=loss, temperature=cfg.temperature, alpha=cfg.alpha, ent_coef=cfg.ent_coef,
-            student_value=policy_value(policy, obs), teacher_value=batch.value, vf_coef=cfg.vf_coef,
+            student_value=value, teacher_value=batch.value, vf_coef=cfg.vf_coef,
         )
         if not th.isfinite(terms.total):
             raise PolicykdError(

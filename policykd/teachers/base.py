@@ -11,7 +11,7 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
-from policykd.distributions import ActionDist, policy_dist, policy_value
+from policykd.distributions import ActionDist, policy_outputs
 from policykd.envs import EnvFactory
 from policykd.models import acting_params
 
@@ -70,4 +70,4 @@ class SB3Teacher:
         policy = self.model.policy
         with th.no_grad():
             tensor = policy.obs_to_tensor(obs)[0]
-            return policy_dist(policy, tensor), policy_value(policy, tensor)
+            return policy_outputs(policy, tensor)
