@@ -1,11 +1,15 @@
 """Atari: frames stored once (exact stacks back, bytes per transition), the Pong pipeline end to end."""
 
 import json
+import subprocess
+import sys
+import time
 
 import numpy as np
+import pytest
 import torch as th
 
-from conftest import run_cli, run_fresh_python
+from conftest import REPO, run_cli, run_fresh_python
 from policykd.data.buffer import DistillationBuffer
 from policykd.distributions import ActionDist
 from policykd.envs import EnvFactory
@@ -53,11 +57,46 @@ def test_frame_store_survives_episode_ends_and_ring_wrap():
         np.testing.assert_array_equal(store.get(np.array([slot]))[0], latest[int(slot)])
 
 
-def test_pong_end_to_end_with_shipped_teacher(tmp_path):
-    out = tmp_path / "pong"
-    result = run_cli("distill", "--env", "ALE/Pong-v5", "--out", str(out), "--steps", "320", "--rounds", "2",
-                     "--eval-episodes", "1", "--student-arch", "8,8,8,8", "--epochs", "1", "--quiet", timeout=600)
+def test_checkpoints_append_only_new_frames_and_rebuild_the_ring_across_wraps(tmp_path):
+    """Each save writes the frames since the last one (a segment per piece of the ring); reading the listed segments
+    back gives the same stacks, after the ring wrapped twice; segments of recycled frames are forgotten."""
+    from policykd.run.checkpoint import FRAMES, append_frames, forget_frames, read_frames
+
+    stacks = _pong_stacks(200, n_envs=1)
+    store = FrameStackStore(capacity=50, example=stacks[0], slack=8)
+    segments = []
+    for i, obs in enumerate(stacks):
+        store.put(np.array([i % 50]), obs)
+        if i % 23 == 22 or i == len(stacks) - 1:  # a checkpoint
+            segments = append_frames(tmp_path, store.state(50), segments)
+            forget_frames(tmp_path, segments)
+            assert all(stop > store.next_serial - store.frame_capacity for _, stop in segments)
+    on_disk = sorted(p.name for p in (tmp_path / FRAMES).glob("*.npy"))
+    assert on_disk == sorted(f"{a}-{b}.npy" for a, b in segments)
+    state = {k: v for k, v in store.state(50).items() if k != "frames"}
+    rebuilt = FrameStackStore(capacity=50, example=stacks[0], slack=8)
+    rebuilt.restore(state)
+    read_frames(tmp_path, segments, rebuilt.frames, rebuilt.next_serial)
+    valid = store.valid(50)
+    np.testing.assert_array_equal(rebuilt.valid(50), valid)
+    np.testing.assert_array_equal(rebuilt.get(valid), store.get(valid))
+
+
+# Two collection segments a round (16 envs x 5 steps), so a kill can land between frames of one round.
+PONG = ["distill", "--env", "ALE/Pong-v5", "--steps", "320", "--rounds", "2", "--checkpoint-every", "80",
+        "--eval-episodes", "1", "--student-arch", "8,8,8,8", "--epochs", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def pong_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("atari") / "pong"
+    result = run_cli(*PONG, "--out", str(out), timeout=600)
     assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_pong_end_to_end_with_shipped_teacher(pong_run):
+    out = pong_run
     summary = json.loads((out / "summary.json").read_text())
     assert summary["teachers"][0].endswith("agents/pong-ppo-v5")
     assert summary["teacher_params"] == 1_687_206
@@ -75,3 +114,33 @@ print(model.predict(np.zeros((4, 84, 84), dtype=np.uint8), deterministic=True)[0
 """
     loaded = run_fresh_python(code)
     assert loaded.returncode == 0, loaded.stderr
+
+
+def test_pong_killed_mid_round_resumes_to_the_uninterrupted_student(pong_run, tmp_path):
+    """kill -9 after a checkpoint that holds half a round of frames (the frame ring, each env's last stack): the
+    resumed run ends with the uninterrupted run's weights (channels-last CNN training included) and returns."""
+    from stable_baselines3 import PPO
+
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "policykd.cli", *PONG, "--out", str(out)]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while _checkpoint_number(out) < 3:
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert not (out / "summary.json").exists()
+    assert run_cli(*PONG, "--out", str(out), timeout=600).returncode == 0
+    a, b = (PPO.load(folder / "student.zip", device="cpu").policy.state_dict() for folder in (pong_run, out))
+    assert all(th.equal(a[k], b[k]) for k in a)
+    assert json.loads((out / "summary.json").read_text())["student_returns"] == \
+        json.loads((pong_run / "summary.json").read_text())["student_returns"]
+
+
+def _checkpoint_number(out):
+    try:
+        return json.loads((out / "checkpoint.json").read_text())["number"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return -1

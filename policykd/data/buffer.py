@@ -95,7 +95,7 @@ class DistillationBuffer:
         pos, full, squashed, q_values = (int(x) for x in arrays["meta"])
         labels = {k.removeprefix("label."): th.as_tensor(v[:1]) for k, v in arrays.items() if k.startswith("label.")}
         example = arrays["obs.example"]
-        if example.ndim == 4 and "obs.frames" in arrays:  # a frame store was saved: rebuild one
+        if example.ndim == 4 and "obs.frame_serial" in arrays:  # a frame store was saved: rebuild one
             example = np.zeros((max(len(arrays["obs.last_envs"]), 1), *example.shape[1:]), dtype=example.dtype)
         self._allocate(example, ActionDist(str(arrays["kind"]), squashed=bool(squashed), q_values=bool(q_values), **labels))
         self.obs.restore({k.removeprefix("obs."): v for k, v in arrays.items() if k.startswith("obs.") and k != "obs.example"})

@@ -125,11 +125,13 @@ class FrameStackStore:
         }
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
-        self.frame_capacity = int(state.get("frame_capacity", len(state["frames"])))  # the ring's size as saved
+        # the ring's size as saved (checkpoints older than that field held the whole ring)
+        self.frame_capacity = int(state["frame_capacity"]) if "frame_capacity" in state else len(state["frames"])
         self.frames = np.zeros((self.frame_capacity, *self.frames.shape[1:]), dtype=self.frames.dtype)
         self.frame_serial = np.full(self.frame_capacity, -1, dtype=np.int64)
         for key in ("frames", "frame_serial", "index", "oldest"):
-            getattr(self, key)[: len(state[key])] = state[key]
+            if key in state:  # a checkpoint's frames come as segments, which its reader puts in the ring itself
+                getattr(self, key)[: len(state[key])] = state[key]
         self.next_serial = int(state["next_serial"])
         self.last = {int(e): slots.copy() for e, slots in zip(state["last_envs"], state["last_slots"])}
 

@@ -4,11 +4,17 @@ The store itself (`policykd.files.CheckpointStore`, shared with train-teacher) k
 the output folder (`out/ckpt-<n>/`, `out/checkpoint.json`); here is what a distillation puts in
 one (tensors via torch.save, arrays via np.save, meta.json) and how it reads them back, with
 `torch.load(weights_only=True)` and `np.load(allow_pickle=False)`.
+
+Atari frames are the exception: a Pong buffer's ring of up to 200k frames is 1.4 GB, and rewriting it at each
+checkpoint wrote 5.6 GB per default run. A frame never changes once written (its serial number names it), so each
+checkpoint appends only the frames written since the last one, as immutable segments `out/frames/<first>-<end>.npy`
+(durable before the pointer names the checkpoint), and its state lists the segments the ring still needs.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +22,7 @@ import numpy as np
 import torch as th
 
 from policykd.errors import PolicykdError
-from policykd.files import CheckpointStore, settings_differ
+from policykd.files import CheckpointStore, atomic_write, fsync_tree, settings_differ
 
 if TYPE_CHECKING:
     from policykd.settings import DistillSettings
@@ -57,6 +63,57 @@ def load_checkpoint(out: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str
 
 def remove_checkpoints(out: Path) -> None:
     CheckpointStore(out).clear()
+    shutil.rmtree(out / FRAMES, ignore_errors=True)
+
+
+# --- Atari frames: appended once, as segments of serial numbers [first, end) ---------------------
+
+FRAMES = "frames"
+
+
+def append_frames(out: Path, ring: dict[str, np.ndarray], segments: list[list[int]]) -> list[list[int]]:
+    """Write the frames of `ring` (a FrameStackStore's `state()`) that no segment holds yet; returns the segments
+    the ring needs now, oldest first. Each new segment is a view of the ring, so nothing is copied in memory."""
+    capacity, end = int(ring["frame_capacity"]), int(ring["next_serial"])
+    start = max(segments[-1][1] if segments else 0, end - capacity)  # frames overwritten unsaved are not needed
+    folder = out / FRAMES
+    folder.mkdir(exist_ok=True)
+    new = []
+    while start < end:  # at most two pieces: the ring's tail, then its head
+        stop = min(end, (start // capacity + 1) * capacity)
+        frames = ring["frames"][start % capacity: start % capacity + stop - start]
+        atomic_write(folder / f"{start}-{stop}.npy", lambda tmp: _save_npy(tmp, frames))
+        new.append([start, stop])
+        start = stop
+    fsync_tree(folder)
+    return [s for s in segments + new if s[1] > end - capacity]
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:  # np.save on a path would add ".npy" to the temporary name
+        np.save(handle, array, allow_pickle=False)
+
+
+def read_frames(out: Path, segments: list[list[int]], frames: np.ndarray, end: int) -> None:
+    """Fill the ring `frames` from the segments (the frames among the last `len(frames)` serials before `end`)."""
+    capacity = len(frames)
+    for first, stop in segments:
+        try:
+            data = np.load(out / FRAMES / f"{first}-{stop}.npy", mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise PolicykdError(f"frame segment {out / FRAMES}/{first}-{stop}.npy is missing or damaged "
+                                f"({type(err).__name__}); pass --overwrite to start again") from None
+        lo = max(first, end - capacity)
+        if lo < stop:
+            frames[lo % capacity: lo % capacity + stop - lo] = data[lo - first:]
+
+
+def forget_frames(out: Path, segments: list[list[int]]) -> None:
+    """Delete the segments the current checkpoint does not list (left by earlier checkpoints, or a killed save)."""
+    keep = {f"{first}-{stop}.npy" for first, stop in segments}
+    for path in (out / FRAMES).glob("*.npy"):
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
 
 
 def _settings_differing(out: Path, config: "DistillSettings") -> list[str] | None:

@@ -15,7 +15,8 @@ from policykd.files import atomic_write_text, disk_full_is_one_line, prepare_out
 from policykd.report.output import write_summary
 from policykd.report.summary import RunSummary, summarize
 from policykd.run.build import Run
-from policykd.run.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint
+from policykd.run.checkpoint import (append_frames, forget_frames, load_checkpoint, read_frames, remove_checkpoints,
+                                     save_checkpoint)
 from policykd.run.evaluate import Returns, run_episodes, teacher_actor
 from policykd.run.phases import PHASES, View, save_student_so_far
 from policykd.run.plan import LoadDataset, Train
@@ -95,15 +96,21 @@ def _teacher_returns(run: Run) -> Returns:
 def save(run: Run, state: RunState) -> None:
     """Everything a resumed run needs; a buffer that holds only the dataset is rebuilt from it instead."""
     from_dataset = run.source is not None and state.env_steps == 0
+    buffer = {} if from_dataset else run.buffer.state()
+    if "obs.frames" in buffer:  # Atari: only the frames no checkpoint has written yet
+        ring = {k.removeprefix("obs."): v for k, v in buffer.items() if k.startswith("obs.")}
+        state.frame_segments = append_frames(run.out, ring, state.frame_segments)
+        del buffer["obs.frames"]
     meta = {"state": state.to_json(), "rng": run.rng.bit_generator.state, "buffer_from_dataset": from_dataset}
     tensors = {"student": run.student.policy.state_dict(), "optimizer": run.optimizer.state_dict(),
                "torch_rng": th.get_rng_state()}
-    arrays = {} if from_dataset else {f"buffer.{k}": v for k, v in run.buffer.state().items()}
+    arrays = {f"buffer.{k}": v for k, v in buffer.items()}
     if run.average is not None:
         tensors["average"] = run.average.state_dict()
     if run.obs_stats is not None:
         arrays.update({"obs_stats.mean": run.obs_stats.mean, "obs_stats.std": run.obs_stats.std})
     save_checkpoint(run.out, meta, tensors, arrays)
+    forget_frames(run.out, state.frame_segments)
 
 
 def restore(run: Run) -> RunState:
@@ -121,6 +128,8 @@ def restore(run: Run) -> RunState:
             _load_dataset(run)
     else:
         run.buffer.restore({k.removeprefix("buffer."): v for k, v in arrays.items() if k.startswith("buffer.")})
+        if state.frame_segments:
+            read_frames(run.out, state.frame_segments, run.buffer.obs.frames, run.buffer.obs.next_serial)
     if "obs_stats.mean" in arrays:
         run.obs_stats = ObsStats(arrays["obs_stats.mean"], arrays["obs_stats.std"])
     return state

@@ -31,6 +31,8 @@ class RunState:
     student_returns: list[float] | None = None
     agreement: float = float("nan")
     evals: list[Evaluation] = field(default_factory=list)
+    frame_segments: list[list[int]] = field(default_factory=list)
+    """The Atari frame segments (serials [first, end)) the checkpoint's frame ring is rebuilt from."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Seconds by kind of work (teacher_eval, collect, train, evaluate, checkpoint, ...): where a run's time went,
     without a profiler."""

@@ -55,9 +55,7 @@ def train_round(
     sums = dict.fromkeys(("loss", "policy_loss", "value_loss", "entropy", "kl", "agreement"), 0.0)
     for i in range(steps):
         batch = buffer.get(order[i * cfg.batch_size : (i + 1) * cfg.batch_size])
-        obs = policy.obs_to_tensor(prep(batch.obs))[0]
-        if obs.dim() == 4:  # images, in the layout of the conv weights (run/build.py)
-            obs = obs.to(dtype=th.float32, memory_format=th.channels_last)  # one pass; SB3 then only divides by 255
+        obs = _as_input(policy, prep(batch.obs))
         dist, value = policy_outputs(policy, obs)
         terms = distillation_loss(
             dist, batch.teacher, loss=loss, temperature=cfg.temperature, alpha=cfg.alpha, ent_coef=cfg.ent_coef,
@@ -89,6 +87,13 @@ def train_round(
     means = {k: v / steps for k, v in sums.items()}
     means["gradient_steps"] = steps
     return RoundStats(means["loss"], means["kl"], means["agreement"], means)
+
+
+def _as_input(policy: th.nn.Module, obs: np.ndarray) -> th.Tensor:
+    """The minibatch as the student reads it; images NHWC like its conv weights (run/build.py), made float in one
+    pass (SB3 then only divides by 255)."""
+    tensor = policy.obs_to_tensor(obs)[0]
+    return tensor.to(dtype=th.float32, memory_format=th.channels_last) if tensor.dim() == 4 else tensor
 
 
 def clip_gradients(policy: th.nn.Module, max_norm: float) -> None:
