@@ -22,7 +22,7 @@ import numpy as np
 import torch as th
 
 from policykd.errors import PolicykdError
-from policykd.files import CheckpointStore, atomic_write, fsync_tree, settings_differ
+from policykd.files import CheckpointStore, atomic_write, settings_differ
 
 if TYPE_CHECKING:
     from policykd.settings import DistillSettings
@@ -82,10 +82,9 @@ def append_frames(out: Path, ring: dict[str, np.ndarray], segments: list[list[in
     while start < end:  # at most two pieces: the ring's tail, then its head
         stop = min(end, (start // capacity + 1) * capacity)
         frames = ring["frames"][start % capacity: start % capacity + stop - start]
-        atomic_write(folder / f"{start}-{stop}.npy", lambda tmp: _save_npy(tmp, frames))
+        atomic_write(folder / f"{start}-{stop}.npy", lambda tmp: _save_npy(tmp, frames), fsync=True)  # file and rename
         new.append([start, stop])
         start = stop
-    fsync_tree(folder)
     return [s for s in segments + new if s[1] > end - capacity]
 
 
