@@ -1,12 +1,15 @@
 """Atari: frames stored once (exact stacks back, bytes per transition), the Pong pipeline end to end."""
 
 import json
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch as th
 
-from conftest import run_cli, run_fresh_python
+from conftest import REPO, run_cli, run_fresh_python
 from policykd.data.buffer import DistillationBuffer
 from policykd.distributions import ActionDist
 from policykd.envs import EnvFactory
@@ -112,3 +115,33 @@ print(model.predict(np.zeros((4, 84, 84), dtype=np.uint8), deterministic=True)[0
 """
     loaded = run_fresh_python(code)
     assert loaded.returncode == 0, loaded.stderr
+
+
+def test_pong_killed_mid_round_resumes_to_the_uninterrupted_student(pong_run, tmp_path):
+    """kill -9 after a checkpoint that holds half a round of frames (the frame ring, each env's last stack): the
+    resumed run ends with the uninterrupted run's weights (channels-last CNN training included) and returns."""
+    from stable_baselines3 import PPO
+
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "policykd.cli", *PONG, "--out", str(out)]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while _checkpoint_number(out) < 3:
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert not (out / "summary.json").exists()
+    assert run_cli(*PONG, "--out", str(out), timeout=600).returncode == 0
+    a, b = (PPO.load(folder / "student.zip", device="cpu").policy.state_dict() for folder in (pong_run, out))
+    assert all(th.equal(a[k], b[k]) for k in a)
+    assert json.loads((out / "summary.json").read_text())["student_returns"] == \
+        json.loads((pong_run / "summary.json").read_text())["student_returns"]
+
+
+def _checkpoint_number(out):
+    try:
+        return json.loads((out / "checkpoint.json").read_text())["number"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return -1

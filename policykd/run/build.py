@@ -110,6 +110,17 @@ class Run:
         policy = self.student.policy
         return policy_dist(policy, policy.obs_to_tensor(self.prep(obs))[0])
 
+    def fresh_envs(self, seed: int) -> np.ndarray:
+        """New collection envs seeded with `seed`; returns their first observations.
+
+        Reseeding and resetting the old envs is not enough: Atari's EpisodicLifeEnv turns `reset()` into a
+        no-op step unless the game really ended, so the old envs would play on where they stopped while a
+        resumed process, whose envs are new, would start new games. New envs make both start the same.
+        """
+        self.venv.close()
+        self.venv = self.collector.venv = self.factory.make(self.settings.n_envs, seed)
+        return self.venv.reset()
+
     def close(self) -> None:
         if self.venv is not None:
             self.venv.close()

@@ -36,11 +36,10 @@ class View:
 
 
 def collect(run: Run, state: RunState, phase: Collect, view: View) -> None:
-    """One segment of collection; envs are reseeded per segment, so a resumed run sees the same states."""
+    """One segment of collection, in new envs seeded for the segment, so a resumed run sees the same states."""
     settings = run.settings
     beta = run.plan.beta(settings, phase.round)
-    run.venv.seed(run.plan.env_seed(settings, state.phase))
-    run.collector.obs = run.venv.reset()
+    run.collector.obs = run.fresh_envs(run.plan.env_seed(settings, state.phase))
     t0 = time.time()
     with averaged_weights(run.student.policy, run.average):
         act = student_actor(run.student, run.prep, deterministic=not settings.sample_actions)
