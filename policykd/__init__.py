@@ -5,12 +5,12 @@
     print(result.summary.student_return_mean, result.out / "student.zip")
 
 Commands (each also takes a settings object: `distill_with(DistillSettings(...))`):
-    distill, evaluate, record, train_teacher, export, prune
+    distill, evaluate, record, train_teacher, export, prune, sweep (Ray Tune: pip install 'policykd[ray]')
 Teachers:
     load_teacher, load_teachers
 Settings and results:
-    DistillSettings, EvaluateSettings, ExportSettings, PruneSettings, RecordSettings, TrainTeacherSettings, DistillResult,
-    RunSummary
+    DistillSettings, EvaluateSettings, ExportSettings, PruneSettings, RecordSettings, SweepSettings, TrainTeacherSettings,
+    DistillResult, RunSummary
 Errors:
     PolicykdError (bad input: one line)
 
@@ -22,20 +22,20 @@ from __future__ import annotations
 from typing import Any
 
 from policykd.api import (DistillResult, distill, distill_with, evaluate, evaluate_with, export, export_with, prune, prune_with,
-                          record, record_with, train_teacher, train_teacher_with)
+                          record, record_with, sweep, sweep_with, train_teacher, train_teacher_with)
 from policykd.errors import PolicykdError
 from policykd.settings import (DistillSettings, EvaluateSettings, ExportSettings, PruneSettings, RecordSettings,
-                               TrainTeacherSettings)
+                               SweepSettings, TrainTeacherSettings)
 
 __all__ = [
     # commands
     "distill", "distill_with", "evaluate", "evaluate_with", "record", "record_with", "train_teacher", "train_teacher_with",
-    "export", "export_with", "prune", "prune_with",
+    "export", "export_with", "prune", "prune_with", "sweep", "sweep_with",
     # teachers
     "load_teacher", "load_teachers",
     # settings and results
-    "DistillSettings", "EvaluateSettings", "ExportSettings", "PruneSettings", "RecordSettings", "TrainTeacherSettings",
-    "DistillResult", "RunSummary",
+    "DistillSettings", "EvaluateSettings", "ExportSettings", "PruneSettings", "RecordSettings", "SweepSettings",
+    "TrainTeacherSettings", "DistillResult", "RunSummary",
     # errors
     "PolicykdError",
 ]

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from policykd.errors import PolicykdError
+from policykd.fields import build
 from policykd.settings import (DistillSettings, EvaluateSettings, ExportSettings, PruneSettings, RecordSettings,
-                               TrainTeacherSettings, build)
+                               SweepSettings, TrainTeacherSettings)
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,10 @@ def distill(env_id: str, teachers: Sequence[str | Path] = (), **settings: Any) -
     return distill_with(resolve_distill(env_id, **given))
 
 
-def distill_with(settings: DistillSettings, *, console: Any = None) -> DistillResult:
-    """Distil with every setting explicit; writes `settings.out` (student.zip, summary.json, curves.png, tb/)."""
+def distill_with(settings: DistillSettings, *, console: Any = None, on_evaluation: Any = None) -> DistillResult:
+    """Distil with every setting explicit; writes `settings.out` (student.zip, summary.json, curves.png, tb/).
+
+    `on_evaluation(evaluation, teacher_return, final)` is called after each evaluation (`run.loop.OnEvaluation`)."""
     import torch as th
 
     from policykd.envs import is_atari
@@ -56,7 +59,7 @@ def distill_with(settings: DistillSettings, *, console: Any = None) -> DistillRe
     th.set_num_threads(settings.torch_threads or ((os.cpu_count() or 1) if is_atari(settings.env_id) else 1))
     th.manual_seed(settings.seed)
     run = build_run(settings)
-    summary = execute(run, console=console, quiet=settings.quiet)
+    summary = execute(run, console=console, quiet=settings.quiet, on_evaluation=on_evaluation)
     become_saved(run)
     write_curves(run.out)
     pruned = None
@@ -117,6 +120,18 @@ def export_with(settings: ExportSettings) -> Path:
     from policykd.export.write import export_student
 
     return export_student(settings)
+
+
+def sweep(env_id: str, grid: Sequence[str] = (), **settings: Any) -> Any:
+    """`policykd.sweep("CartPole-v1", ["student-width=8,16,32"], seeds=3)`: distillations as Ray Tune trials;
+    returns a `policykd.sweep.run.SweepResult` (rows as in sweep.csv, the --target search, the files written)."""
+    return sweep_with(build(SweepSettings, {"env_id": env_id, "grid": tuple(grid), **settings}))
+
+
+def sweep_with(settings: SweepSettings) -> Any:
+    from policykd.sweep.run import sweep_with as run_sweep
+
+    return run_sweep(settings)
 
 
 def record(env_id: str, dataset: str, episodes: int, **settings: Any) -> dict[str, Any]:

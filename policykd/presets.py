@@ -14,7 +14,8 @@ import yaml
 
 from policykd.errors import PolicykdError
 from policykd.resources import resource_path
-from policykd.settings import DistillSettings, build
+from policykd.fields import build
+from policykd.settings import DistillSettings
 
 PRESETS_DIR = resource_path("envs")
 

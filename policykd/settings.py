@@ -1,7 +1,7 @@
 """Every setting of every command, declared once: one frozen dataclass per command.
 
 The attribute docstrings are the CLI help (`policykd.cli` generates the options from these
-fields), the defaults are the only defaults, and `check` below is the only validation of
+fields), the defaults are the only defaults, and `check` (`policykd.fields`) is the only validation of
 values, run when a settings object is built, before any env is made. A field's `metadata`
 says how the CLI spells it (`flag`, a `negative` flag for booleans, `positional`) and what it
 must satisfy (`rule`). Precedence for distill: these defaults < the env's preset
@@ -12,15 +12,12 @@ Adding an option is one field here: its type, default, docstring and rule.
 
 from __future__ import annotations
 
-import ast
-import inspect
-import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields
-from functools import cache
-from typing import Any, Callable, Literal, get_args
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
 
 from policykd.constants import EVAL_SEED_OFFSET
 from policykd.errors import PolicykdError
+from policykd.fields import ALL_POSITIVE, FRACTION, HALF_OPEN_UNIT, NON_NEGATIVE, POSITIVE, UNIT, check, opt
 
 Loss = Literal["kl", "reverse_kl", "gaussian_kl", "ce", "nll", "mse_logits", "mse_q", "mse_action"]
 Driver = Literal["teacher", "student", "dagger"]
@@ -29,25 +26,6 @@ LrSchedule = Literal["constant", "linear"]
 StudentAlgo = Literal["ppo", "a2c", "dqn", "sac", "td3"]
 TeacherAlgo = Literal["ppo", "sac", "td3", "tqc"]
 ExportFormat = Literal["onnx", "c"]
-
-# --- rules: (test, what the value must be) -------------------------------------------------------
-Rule = tuple[Callable[[Any], bool], str]
-POSITIVE: Rule = (lambda v: v > 0, "must be positive")
-NON_NEGATIVE: Rule = (lambda v: v >= 0, "must be non-negative")
-UNIT: Rule = (lambda v: 0 <= v <= 1, "must be within [0, 1]")
-HALF_OPEN_UNIT: Rule = (lambda v: 0 <= v < 1, "must be within [0, 1)")
-FRACTION: Rule = (lambda v: 0 < v <= 1, "must be within (0, 1]")
-ALL_POSITIVE: Rule = (lambda v: len(v) > 0 and min(v) > 0, "must list positive sizes, e.g. 64,64")
-
-
-def opt(default: Any = MISSING, *, flag: str | None = None, negative: str | None = None, rule: Rule | None = None,
-        positional: bool = False, identity: bool = True) -> Any:
-    """A settings field. `identity=False`: not part of what a resumed run must repeat (quiet, overwrite)."""
-    meta = {"flag": flag, "negative": negative, "rule": rule, "positional": positional, "identity": identity}
-    if isinstance(default, (list, dict)):
-        raise TypeError("settings defaults are immutable: use a tuple")
-    return field(default=default, metadata=meta)
-
 
 @dataclass(frozen=True)
 class DistillSettings:
@@ -310,6 +288,45 @@ class PruneSettings:
         check(self)
 
 
+@dataclass(frozen=True)
+class SweepSettings:
+    """Many distillations as Ray Tune trials (docs/sweep.md): every combination of --grid values x --seeds, or with
+    --target the search for the smallest student whose mean return over the seeds reaches target x the teacher's.
+    Writes one run folder per trial under <out>/trials, sweep.csv, sweep.md and pareto.png; re-run to resume."""
+
+    env_id: str = opt(flag="--env")
+    """Gymnasium env id."""
+    teachers: tuple[str, ...] = opt((), flag="--teacher")
+    """Teacher spec(s) of every trial, as distill's --teacher (default: the env's shipped teacher)."""
+    grid: tuple[str, ...] = ()
+    """A distill setting and its values, KEY=V1,V2,... (repeatable; keys as distill spells them): a list value is
+    written with x (student-arch=8x8,16x16), student-width=8,16,32 is 2-layer MLPs of those widths, and a key with one
+    value (steps=5000) applies to every trial."""
+    seeds: int = opt(1, rule=POSITIVE)
+    """Seeds 0..N-1 of every combination."""
+    target: float | None = opt(None, rule=(lambda v: 0 < v <= 1.5, "must be within (0, 1.5]"))
+    """Search the smallest student whose mean return over the seeds is at least this fraction of the teacher's,
+    over the grid's student-width/student-arch values (else --widths): bisection, one seed first where it decides."""
+    widths: tuple[int, ...] = opt((4, 8, 16, 32, 64, 128, 256), rule=ALL_POSITIVE)
+    """2-layer widths --target searches when the grid gives no student size."""
+    margin: float = opt(0.1, rule=UNIT)
+    """--target: one seed decides a size when its return ratio is this far from the target; a trial whose ratio is
+    3 x this below the target after half its env steps is stopped as hopeless."""
+    cpus_per_trial: float = opt(1.0, rule=POSITIVE)
+    """CPUs Ray gives each trial (its torch threads for CNN students)."""
+    max_failures: int = opt(2, rule=NON_NEGATIVE)
+    """Retries of a trial whose worker died; the retry resumes the trial's run from its checkpoint."""
+    address: str | None = None
+    """An existing Ray cluster (host:port, ray://host:port or auto); default: Ray started on this machine."""
+    out: str | None = None
+    """Output folder (default: runs/sweep-<env>); re-running the same command there resumes the sweep."""
+    quiet: bool = False
+    """No progress bar or result table."""
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
 COMMANDS: dict[str, type] = {
     "distill": DistillSettings,
     "evaluate": EvaluateSettings,
@@ -318,68 +335,5 @@ COMMANDS: dict[str, type] = {
     "plot": PlotSettings,
     "export": ExportSettings,
     "prune": PruneSettings,
+    "sweep": SweepSettings,
 }
-
-
-# --- the one validation ------------------------------------------------------------------------
-
-
-def flag_of(f: Any) -> str:
-    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-
-
-def choices(tp: Any) -> tuple[str, ...] | None:
-    """The allowed values of a Literal (or Optional Literal) type, else None."""
-    for arg in (tp, *get_args(tp)):
-        if typing.get_origin(arg) is Literal:
-            return get_args(arg)
-    return None
-
-
-def check(settings: Any) -> None:
-    """Every value rule of a settings object, in field order: one line naming the flag on the first failure."""
-    hints = typing.get_type_hints(type(settings))
-    for f in fields(settings):
-        value = getattr(settings, f.name)
-        if value is None:
-            continue
-        allowed = choices(hints[f.name])
-        if allowed is not None and value not in allowed:
-            raise PolicykdError(f"unknown {f.name.replace('_', ' ')} {value!r}: choose from {', '.join(allowed)}")
-        rule = f.metadata.get("rule")
-        if rule is not None and not rule[0](value):
-            shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-            raise PolicykdError(f"{flag_of(f)} {rule[1]}, got {shown}")
-
-
-def build(cls: type, values: dict[str, Any]) -> Any:
-    """`cls(**values)` from loosely typed input (lists for tuples, Paths for strings, from JSON or Python)."""
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise PolicykdError(f"unknown setting(s) for {cls.__name__}: {', '.join(unknown)}")
-    hints = typing.get_type_hints(cls)
-    converted = {}
-    for name, value in values.items():
-        text = str(hints[name])
-        if value is not None and "tuple" in text and not isinstance(value, tuple):
-            value = tuple(value) if isinstance(value, (list, range)) else (value,)
-        elif value is not None and hints[name] in (str, str | None) and not isinstance(value, str):
-            value = str(value)
-        converted[name] = value
-    try:
-        return cls(**converted)
-    except TypeError as err:
-        raise PolicykdError(f"bad settings for {cls.__name__}: {err}") from None
-
-
-@cache
-def field_docs(cls: type) -> dict[str, str]:
-    """The attribute docstrings of a dataclass (the string after each field), as one-line help texts."""
-    tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body
-    docs = {}
-    for node, after in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
-            docs[node.target.id] = " ".join(str(after.value.value).split())
-    return docs

@@ -12,7 +12,8 @@ import pytest
 from conftest import run_cli
 from policykd.errors import PolicykdError
 from policykd.presets import preset_for, resolve_distill
-from policykd.settings import COMMANDS, DistillSettings, Driver, Loss, StudentAlgo, flag_of
+from policykd.fields import flag_of
+from policykd.settings import COMMANDS, DistillSettings, Driver, Loss, StudentAlgo
 
 
 def test_literal_types_are_the_registries():

@@ -16,7 +16,7 @@ from typing import Any, Callable, List, Optional
 import typer
 
 from policykd.errors import PolicykdError
-from policykd.settings import choices, field_docs, flag_of
+from policykd.fields import choices, field_docs, flag_of
 
 
 def _base(tp: Any) -> Any:

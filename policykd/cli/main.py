@@ -1,4 +1,4 @@
-"""`policykd distill | evaluate | record | teachers | train-teacher | plot | export | prune`.
+"""`policykd distill | evaluate | record | teachers | train-teacher | plot | export | prune | sweep`.
 
 Each command's options are generated from its settings dataclass (`policykd.settings`); the
 handlers below only turn the given values into settings and call the library. Bad input is
@@ -15,12 +15,14 @@ from typing import Any, Callable
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from policykd.cli.generate import command_for
 from policykd.errors import PolicykdError
+from policykd.fields import build
 from policykd.settings import (DistillSettings, EvaluateSettings, ExportSettings, PlotSettings, PruneSettings, RecordSettings,
-                               TrainTeacherSettings, build)
+                               SweepSettings, TrainTeacherSettings)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distil a heavy RL policy into a small SB3 student.")
 err_console = Console(stderr=True)
@@ -109,6 +111,29 @@ def _prune(given: dict[str, Any]) -> None:
     Console().print(table)
 
 
+def _sweep(given: dict[str, Any]) -> None:
+    from policykd.api import sweep_with
+    from policykd.sweep.report import search_lines
+
+    settings = build(SweepSettings, given)
+    result = sweep_with(settings)
+    if not settings.quiet:
+        table = Table(title=f"{settings.env_id}: {len(result.rows)} trials in {result.out}")
+        for column in ("trial", "status", "params", "student", "teacher", "ratio"):
+            table.add_column(column, no_wrap=column == "trial")
+        for r in result.rows:
+            table.add_row(r["trial"], r["status"], f"{r['student_params']:,}" if r["student_params"] else "-",
+                          _num(r["student_return"]), _num(r["teacher_return"]), _num(r["return_ratio"], 3))
+        Console().print(table)
+        if result.search is not None:
+            print(search_lines(result.search)[0].replace("**", ""))
+    print("\n".join(map(str, result.files)))
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def _stoppable(handle: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
     """Ctrl-C or SIGTERM: the command has written what it had and said where; exit 130 or 143.
 
@@ -132,6 +157,7 @@ app.command("train-teacher")(command_for(TrainTeacherSettings, _stoppable(_train
 app.command("plot")(command_for(PlotSettings, _plot))
 app.command("export")(command_for(ExportSettings, _stoppable(_export)))
 app.command("prune")(command_for(PruneSettings, _stoppable(_prune)))
+app.command("sweep")(command_for(SweepSettings, _stoppable(_sweep)))
 
 
 @app.command()
@@ -162,7 +188,7 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except PolicykdError as err:
-        err_console.print(f"[red]error:[/red] {err}", soft_wrap=True, highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True, highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Callable
 
 import numpy as np
 import torch as th
@@ -19,12 +20,18 @@ from policykd.run.checkpoint import (append_frames, forget_frames, load_checkpoi
                                      save_checkpoint)
 from policykd.run.evaluate import Returns, run_episodes, teacher_actor
 from policykd.run.phases import PHASES, View, save_student_so_far
-from policykd.run.plan import LoadDataset, Train
-from policykd.run.state import RunState
+from policykd.run.plan import Evaluate, LoadDataset, Train
+from policykd.run.state import Evaluation, RunState
 from policykd.students.folding import ObsStats
 
 
-def execute(run: Run, *, console: Console | None = None, quiet: bool = False) -> RunSummary:
+OnEvaluation = Callable[[Evaluation, float, bool], None]
+"""Called after each evaluation (and its checkpoint) with the evaluation, the teacher's mean return on the same
+seeds, and whether it is the final one: how a sweep's trial reports to Ray Tune."""
+
+
+def execute(run: Run, *, console: Console | None = None, quiet: bool = False,
+            on_evaluation: OnEvaluation | None = None) -> RunSummary:
     """Run (or resume) every phase of `run.plan`; writes summary.json and returns the summary."""
     console = console or Console()
     start = time.time()
@@ -36,7 +43,7 @@ def execute(run: Run, *, console: Console | None = None, quiet: bool = False) ->
         state = RunState(teacher_returns=_teacher_returns(run).returns.tolist())
         state.timed("teacher_eval", start)
     with disk_full_is_one_line(run.out, "a checkpoint or the student"):
-        _run_phases(run, state, console, quiet, start)
+        _run_phases(run, state, console, quiet, start, on_evaluation)
         summary = summarize(run, state)
         write_summary(run.out, summary.to_dict())
     remove_checkpoints(run.out)
@@ -46,7 +53,8 @@ def execute(run: Run, *, console: Console | None = None, quiet: bool = False) ->
     return summary
 
 
-def _run_phases(run: Run, state: RunState, console: Console, quiet: bool, start: float) -> None:
+def _run_phases(run: Run, state: RunState, console: Console, quiet: bool, start: float,
+                on_evaluation: OnEvaluation | None) -> None:
     teacher = Returns(np.array(state.teacher_returns), np.zeros(0))
     logger = tensorboard_logger(run.out / "tb")
     offline = run.teacher is None
@@ -72,6 +80,8 @@ def _run_phases(run: Run, state: RunState, console: Console, quiet: bool, start:
                 if run.plan.checkpoint_after(state.phase - 1):
                     save(run, state)
                     state.timed("checkpoint", start)
+                if isinstance(phase, Evaluate) and on_evaluation is not None:
+                    on_evaluation(state.evals[-1], teacher.mean, phase.final)
     except KeyboardInterrupt:
         save_student_so_far(run, state)
         console.print(f"interrupted in round {run.plan.round_of(state.phase) + 1}/{run.plan.total_rounds}: student so far "

@@ -24,7 +24,8 @@ from policykd.errors import PolicykdError
 from policykd.export.source import ExportSource, load_source
 from policykd.files import atomic_write, atomic_write_text, prepare_out, settings_differ
 from policykd.models import acting_params
-from policykd.settings import DistillSettings, PruneSettings, build
+from policykd.fields import build
+from policykd.settings import DistillSettings, PruneSettings
 from policykd.students.build import build_student
 from policykd.students.pruning import prune_student
 

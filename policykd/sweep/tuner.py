@@ -1,0 +1,131 @@
+"""Ray and Tune: where the sweep's trials are placed, retried, stopped early and resumed. Nothing of our own.
+
+Imported only once `policykd.sweep.run` has checked that Ray is installed (`require_ray`).
+
+`connect` starts Ray on this machine or joins a cluster; `run_batch` runs a list of trial
+configs as one Tune experiment (a grid search over the configs) under `<out>/tune/<name>`, or
+restores that experiment if an earlier invocation started it, so finished trials are not run
+again. Retries are Tune's `FailureConfig`; early stopping is a Tune `Stopper`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from policykd.errors import PolicykdError
+from policykd.sweep.trial import run_trial_space, starts
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What Tune knows of one trial at the end: its config, last report, and how it ended."""
+
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    status: str  # finished | stopped early | failed
+    starts: int
+    """Times the trial's distillation started: 2 or more after a retry (a dead worker) or a resumed sweep."""
+
+
+def check_address(address: str | None, timeout: float = 10.0) -> None:
+    """A host:port that does not answer is one line now, not a long hang inside `ray.init`."""
+    if address is None or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise PolicykdError(f"--address {address!r}: write host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise PolicykdError(f"--address {address}: no Ray cluster answers there ({err.strerror or err})") from None
+
+
+def connect(address: str | None) -> None:
+    """Join the cluster at `address`, or start Ray here with every core and a small object store (trials pass
+    nothing through it: each writes its own run folder)."""
+    quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    if address is None:
+        ray.init(num_cpus=os.cpu_count() or 1, object_store_memory=256 * 1024**2, **quiet)
+    else:
+        try:
+            ray.init(address=address, **quiet)
+        except ConnectionError as err:
+            raise PolicykdError(f"--address {address}: {err}") from None
+
+
+def run_batch(configs: list[dict[str, Any]], *, name: str, out: Path, cpus: float, max_failures: int,
+              stopper: Any = None, progress: Any = None) -> list[TrialRecord]:
+    """The configs as one Tune experiment at `<out>/tune/<name>` (restored if it exists); a record per config."""
+    global _PROGRESS
+    _PROGRESS = progress
+    trainable = tune.with_resources(run_trial_space, {"cpu": cpus})
+    path = out.resolve() / "tune" / name
+    if tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search(configs)},
+            tune_config=tune.TuneConfig(trial_dirname_creator=_dirname, trial_name_creator=_dirname),
+            run_config=tune.RunConfig(name=name, storage_path=str(path.parent), verbose=0, stop=stopper,
+                                      failure_config=tune.FailureConfig(max_failures=max_failures),
+                                      callbacks=[_Forward()]),
+        )
+    order = {c["out"]: i for i, c in enumerate(configs)}
+    return sorted((_record(result) for result in tuner.fit()), key=lambda r: order.get(r.config["out"], len(order)))
+
+
+def _dirname(trial: Any) -> str:
+    return Path(trial.config["trial"]["out"]).name
+
+
+def _record(result: Any) -> TrialRecord:
+    config = result.config["trial"]
+    metrics = dict(result.metrics or {})
+    if result.error is not None:
+        status = "failed"
+        metrics["error"] = str(result.error).strip().splitlines()[-1][:200]
+    else:
+        status = "finished" if metrics.get("final") else "stopped early"
+    return TrialRecord(config, metrics, status, starts(Path(config["out"])))
+
+
+_PROGRESS: Any = None
+"""Tune pickles an experiment's callbacks with it and a restored experiment uses those, so the callback below holds
+nothing and forwards to the progress bar of the batch this process is running now."""
+
+
+class _Forward(tune.Callback):
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if _PROGRESS is not None:
+            _PROGRESS.result(Path(trial.config["trial"]["out"]).name, result)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if _PROGRESS is not None:
+            _PROGRESS.done()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.on_trial_complete(iteration, trials, trial)
+
+
+class Hopeless(tune.Stopper):
+    """--target: a trial whose return ratio is 3 x margin below the target after half its env steps is stopped.
+    Not ASHA: ASHA ranks trials against each other and would cut the smallest students, the very ones whose
+    question is whether they pass; here a trial is hopeless only against the target."""
+
+    def __init__(self, target: float, margin: float) -> None:
+        self.floor = target - 3 * margin
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return not result.get("final", True) and result.get("fraction_done", 0.0) >= 0.5 and result["return_ratio"] < self.floor
+
+    def stop_all(self) -> bool:
+        return False
