@@ -116,7 +116,12 @@ def _sweep(given: dict[str, Any]) -> None:
     from policykd.sweep.report import search_lines
 
     settings = build(SweepSettings, given)
-    result = sweep_with(settings)
+    try:
+        result = sweep_with(settings)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: Tune saved the sweep and each trial's checkpoint is in its run folder under "
+                          f"{settings.out or 'runs/sweep-<env>'}; run the same command again to resume", highlight=False)
+        raise
     if not settings.quiet:
         table = Table(title=f"{settings.env_id}: {len(result.rows)} trials in {result.out}")
         for column in ("trial", "status", "params", "student", "teacher", "ratio"):

@@ -79,8 +79,21 @@ def run_batch(configs: list[dict[str, Any]], *, name: str, out: Path, cpus: floa
                                       failure_config=tune.FailureConfig(max_failures=max_failures),
                                       callbacks=[_Forward()]),
         )
+    results = list(tuner.fit())
+    if any(_interrupted(result, stopper) for result in results):  # Ctrl-C: Tune saved the experiment and returned
+        raise KeyboardInterrupt
     order = {c["out"]: i for i, c in enumerate(configs)}
-    return sorted((_record(result) for result in tuner.fit()), key=lambda r: order.get(r.config["out"], len(order)))
+    return sorted((_record(result) for result in results), key=lambda r: order.get(r.config["out"], len(order)))
+
+
+def _interrupted(result: Any, stopper: Any) -> bool:
+    """A trial that never started, or ended without its final report, an error or the stopper's verdict."""
+    if result.config is None or result.error is not None:
+        return result.config is None
+    metrics = result.metrics or {}
+    if metrics.get("final"):
+        return False
+    return stopper is None or not metrics or not stopper("", metrics)
 
 
 def _dirname(trial: Any) -> str:
