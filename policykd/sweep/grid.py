@@ -31,9 +31,6 @@ class Combination:
         """A stable, readable name for run folders and tables: `student_arch=16x16,loss=kl`."""
         return ",".join(f"{k}={_show(v)}" for k, v in self.values.items()) or "default"
 
-    def without_size(self) -> dict[str, Any]:
-        return {k: v for k, v in self.values.items() if k != "student_arch"}
-
 
 def parse_grid(specs: tuple[str, ...]) -> dict[str, list[Any]]:
     """`("student-width=8,16", "steps=5000")` -> {"student_arch": [(8, 8), (16, 16)], "steps": [5000]}."""
