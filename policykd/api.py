@@ -53,6 +53,8 @@ def distill_with(settings: DistillSettings, *, console: Any = None, on_evaluatio
     from policykd.run.loop import execute
     from policykd.run.phases import become_saved
 
+    if settings.stages:
+        return _distill_stages(settings, console, on_evaluation)
     if settings.resume and read_pointer(Path(settings.out)) is None:
         raise PolicykdError(f"--resume: no checkpoint in {settings.out}")
     # MLP students' tiny ops only lose to thread hand-offs; CNNs use every core.
@@ -62,10 +64,33 @@ def distill_with(settings: DistillSettings, *, console: Any = None, on_evaluatio
     summary = execute(run, console=console, quiet=settings.quiet, on_evaluation=on_evaluation)
     become_saved(run)
     write_curves(run.out)
+    if summary.rl is not None:
+        from policykd.report.rl_plot import write_rl_curves
+
+        write_rl_curves(run.out)
     pruned = None
     if settings.prune_to is not None:
         pruned = prune_with(PruneSettings(str(run.out), settings.prune_to, cycles=settings.prune_cycles, quiet=settings.quiet))
     return DistillResult(run.student, summary, run.out, pruned)
+
+
+def _distill_stages(settings: DistillSettings, console: Any, on_evaluation: Any) -> DistillResult:
+    """--stages: one distillation per stage (`policykd.run.stages`), the last one's student as the result."""
+    from policykd.report.plots import plot_runs
+    from policykd.report.summary import RunSummary
+    from policykd.run.stages import run_stages
+    from policykd.teachers import load_teacher
+
+    def one(stage: DistillSettings) -> DistillResult:
+        return distill_with(stage, console=console, on_evaluation=on_evaluation)
+
+    last, summary = run_stages(settings, one)
+    out = Path(settings.out)
+    rows = summary["stages"]
+    plot_runs([out / f"stage-{r['stage']}" for r in rows], out / "curves.png",
+              [f"stage {r['stage']}: {','.join(map(str, r['student_arch']))}" for r in rows])
+    student = last.student if last is not None else load_teacher(out / "student.zip", env_id=settings.env_id).model
+    return DistillResult(student, RunSummary.from_dict(summary), out)
 
 
 def prune(run: str | Path, fraction: float, **settings: Any) -> dict[str, Any]:

@@ -26,6 +26,20 @@ LrSchedule = Literal["constant", "linear"]
 StudentAlgo = Literal["ppo", "a2c", "dqn", "sac", "td3"]
 TeacherAlgo = Literal["ppo", "sac", "td3", "tqc"]
 ExportFormat = Literal["onnx", "c"]
+RlStart = Literal["distilled", "scratch"]
+KickSchedule = Literal["constant", "linear", "adaptive"]
+
+def stage_archs(text: str) -> list[tuple[int, ...]] | None:
+    """`44,44:16,16` -> [(44, 44), (16, 16)]; None unless every stage is positive sizes with fewer units than the one
+    before it (an assistant wider than what it learns from would not be a step down)."""
+    try:
+        archs = [tuple(int(x) for x in part.split(",")) for part in text.split(":")]
+    except ValueError:
+        return None
+    if not archs or any(not a or min(a) <= 0 for a in archs):
+        return None
+    return archs if all(sum(b) < sum(a) for a, b in zip(archs, archs[1:])) else None
+
 
 @dataclass(frozen=True)
 class DistillSettings:
@@ -122,11 +136,39 @@ class DistillSettings:
     16 s vs 131 s for CartPole on a busy 2-core machine; all cores for CNNs)."""
     checkpoint_every: int | None = opt(None, rule=POSITIVE)
     """Checkpoint every this many env steps (default: after each round's collection and training)."""
+    rl_steps: int = opt(0, rule=NON_NEGATIVE)
+    """Then continue the student with its own SB3 algorithm's `.learn()` on env reward for this many env steps
+    (rl-zoo's hyperparameters for the env, rounded up to whole rollouts), plus kick_weight x the distillation loss
+    toward the teacher on each RL minibatch's states (kickstarting): the student can end above its teacher."""
+    rl_start: RlStart = "distilled"
+    """distilled: RL continues the distilled student (its value head too); scratch: no distillation, a random
+    student learns from reward and the kick term together from step 0 (Schmitt et al. 2018)."""
+    kick_schedule: KickSchedule = "adaptive"
+    """The kick term's weight: constant (kick_weight), linear (kick_weight falling to 0 over --rl-steps) or adaptive
+    (QDagger: kick_weight x the student's return gap to the teacher at the last RL evaluation, 0 once it matches)."""
+    kick_weight: float = opt(1.0, rule=NON_NEGATIVE)
+    """lambda_0: the kick term's weight at its largest."""
+    rl_eval_every: int | None = opt(None, rule=POSITIVE)
+    """Evaluate and checkpoint the RL student every this many RL env steps (default: --rl-steps / 10)."""
+    baseline_scratch: bool = False
+    """Also train the same algorithm and student net from the same random weights without teacher for --rl-steps:
+    the from-scratch curve on the RL chart."""
+    stages: str | None = opt(None, rule=(lambda v: stage_archs(v) is not None, "must list shrinking hidden sizes, "
+                                         "one stage per colon, like 44,44:16,16"))
+    """Multi-stage distillation: teacher -> assistant(s) -> student, e.g. 44,44:16,16; each stage distils the
+    previous stage's student (the first the teacher) into these hidden sizes, in <out>/stage-<k>/."""
     seed: int = 0
     """Seeds torch, numpy and the envs: the same seed on CPU gives the same student."""
 
     def __post_init__(self) -> None:
         check(self)
+        if self.stages and self.student_arch:
+            raise PolicykdError("--stages names every stage's hidden sizes: leave out --student-arch")
+        if self.rl_start == "scratch" and not self.rl_steps:
+            raise PolicykdError("--rl-start scratch needs --rl-steps N (the RL env steps to kickstart for)")
+        if self.rl_steps and self.dataset and not self.teachers:
+            raise PolicykdError("--rl-steps with a dataset alone: RL needs a live --teacher for its distillation term "
+                                "(the kick), and the env for reward")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -47,6 +47,18 @@ def pendulum_td3_teacher(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def sac_pendulum_teacher(tmp_path_factory) -> Path:
+    """A SAC Pendulum teacher (squashed Gaussian, SB3's 256x256 critic) trained for a few hundred steps."""
+    from stable_baselines3 import SAC
+
+    path = tmp_path_factory.mktemp("teachers") / "sac_pendulum.zip"
+    model = SAC("MlpPolicy", "Pendulum-v1", learning_starts=100, seed=1, device="cpu")
+    model.learn(300)
+    model.save(path)
+    return path
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """The real `policykd` entry point in a subprocess."""
     return subprocess.run(

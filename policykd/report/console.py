@@ -16,6 +16,9 @@ RETURNS_LAYOUT = {
         "eval return: teacher vs student": ["Multiline", ["eval/teacher_return", "eval/student_return"]],
         "distillation loss": ["Multiline", ["train/loss", "train/policy_loss", "train/value_loss"]],
         "agreement": ["Multiline", ["train/action_agreement", "eval/action_agreement"]],
+        "RL return vs RL env steps: teacher, student (kick), from scratch":
+            ["Multiline", ["rl/teacher_return", "rl/student_return", "rl/scratch_return"]],
+        "RL kick: lambda and distillation loss": ["Multiline", ["rl/kick_weight", "rl/kick_loss"]],
     }
 }
 
@@ -87,4 +90,9 @@ def summary_table(summary: dict[str, Any], title: str = "policykd distill") -> T
         else:
             text = _fmt(summary.get(key))
         table.add_row(label, text)
+    rl = summary.get("rl")
+    if rl:
+        scratch = f"; from scratch {_fmt(rl['scratch_return'])}" if rl.get("scratch_return") is not None else ""
+        table.add_row("RL (+ kick)", f"{rl['rl_steps']:,} env steps: {_fmt(rl['return_before_rl'])} -> "
+                                      f"{_fmt(rl['return_after_rl'])}{scratch}")
     return table

@@ -8,6 +8,7 @@ half-written student or summary. The output-folder checks and the full-disk erro
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +52,13 @@ def write_summary(out: Path, summary: dict[str, Any]) -> Path:
     path = out / "summary.json"
     atomic_write_text(path, json.dumps(summary, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def copy_student(run_dir: Path, out: Path, algo: str) -> None:
+    """A finished run's student (student.zip, vecnormalize.pkl, its rl-zoo layout) copied into `out`: how prune and
+    multi-stage runs put their last run's student at the top of their folder."""
+    for name in ("student.zip", "vecnormalize.pkl"):
+        if (run_dir / name).is_file():
+            atomic_write(out / name, lambda path, name=name: shutil.copyfile(run_dir / name, path))
+    if (run_dir / algo).is_dir():
+        shutil.copytree(run_dir / algo, out / algo, dirs_exist_ok=True)

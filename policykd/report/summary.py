@@ -51,12 +51,19 @@ class RunSummary:
     student_path: str
     dataset: dict[str, Any] | None = None
     seconds_by_phase: dict[str, float] = field(default_factory=dict)
-    """Where the wall-clock went: teacher_eval, collect, train, evaluate (the student's), checkpoint, loaddataset."""
+    """Where the wall-clock went: teacher_eval, collect, train, evaluate (the student's), checkpoint, loaddataset,
+    reinforce (RL segments with their evaluations)."""
+    stages: list[dict[str, Any]] | None = None
+    """With --stages: a row per stage (arch, params, its teacher, returns, ratio to the first teacher)."""
+    rl: dict[str, Any] | None = None
+    """With --rl-steps: rl_steps (RL env steps done), return_before_rl, return_after_rl, the hyperparameters' source,
+    evals (each RL evaluation), scratch_evals (the baseline's) and scratch_return (its last)."""
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
-        if values["dataset"] is None:
-            del values["dataset"]
+        for optional in ("dataset", "rl", "stages"):
+            if values[optional] is None:
+                del values[optional]
         return values
 
     @classmethod
@@ -107,7 +114,20 @@ def summarize(run: "Run", state: "RunState") -> RunSummary:
         config=run.settings.to_dict(),
         student_path=str(run.out / "student.zip"),
         dataset=_dataset(run),
+        rl=_rl(run, state),
     )
+
+
+def _rl(run: "Run", state: "RunState") -> dict[str, Any] | None:
+    if run.rl is None or not state.rl_evals:
+        return None
+    scratch = state.scratch_evals
+    return {"rl_steps": state.rl_evals[-1]["env_steps"], "return_before_rl": state.return_before_rl,
+            "return_after_rl": state.rl_evals[-1]["return_mean"], "start": run.settings.rl_start,
+            "kick_schedule": run.settings.kick_schedule, "kick_weight": run.settings.kick_weight,
+            "hyperparameters": run.rl.config.source, "n_envs": run.rl.config.n_envs,
+            "critic_from_teacher": state.rl_critic_from_teacher, "evals": state.rl_evals,
+            "scratch_evals": scratch, "scratch_return": scratch[-1]["return_mean"] if scratch else None}
 
 
 def _dataset(run: "Run") -> dict[str, Any] | None:

@@ -23,6 +23,8 @@ from policykd.distributions import DETERMINISTIC, ActionDist, check_finite, poli
 from policykd.envs import EnvFactory, check_env_id
 from policykd.errors import PolicykdError
 from policykd.models import uses_images
+from policykd.rl.model import load_rl_model, make_env, rl_config, segment_ends
+from policykd.rl.phase import RLParts
 from policykd.files import check_out
 from policykd.run.checkpoint import resumable, unstarted
 from policykd.run.collect import Collector
@@ -64,6 +66,8 @@ class Run:
     """The live teacher, when the dataset's own labels cannot serve (actions only, or another kind)."""
     obs_stats: ObsStats | None = None
     """The student's input standardisation, fitted on the first round (MLP students without VecNormalize)."""
+    rl: RLParts | None = None
+    """With --rl-steps: the RL hyperparameters and segments, and (once RL has begun) the RL models."""
 
     @property
     def factory(self) -> EnvFactory:
@@ -162,12 +166,33 @@ def build_run(settings: DistillSettings) -> Run:
     rng = np.random.default_rng(settings.seed)
     venv = teacher.factory.make(settings.n_envs, settings.seed) if teacher else None
     collector = Collector(venv, teacher, buffer, rng, sample=settings.sample_actions) if teacher else None
-    run = Run(settings=settings, out=out, plan=make_plan(settings, has_dataset=source is not None, live=teacher is not None),
-              teacher=teacher, source=source, student=student, student_algo=algo, student_arch=arch, buffer=buffer,
-              venv=venv, collector=collector, optimizer=th.optim.Adam(student.policy.parameters(), lr=settings.learning_rate),
-              average=make_average(student.policy, settings.ema), rng=rng, resuming=resuming, restarting=restarting)
+    rl = _rl_parts(settings, algo, teacher) if settings.rl_steps else None
+    plan = make_plan(settings, has_dataset=source is not None, live=teacher is not None, rl_ends=rl.ends if rl else ())
+    run = Run(settings=settings, out=out, plan=plan, teacher=teacher, source=source, student=student, student_algo=algo,
+              student_arch=arch, buffer=buffer, venv=venv, collector=collector,
+              optimizer=th.optim.Adam(student.policy.parameters(), lr=settings.learning_rate),
+              average=make_average(student.policy, settings.ema), rng=rng, resuming=resuming, restarting=restarting,
+              rl=rl)
     _check_loss_fits(run)
+    if rl is not None:
+        _check_rl_fits(run)
     return run
+
+
+def _rl_parts(settings: DistillSettings, algo: str, teacher: Teacher) -> RLParts:
+    """RL's hyperparameters (rl-zoo's for the student's algorithm and env) and its segments' ends."""
+    config = rl_config(algo, settings.env_id, teacher.action_space)
+    every = settings.rl_eval_every or -(-settings.rl_steps // 10)
+    return RLParts(config, tuple(segment_ends(settings.rl_steps, every, config.rollout(algo))))
+
+
+def _check_rl_fits(run: Run) -> None:
+    """Build the RL model from the fresh student once, so hyperparameters that do not fit fail before any work."""
+    venv = make_env(run.factory, run.rl.config.n_envs, run.settings.seed, None)
+    try:
+        load_rl_model(run.student_algo, run.student, venv, run.rl.config)
+    finally:
+        venv.close()
 
 
 def _student(settings: DistillSettings, teacher: Teacher | None,

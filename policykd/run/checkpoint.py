@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch as th
@@ -30,12 +30,17 @@ if TYPE_CHECKING:
 # --- distillation's checkpoints: `out/ckpt-<n>/`, `out/checkpoint.json` --------------------------
 
 
-def save_checkpoint(out: Path, meta: dict[str, Any], tensors: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
+def save_checkpoint(out: Path, meta: dict[str, Any], tensors: dict[str, Any], arrays: dict[str, np.ndarray],
+                    extra: Callable[[Path], None] | None = None) -> Path:
+    """`extra(folder)` writes what is saved in its own format (the RL models, as SB3 saves them)."""
+
     def write(folder: Path) -> None:
         (folder / "arrays").mkdir()
         th.save(tensors, folder / "tensors.pt")
         for name, array in arrays.items():
             np.save(folder / "arrays" / f"{name}.npy", np.asarray(array), allow_pickle=False)
+        if extra is not None:
+            extra(folder)
         (folder / "meta.json").write_text(json.dumps(meta))
 
     return CheckpointStore(out).save(write)
@@ -45,13 +50,17 @@ def read_pointer(out: Path) -> dict[str, Any] | None:
     return CheckpointStore(out).latest()
 
 
-def load_checkpoint(out: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]] | None:
-    """(meta, tensors, arrays) of the current checkpoint in `out`, or None when there is none."""
+def checkpoint_folder(out: Path) -> Path | None:
     store = CheckpointStore(out)
     pointer = store.latest()
-    if pointer is None:
+    return None if pointer is None else store.folder(pointer)
+
+
+def load_checkpoint(out: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]] | None:
+    """(meta, tensors, arrays) of the current checkpoint in `out`, or None when there is none."""
+    folder = checkpoint_folder(out)
+    if folder is None:
         return None
-    folder = store.folder(pointer)
     try:
         meta = json.loads((folder / "meta.json").read_text())
         tensors = th.load(folder / "tensors.pt", weights_only=True)

@@ -16,8 +16,9 @@ from policykd.files import atomic_write_text, disk_full_is_one_line, prepare_out
 from policykd.report.output import write_summary
 from policykd.report.summary import RunSummary, summarize
 from policykd.run.build import Run
-from policykd.run.checkpoint import (append_frames, forget_frames, load_checkpoint, read_frames, remove_checkpoints,
-                                     save_checkpoint)
+from policykd.rl.phase import close_loggers, restore_models, save_models
+from policykd.run.checkpoint import (append_frames, checkpoint_folder, forget_frames, load_checkpoint, read_frames,
+                                     remove_checkpoints, save_checkpoint)
 from policykd.run.evaluate import Returns, run_episodes, teacher_actor
 from policykd.run.phases import PHASES, View, save_student_so_far
 from policykd.run.plan import Evaluate, LoadDataset, Train
@@ -89,6 +90,7 @@ def _run_phases(run: Run, state: RunState, console: Console, quiet: bool, start:
         raise
     finally:
         logger.close()
+        close_loggers(run)
         run.close()
 
 
@@ -104,14 +106,19 @@ def _teacher_returns(run: Run) -> Returns:
 
 
 def save(run: Run, state: RunState) -> None:
-    """Everything a resumed run needs; a buffer that holds only the dataset is rebuilt from it instead."""
+    """Everything a resumed run needs; a buffer that holds only the dataset is rebuilt from it instead, and once RL
+    has begun the distillation buffer is needed no more (the kick labels RL's own states)."""
     from_dataset = run.source is not None and state.env_steps == 0
-    buffer = {} if from_dataset else run.buffer.state()
+    in_rl = run.rl is not None and run.rl.student is not None
+    if in_rl:
+        state.frame_segments = []
+    buffer = {} if from_dataset or in_rl else run.buffer.state()
     if "obs.frames" in buffer:  # Atari: only the frames no checkpoint has written yet
         ring = {k.removeprefix("obs."): v for k, v in buffer.items() if k.startswith("obs.")}
         state.frame_segments = append_frames(run.out, ring, state.frame_segments)
         del buffer["obs.frames"]
-    meta = {"state": state.to_json(), "rng": run.rng.bit_generator.state, "buffer_from_dataset": from_dataset}
+    meta = {"state": state.to_json(), "rng": run.rng.bit_generator.state, "buffer_from_dataset": from_dataset,
+            "buffer_dropped": in_rl}
     tensors = {"student": run.student.policy.state_dict(), "optimizer": run.optimizer.state_dict(),
                "torch_rng": th.get_rng_state()}
     arrays = {f"buffer.{k}": v for k, v in buffer.items()}
@@ -119,7 +126,7 @@ def save(run: Run, state: RunState) -> None:
         tensors["average"] = run.average.state_dict()
     if run.obs_stats is not None:
         arrays.update({"obs_stats.mean": run.obs_stats.mean, "obs_stats.std": run.obs_stats.std})
-    save_checkpoint(run.out, meta, tensors, arrays)
+    save_checkpoint(run.out, meta, tensors, arrays, extra=lambda folder: save_models(run, folder))
     forget_frames(run.out, state.frame_segments)
 
 
@@ -133,7 +140,9 @@ def restore(run: Run) -> RunState:
         run.average.load_state_dict(tensors["average"])
     run.rng.bit_generator.state = meta["rng"]
     state = RunState.from_json(meta["state"])
-    if meta["buffer_from_dataset"]:
+    if meta.get("buffer_dropped"):
+        restore_models(run, state, checkpoint_folder(run.out))
+    elif meta["buffer_from_dataset"]:
         if state.phase > 0:
             _load_dataset(run)
     else:

@@ -18,7 +18,8 @@ from stable_baselines3.common.logger import Logger
 from policykd.report.output import write_student
 from policykd.run.build import Run
 from policykd.run.evaluate import Returns, student_actor, student_eval
-from policykd.run.plan import Collect, Evaluate, Train
+from policykd.rl.phase import reinforce
+from policykd.run.plan import Collect, Evaluate, Reinforce, Train
 from policykd.run.state import Evaluation, RunState
 from policykd.run.train import train_round
 from policykd.students.averaging import averaged_weights
@@ -125,4 +126,4 @@ def become_saved(run: Run) -> None:
         run.obs_stats = None
 
 
-PHASES = {Collect: collect, Train: train, Evaluate: evaluate}
+PHASES = {Collect: collect, Train: train, Evaluate: evaluate, Reinforce: reinforce}

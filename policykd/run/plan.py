@@ -45,7 +45,18 @@ class Evaluate:
     final: bool = False
 
 
-Phase = LoadDataset | Collect | Train | Evaluate
+@dataclass(frozen=True)
+class Reinforce:
+    """RL of the student (or of the from-scratch baseline) up to `end` RL env steps, then an evaluation; `final`:
+    the student's last segment, which writes student.zip."""
+
+    round: int
+    end: int
+    scratch: bool = False
+    final: bool = False
+
+
+Phase = LoadDataset | Collect | Train | Evaluate | Reinforce
 
 
 @dataclass(frozen=True)
@@ -86,9 +97,28 @@ class Plan:
         return not (isinstance(self.phases[phase_index], Train) and isinstance(following, Evaluate))
 
 
-def make_plan(settings: DistillSettings, *, has_dataset: bool, live: bool) -> Plan:
+def make_plan(settings: DistillSettings, *, has_dataset: bool, live: bool, rl_ends: tuple[int, ...] = ()) -> Plan:
+    """The phases in order; `rl_ends`: the RL segments' cumulative env steps (`policykd.rl.model.segment_ends`)."""
+    if settings.rl_start == "scratch":  # kickstarting: RL from a random student, no distillation before it
+        return Plan(_reinforce(settings, 0, rl_ends), 0, 1, False)
     offline = (settings.rounds if not live else 1) if has_dataset else 0
     total = offline + (settings.rounds if live else 0)
+    phases = _distill_phases(settings, has_dataset, live, offline, total)
+    return Plan(phases + _reinforce(settings, total - 1, rl_ends), offline, total, has_dataset)
+
+
+def _reinforce(settings: DistillSettings, r: int, ends: tuple[int, ...]) -> tuple[Phase, ...]:
+    """The student's RL segments, each followed by the baseline's same segment when it is asked for."""
+    phases: list[Phase] = []
+    for k, end in enumerate(ends):
+        phases.append(Reinforce(r, end, final=k == len(ends) - 1))
+        if settings.baseline_scratch:
+            phases.append(Reinforce(r, end, scratch=True))
+    return tuple(phases)
+
+
+def _distill_phases(settings: DistillSettings, has_dataset: bool, live: bool, offline: int,
+                    total: int) -> tuple[Phase, ...]:
     phases: list[Phase] = [LoadDataset()] if has_dataset else []
     for r in range(offline):
         phases += _train_and_maybe_evaluate(settings, r, total)
@@ -102,7 +132,7 @@ def make_plan(settings: DistillSettings, *, has_dataset: bool, live: bool) -> Pl
                 phases.append(Collect(r, min(segment, left) * settings.n_envs))
                 left -= min(segment, left)
             phases += _train_and_maybe_evaluate(settings, r, total)
-    return Plan(tuple(phases), offline, total, has_dataset)
+    return tuple(phases)
 
 
 def _train_and_maybe_evaluate(settings: DistillSettings, r: int, total: int) -> list[Phase]:

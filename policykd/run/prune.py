@@ -12,7 +12,6 @@ unfinished one continues from its checkpoint.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +23,7 @@ from policykd.errors import PolicykdError
 from policykd.export.source import ExportSource, load_source
 from policykd.files import atomic_write, atomic_write_text, prepare_out, settings_differ
 from policykd.models import acting_params
+from policykd.report.output import copy_student
 from policykd.fields import build
 from policykd.settings import DistillSettings, PruneSettings
 from policykd.students.build import build_student
@@ -184,12 +184,7 @@ def _finish(out: Path, run_dir: Path, source: ExportSource, cycles: list[Cycle])
     """The last cycle's student (and its VecNormalize, rl-zoo copy) as the pruned student; summary.json with every cycle."""
     last = out / f"cycle-{cycles[-1].cycle}"
     summary = json.loads((last / "summary.json").read_text())
-    for name in ("student.zip", "vecnormalize.pkl"):
-        if (last / name).is_file():
-            atomic_write(out / name, lambda path, name=name: shutil.copyfile(last / name, path))
-    zoo = last / source.algo
-    if zoo.is_dir():
-        shutil.copytree(zoo, out / source.algo, dirs_exist_ok=True)
+    copy_student(last, out, source.algo)
     summary.update({
         "pruned_from": str(run_dir), "unpruned_params": acting_params(source.model.policy),
         "unpruned_return_mean": source.summary.get("student_return_mean"),

@@ -33,6 +33,14 @@ class RunState:
     evals: list[Evaluation] = field(default_factory=list)
     frame_segments: list[list[int]] = field(default_factory=list)
     """The Atari frame segments (serials [first, end)) the checkpoint's frame ring is rebuilt from."""
+    return_before_rl: float | None = None
+    """The student's return when RL began (the last distillation evaluation, or the random student's)."""
+    rl_evals: list[dict[str, Any]] = field(default_factory=list)
+    """Each RL evaluation of the student: env_steps (RL), return_mean, return_std, kick_weight, kick_loss, agreement."""
+    scratch_evals: list[dict[str, Any]] = field(default_factory=list)
+    """Each evaluation of the from-scratch baseline: env_steps, return_mean, return_std."""
+    rl_critic_from_teacher: bool | None = None
+    """Whether the RL student's critic started as a copy of the teacher's (SAC from SAC)."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Seconds by kind of work (teacher_eval, collect, train, evaluate, checkpoint, ...): where a run's time went,
     without a profiler."""

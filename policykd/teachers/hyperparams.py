@@ -72,11 +72,12 @@ def check_action_space(algo: str, env_id: str, action_space: spaces.Space) -> No
 
 
 def lookup(algo: str, env_id: str, path: Path = HYPERPARAMS_FILE) -> ZooHyperparams:
-    """The entry for `env_id` (exact id first, then its name without version) under `algo`."""
+    """The entry for `env_id` (exact id first, then its name without version, then `atari` for ALE/*) under `algo`."""
     entries = read_table(path).get(algo) or {}
     namespace, name, _ = parse_env_id(env_id)
     family = f"{namespace}/{name}" if namespace else name
-    key = env_id if env_id in entries else family if family in entries else None
+    atari = "atari" if namespace == "ALE" and "atari" in entries else None
+    key = env_id if env_id in entries else family if family in entries else atari
     if key is None:
         have = ", ".join(sorted(entries)) or "none"
         raise PolicykdError(

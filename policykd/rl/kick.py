@@ -1,0 +1,123 @@
+"""The kick: lambda x the distillation loss toward the teacher, added to an SB3 algorithm's own RL update.
+
+Kickstarting (Schmitt et al. 2018) and QDagger (Agarwal et al. 2022) train a student on its RL loss plus a
+distillation term on the states of the same RL batch. SB3's `train()` methods are not ours to rewrite, so the
+term enters through two torch hooks on the network that acts: a forward pre-hook on its features extractor records
+the observations of the RL minibatch (the call made with gradients on: PPO's `evaluate_actions`, SAC's and TD3's
+actor loss, DQN's Q-values), and an optimizer step pre-hook adds lambda x grad(distillation loss) on those states
+to the gradients SB3 has just computed (after its own clipping), before its optimizer steps. Everything SB3 does
+stays as it is; hooks are not saved, so a saved model is a plain SB3 model.
+
+lambda follows `--kick-schedule`: constant; linear (to 0 over the RL steps); adaptive, after QDagger,
+lambda = lambda_0 x clip((G_teacher - G_student) / max(|G_teacher|, 1), 0, 1) from the last RL evaluation. For a
+positive teacher return that is QDagger's lambda_0 x max(1 - G_student / G_teacher, 0); dividing the gap by the
+teacher's magnitude instead keeps it meaningful for negative returns (Pendulum: teacher -150, student -300 gives
+lambda_0, -200 gives lambda_0 / 3, -150 or better gives 0), and the floor of 1 keeps a teacher return near 0 from
+blowing the ratio up.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.vec_env import VecNormalize
+
+from policykd.distributions import policy_dist
+from policykd.run.losses import LOSSES
+from policykd.teachers import Teacher
+
+
+def kick_weight(schedule: str, weight: float, done: int, total: int, student: float, teacher: float) -> float:
+    """lambda for RL env step `done` of `total`, with the last evaluated student and teacher returns."""
+    if schedule == "constant":
+        return weight
+    if schedule == "linear":
+        return weight * max(0.0, 1.0 - done / max(total, 1))
+    if math.isnan(student):
+        return weight
+    return weight * min(1.0, max(0.0, (teacher - student) / max(abs(teacher), 1.0)))
+
+
+def acting_parts(model: BaseAlgorithm) -> tuple[th.nn.Module, th.optim.Optimizer]:
+    """The features extractor whose input is the RL minibatch's observations, and the optimizer that steps the acting
+    network: SAC/TD3 their actor's; DQN its Q-network's; PPO/A2C the policy's."""
+    actor = getattr(model, "actor", None)
+    if actor is not None:
+        return actor.features_extractor, actor.optimizer
+    q_net = getattr(model, "q_net", None)
+    if q_net is not None:
+        return q_net.features_extractor, model.policy.optimizer
+    policy = model.policy
+    extractor = policy.features_extractor if policy.share_features_extractor else policy.pi_features_extractor
+    return extractor, policy.optimizer
+
+
+class Kick:
+    """The distillation term of one RL model; `weight` is lambda_0 (0 switches it off)."""
+
+    def __init__(self, teacher: Teacher, loss: str, temperature: float, normalizer: VecNormalize | None, *,
+                 schedule: str, weight: float, total: int, teacher_return: float) -> None:
+        self.teacher, self.loss, self.temperature, self.normalizer = teacher, loss, temperature, normalizer
+        self.schedule, self.weight, self.total, self.teacher_return = schedule, weight, total, teacher_return
+        self.last_return = float("nan")
+        """The student's return at the last RL evaluation (adaptive lambda)."""
+        self.losses: list[float] = []
+        self._obs: th.Tensor | None = None
+        self._handles: list[Any] = []
+        self._model: BaseAlgorithm | None = None
+
+    def attach(self, model: BaseAlgorithm) -> None:
+        """Hook the model's acting network (again after a model is loaded: hooks are not saved)."""
+        self.detach()
+        extractor, optimizer = acting_parts(model)
+        self._model = model
+        self._handles = [extractor.register_forward_pre_hook(self._record),
+                         optimizer.register_step_pre_hook(self._add_gradient)]
+
+    def weight_now(self) -> float:
+        """lambda now: from the model's RL env steps (linear) or the last evaluation (adaptive)."""
+        done = int(self._model.num_timesteps) if self._model is not None else 0
+        return kick_weight(self.schedule, self.weight, done, self.total, self.last_return, self.teacher_return)
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def take_losses(self) -> float:
+        """The mean distillation loss of the minibatches since the last call (NaN when none)."""
+        mean = float(np.mean(self.losses)) if self.losses else float("nan")
+        self.losses = []
+        return mean
+
+    def _record(self, module: th.nn.Module, inputs: tuple[th.Tensor, ...]) -> None:
+        if th.is_grad_enabled():  # the RL loss's forward; targets and acting run without gradients
+            self._obs = inputs[0].detach()
+
+    def _policy_input(self, preprocessed: th.Tensor) -> np.ndarray:
+        """The observations as the policy reads them before SB3's preprocessing (which the hook sees after: images
+        / 255): the env's, behind the frozen VecNormalize where the run has one."""
+        policy = self._model.policy
+        obs = preprocessed.cpu().numpy()
+        if is_image_space(policy.observation_space) and getattr(policy, "normalize_images", True):
+            return np.rint(obs * 255.0).astype(policy.observation_space.dtype)
+        return obs.astype(policy.observation_space.dtype, copy=False)
+
+    def _add_gradient(self, optimizer: th.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        weight = self.weight_now()
+        if weight <= 0 or self._obs is None:
+            return
+        obs, self._obs = self._policy_input(self._obs), None
+        teacher_obs = self.normalizer.unnormalize_obs(obs) if self.normalizer is not None else obs
+        teacher_dist, _ = self.teacher.label(teacher_obs)
+        policy = self._model.policy
+        with th.enable_grad():
+            student = policy_dist(policy, policy.obs_to_tensor(obs)[0])
+            loss = LOSSES[self.loss](student, teacher_dist, self.temperature)
+            (weight * loss).backward()
+        self.losses.append(loss.item())

@@ -1,0 +1,153 @@
+"""The RL student: an SB3 model of the student's algorithm and network, with rl-zoo's hyperparameters for the env.
+
+RL continues the student with its own algorithm's `.learn()`; nothing here reimplements an update. This module
+decides what that model is built from (the distilled student.zip, or the run's random student), which
+hyperparameters it gets (rl-zoo's entry for the algorithm and env in `envs/teachers.yaml`, without its network:
+the student keeps its own), what env it acts in (the teacher's env stack, behind the run's frozen VecNormalize if
+it has one), and how `learn()` runs one segment so that a killed run repeats it exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from policykd.envs import EnvFactory
+from policykd.errors import PolicykdError
+from policykd.models import ALGOS
+from policykd.teachers.hyperparams import action_noise, lookup
+
+NOT_FOR_STUDENTS = ("policy_kwargs", "use_sde", "sde_sample_freq")
+"""rl-zoo keys that describe the teacher's network, which the student does not have."""
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """What RL runs with: constructor arguments, parallel envs, and where they came from (for the summary)."""
+
+    kwargs: dict[str, Any]
+    n_envs: int
+    source: str
+
+    def rollout(self, algo: str) -> int:
+        """Env steps of one rollout (all envs): RL segments end on whole rollouts, where SB3 has trained on every step."""
+        if algo in ("ppo", "a2c"):
+            return self.n_envs * int(self.kwargs.get("n_steps", 2048 if algo == "ppo" else 5))
+        freq = self.kwargs.get("train_freq", 1)
+        steps = freq[0] if isinstance(freq, tuple) and freq[1] == "step" else 1 if isinstance(freq, tuple) else freq
+        return self.n_envs * int(steps)
+
+
+def rl_config(algo: str, env_id: str, action_space: Any) -> RLConfig:
+    """rl-zoo's entry for `algo` on `env_id`, without the teacher's network; SB3's defaults where the table has none."""
+    try:
+        hp = lookup(algo, env_id)
+    except PolicykdError:
+        return RLConfig({}, 1, f"SB3 {algo.upper()} defaults (no rl-zoo entry for {env_id} in envs/teachers.yaml)")
+    kwargs = {k: v for k, v in action_noise(hp.model_kwargs, action_space).items() if k not in NOT_FOR_STUDENTS}
+    return RLConfig(kwargs, hp.n_envs, f"rl-zoo {algo} [{hp.key}] in envs/teachers.yaml")
+
+
+def segment_ends(total: int, every: int, rollout: int) -> list[int]:
+    """Cumulative RL env steps at the end of each segment: every `every` steps rounded to whole rollouts (at least
+    one), the last one `total` rounded up to a whole rollout."""
+    last = math.ceil(total / rollout) * rollout
+    step = max(1, round(every / rollout)) * rollout
+    return [*range(step, last, step), last]
+
+
+def make_env(factory: EnvFactory, n_envs: int, seed: int, normalizer_file: Path | None) -> VecEnv:
+    """The teacher's env stack; behind the run's VecNormalize (frozen: the student reads what it was distilled on)."""
+    venv = factory.make(n_envs, seed)
+    if normalizer_file is None:
+        return venv
+    normalizer = VecNormalize.load(str(normalizer_file), venv)
+    normalizer.training, normalizer.norm_reward = False, False
+    return normalizer
+
+
+def load_rl_model(algo: str, source: Path | BaseAlgorithm, venv: VecEnv, config: RLConfig) -> BaseAlgorithm:
+    """The student as an RL model: SB3's `load` of its zip (or of an in-memory model) with the RL hyperparameters,
+    which rebuilds the buffers and schedules for them and keeps every weight (the distilled value head too)."""
+    if isinstance(source, BaseAlgorithm):
+        buffer = io.BytesIO()
+        source.save(buffer)
+        buffer.seek(0)
+        source = buffer
+    try:
+        return ALGOS[algo].load(source, env=venv, device="cpu", **config.kwargs)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise PolicykdError(f"RL hyperparameters ({config.source}) do not fit the {algo.upper()} student: "
+                            f"{type(err).__name__}: {err}") from None
+
+
+def copy_teacher_critic(model: BaseAlgorithm, teacher_model: Any) -> bool:
+    """SAC student, SAC teacher with a critic of the same shape: the student starts from the teacher's critic and
+    entropy coefficient instead of random ones, so its first actor updates follow a critic that knows the task.
+    Returns whether it copied."""
+    if not (hasattr(model, "critic") and type(teacher_model) is type(model)):
+        return False
+    try:
+        model.critic.load_state_dict(teacher_model.critic.state_dict())
+        model.critic_target.load_state_dict(teacher_model.critic_target.state_dict())
+    except RuntimeError:
+        return False
+    if getattr(model, "log_ent_coef", None) is not None and getattr(teacher_model, "log_ent_coef", None) is not None:
+        model.log_ent_coef.data.copy_(teacher_model.log_ent_coef.data)
+    return True
+
+
+class _Until(BaseCallback):
+    """Stops `learn()` at the first step past `end`. SB3 counts that step but neither stores nor trains on it, and the
+    caller sets the count back, so a segment ends exactly after the rollout that reaches `end`."""
+
+    def __init__(self, end: int, on_steps: Any) -> None:
+        super().__init__()
+        self.end, self.on_steps = end, on_steps
+
+    def _on_step(self) -> bool:
+        if self.model.num_timesteps > self.end:
+            return False
+        self.on_steps(self.training_env.num_envs)
+        return True
+
+
+def learn_segment(model: BaseAlgorithm, venv: VecEnv, seed: int, end: int, total: int, on_steps: Any) -> None:
+    """RL from the model's count to `end` in fresh envs seeded with `seed`.
+
+    Every segment starts the same way whether or not the process was restarted (new envs, every RNG reseeded, the
+    model and replay buffer as the checkpoint holds them), so a killed run resumes to the same weights. `learn` is
+    asked for the whole RL budget (`total`), so learning-rate and clip schedules run over the whole budget, not over
+    one segment; `_Until` ends it at `end`."""
+    model.set_env(venv)
+    model.set_random_seed(seed)
+    model.learn(total - model.num_timesteps, callback=_Until(end, on_steps), reset_num_timesteps=False)
+    model.num_timesteps = min(model.num_timesteps, end)
+
+
+def save_rl(model: BaseAlgorithm, folder: Path, name: str) -> None:
+    """The model (optimizers and counters included) and, off-policy, its replay buffer, as SB3 saves them."""
+    model.save(folder / f"{name}.zip")
+    if isinstance(model, OffPolicyAlgorithm):
+        model.save_replay_buffer(folder / f"{name}-replay.pkl")
+
+
+def restore_rl(algo: str, folder: Path, name: str) -> BaseAlgorithm | None:
+    """The model `save_rl` wrote in a checkpoint folder (its env comes with the next segment), or None."""
+    path = folder / f"{name}.zip"
+    if not path.is_file():
+        return None
+    model = ALGOS[algo].load(path, device="cpu")
+    replay = folder / f"{name}-replay.pkl"
+    if isinstance(model, OffPolicyAlgorithm) and replay.is_file():
+        model.load_replay_buffer(replay)
+    return model
+

@@ -1,0 +1,182 @@
+"""The RL phases of a run: segments of the student's own RL with the kick, and of the from-scratch baseline.
+
+Each `Reinforce` phase runs SB3's `learn()` to the segment's end (`rl.model.learn_segment`), evaluates the model on
+the run's evaluation seeds, sets the adaptive lambda from that evaluation, and logs `rl/*` to TensorBoard against RL
+env steps (teacher, student and baseline on one chart). The loop checkpoints after each phase; the models and
+replay buffers go into the checkpoint (`save_models`, `restore_models`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from policykd.report.console import tensorboard_logger
+from policykd.rl.kick import Kick
+from policykd.rl.model import (RLConfig, copy_teacher_critic, learn_segment, load_rl_model, make_env, restore_rl,
+                               save_rl)
+from policykd.run.evaluate import run_episodes, student_actor, student_eval
+from policykd.students.build import build_student
+
+STUDENT, SCRATCH = "rl-student", "rl-scratch"
+
+
+@dataclass
+class RLParts:
+    """A run's RL: its hyperparameters and, once RL has begun (or a checkpoint is restored), its models."""
+
+    config: RLConfig
+    ends: tuple[int, ...]
+    student: BaseAlgorithm | None = None
+    scratch: BaseAlgorithm | None = None
+    kick: Kick | None = None
+    loggers: dict[str, Any] = field(default_factory=dict)
+
+
+def reinforce(run: Any, state: Any, phase: Any, view: Any) -> None:
+    """One RL segment of the student (`phase.scratch`: of the baseline), then its evaluation."""
+    parts: RLParts = run.rl
+    model = _model(run, state, phase.scratch)
+    settings, total = run.settings, parts.ends[-1]
+    index = parts.ends.index(phase.end)
+    seed = settings.seed + 104_729 * (index + 1) + (1 if phase.scratch else 0)
+    task = view.bar.add_task("RL from scratch" if phase.scratch else "RL + kick", total=phase.end,
+                             completed=model.num_timesteps, sps=0.0, loss=float("nan"), kl=float("nan"),
+                             teacher=f"{view.teacher.mean:.1f}", student="-")
+    venv = make_env(run.factory, parts.config.n_envs, seed, _normalizer_file(run))
+    learn_segment(model, venv, seed, phase.end, total, lambda k: view.bar.update(task, advance=k))
+    venv.close()
+    returns, agreement = _evaluate(run, model, with_teacher=not phase.scratch)
+    view.bar.update(task, student=f"{returns.mean:.1f}", visible=False)
+    row = {"env_steps": int(model.num_timesteps), "return_mean": returns.mean, "return_std": returns.std}
+    if phase.scratch:
+        state.scratch_evals.append(row)
+    else:
+        row.update(kick_weight=parts.kick.weight_now(), kick_loss=parts.kick.take_losses(), agreement=agreement)
+        state.rl_evals.append(row)
+        parts.kick.last_return = returns.mean
+        state.student_returns, state.agreement = returns.returns.tolist(), agreement
+        if phase.final:
+            from policykd.run.phases import save_student
+
+            save_student(run, state)
+    _log(view.logger, row, view.teacher.mean, phase.scratch)
+
+
+def _model(run: Any, state: Any, scratch: bool) -> BaseAlgorithm:
+    """The RL model, built at its first segment: the student from its distilled student.zip (or, kickstarting, from
+    the run's random student), the baseline from the same random weights the student started from."""
+    parts: RLParts = run.rl
+    existing = parts.scratch if scratch else parts.student
+    if existing is None:
+        algo, venv = run.student_algo, make_env(run.factory, parts.config.n_envs, run.settings.seed, _normalizer_file(run))
+        if scratch:
+            existing = load_rl_model(algo, _random_student(run), venv, parts.config)
+        else:
+            existing = load_rl_model(algo, _start(run, state), venv, parts.config)
+            if getattr(run.teacher, "model", None) is not None:
+                state.rl_critic_from_teacher = copy_teacher_critic(existing, run.teacher.model)
+        venv.close()
+        _attach(run, state, existing, scratch)
+        if not scratch:
+            parts.kick.last_return = state.return_before_rl
+    return existing
+
+
+def _attach(run: Any, state: Any, model: BaseAlgorithm, scratch: bool) -> None:
+    """Hook the kick (the student only) and give the model its own TensorBoard folder (tb/rl, tb/scratch)."""
+    parts: RLParts = run.rl
+    name = "scratch" if scratch else "rl"
+    if name not in parts.loggers:
+        parts.loggers[name] = tensorboard_logger(run.out / "tb" / name)
+    model.set_logger(parts.loggers[name])
+    if scratch:
+        parts.scratch = model
+        return
+    settings = run.settings
+    parts.kick = parts.kick or Kick(run.teacher, run.loss, settings.temperature, run.normalizer,
+                                    schedule=settings.kick_schedule, weight=settings.kick_weight, total=parts.ends[-1],
+                                    teacher_return=float(np.mean(state.teacher_returns)))
+    parts.kick.attach(model)
+    parts.student = run.student = model
+    run.obs_stats = run.average = None  # folded into, and averaged into, the student.zip RL started from
+
+
+def _start(run: Any, state: Any) -> Any:
+    """What RL continues: the distilled student.zip (kept as student-distilled.zip), or the random student."""
+    if run.settings.rl_start == "scratch":
+        returns, _ = _evaluate(run, run.student, with_teacher=False)
+        state.return_before_rl = returns.mean
+        return run.student
+    shutil.copyfile(run.out / "student.zip", run.out / "student-distilled.zip")
+    state.return_before_rl = state.evals[-1].student_return_mean
+    return run.out / "student.zip"
+
+
+def _random_student(run: Any) -> BaseAlgorithm:
+    """The same random weights the run's student had before any training (built with the same seed)."""
+    venv = run.factory.make(1, run.settings.seed)
+    try:
+        return build_student(run.student_algo, venv, run.student_arch, seed=run.settings.seed)
+    finally:
+        venv.close()
+
+
+def _normalizer_file(run: Any) -> Path | None:
+    return run.out / "vecnormalize.pkl" if run.normalizer is not None else None
+
+
+def _evaluate(run: Any, model: BaseAlgorithm, *, with_teacher: bool) -> tuple[Any, float]:
+    prep = (lambda obs: run.normalizer.normalize_obs(obs)) if run.normalizer is not None else (lambda obs: obs)
+    if with_teacher:
+        return student_eval(model, prep, run.factory, run.settings.eval_episodes, run.eval_seed, run.teacher)
+    returns = run_episodes(student_actor(model, prep), run.factory, run.settings.eval_episodes, run.eval_seed)
+    return returns, float("nan")
+
+
+def _log(logger: Any, row: dict[str, Any], teacher: float, scratch: bool) -> None:
+    """`rl/*` scalars against RL env steps: the custom-scalars chart puts teacher, student and baseline together."""
+    if not scratch:
+        logger.record("rl/teacher_return", teacher)
+    logger.record("rl/scratch_return" if scratch else "rl/student_return", row["return_mean"])
+    for key in ("kick_weight", "kick_loss", "agreement"):
+        if key in row and not np.isnan(row[key]):
+            logger.record(f"rl/{key}", row[key])
+    logger.dump(row["env_steps"])
+
+
+def save_models(run: Any, folder: Path) -> None:
+    """Into a checkpoint folder: the RL models that exist so far."""
+    parts: RLParts | None = run.rl
+    if parts is None:
+        return
+    for name, model in ((STUDENT, parts.student), (SCRATCH, parts.scratch)):
+        if model is not None:
+            save_rl(model, folder, name)
+
+
+def restore_models(run: Any, state: Any, folder: Path) -> None:
+    """The RL models of a checkpoint folder back into the run, hooked and logging as before."""
+    parts: RLParts | None = run.rl
+    if parts is None:
+        return
+    for name, scratch in ((STUDENT, False), (SCRATCH, True)):
+        model = restore_rl(run.student_algo, folder, name)
+        if model is not None:
+            _attach(run, state, model, scratch)
+    if parts.kick is not None and state.rl_evals:
+        parts.kick.last_return = state.rl_evals[-1]["return_mean"]
+    elif parts.kick is not None and state.return_before_rl is not None:
+        parts.kick.last_return = state.return_before_rl
+
+
+def close_loggers(run: Any) -> None:
+    if run.rl is not None:
+        for logger in run.rl.loggers.values():
+            logger.close()
+
