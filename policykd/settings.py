@@ -28,6 +28,7 @@ TeacherAlgo = Literal["ppo", "sac", "td3", "tqc"]
 ExportFormat = Literal["onnx", "c"]
 RlStart = Literal["distilled", "scratch"]
 KickSchedule = Literal["constant", "linear", "adaptive"]
+Weighting = Literal["uniform", "kl", "teacher-confidence"]
 
 def stage_archs(text: str) -> list[tuple[int, ...]] | None:
     """`44,44:16,16` -> [(44, 44), (16, 16)]; None unless every stage is positive sizes with fewer units than the one
@@ -88,6 +89,9 @@ class DistillSettings:
     """Softmax temperature of the KL losses (variance scale for Gaussians)."""
     alpha: float = opt(0.0, rule=UNIT)
     """Weight of the hard-label NLL mixed into the soft loss: (1-alpha)*soft + alpha*hard."""
+    weighting: Weighting = "uniform"
+    """Per-state weights of the distillation loss in each minibatch (mean 1): uniform; kl, by how far the student is
+    from the teacher there; teacher-confidence, by the teacher's probability of its own greedy action."""
     ent_coef: float = 0.0
     """Entropy bonus on the student's distribution."""
     vf_coef: float = opt(0.5, rule=NON_NEGATIVE)

@@ -148,3 +148,26 @@ def test_one_forward_pass_gives_what_sb3s_two_calls_give(algo, env_id, kwargs):
     assert (value is None) == (expected_value is None)
     if value is not None:
         assert th.equal(value, expected_value)
+
+
+def test_weighted_losses_are_the_weighted_mean_of_per_state_losses():
+    one = kl(cat(Q), cat(P)).item()  # state 1 disagrees, state 2 agrees exactly
+    weights = th.tensor([1.5, 0.5])
+    assert kl(cat(Q, P), cat(P, P), weights=weights).item() == pytest.approx(1.5 * one / 2, rel=1e-5)
+    nll = hard_nll(cat(Q, P), cat(P, P), weights=weights).item()
+    assert nll == pytest.approx((1.5 * -math.log(0.5) + 0.5 * -math.log(0.7)) / 2, rel=1e-5)
+
+
+def test_state_weights_follow_disagreement_and_teacher_confidence():
+    from policykd.run.losses import state_weights
+
+    student, teacher = cat(Q, P), cat(P, P)
+    assert state_weights("uniform", student, teacher) is None
+    by_kl = state_weights("kl", student, teacher)
+    assert by_kl.mean().item() == pytest.approx(1.0) and by_kl[0] > by_kl[1] and by_kl[1].item() == pytest.approx(0.0, abs=1e-6)
+    sure, unsure = [math.log(0.95), math.log(0.05)], [0.0, 0.0]
+    confidence = state_weights("teacher-confidence", student, cat(sure, unsure))
+    assert confidence.mean().item() == pytest.approx(1.0)
+    assert confidence[0].item() == pytest.approx(2 * 0.95 / 1.45, rel=1e-5)
+    gaussian = state_weights("teacher-confidence", gauss([[0.0], [0.0]], [[0.0], [0.0]]), gauss([[0.0], [0.0]], [[-1.0], [0.0]]))
+    assert gaussian[0] > gaussian[1]

@@ -23,24 +23,40 @@ from gymnasium import spaces
 from policykd.distributions import CATEGORICAL, DETERMINISTIC, GAUSSIAN, ActionDist
 from policykd.errors import PolicykdError
 
-LossFn = Callable[[ActionDist, ActionDist, float], th.Tensor]
+LossFn = Callable[..., th.Tensor]
+"""(student, teacher, temperature, weights=None) -> scalar: the batch mean, or with per-state `weights` (mean 1,
+`--weighting`) the weighted mean."""
 
 
-def kl_categorical(p_logits: th.Tensor, q_logits: th.Tensor, temperature: float = 1.0) -> th.Tensor:
+def _mean(per_state: th.Tensor, weights: th.Tensor | None) -> th.Tensor:
+    return per_state.mean() if weights is None else (weights * per_state).mean()
+
+
+def kl_categorical(p_logits: th.Tensor, q_logits: th.Tensor, temperature: float = 1.0,
+                   weights: th.Tensor | None = None) -> th.Tensor:
     """T**2 * KL(softmax(p/T) || softmax(q/T)), batch mean."""
+    return temperature**2 * _mean(_categorical_kl_per_state(p_logits, q_logits, temperature), weights)
+
+
+def _categorical_kl_per_state(p_logits: th.Tensor, q_logits: th.Tensor, temperature: float) -> th.Tensor:
     log_p = F.log_softmax(p_logits / temperature, dim=-1)
     log_q = F.log_softmax(q_logits / temperature, dim=-1)
-    return temperature**2 * F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
+    return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
 
 
 def kl_gaussian(
-    p_mean: th.Tensor, p_log_std: th.Tensor, q_mean: th.Tensor, q_log_std: th.Tensor, temperature: float = 1.0
+    p_mean: th.Tensor, p_log_std: th.Tensor, q_mean: th.Tensor, q_log_std: th.Tensor, temperature: float = 1.0,
+    weights: th.Tensor | None = None,
 ) -> th.Tensor:
     """KL(N_p || N_q) of diagonal Gaussians with both variances times T; summed over dims, batch mean."""
+    return _mean(_gaussian_kl_per_state(p_mean, p_log_std, q_mean, q_log_std, temperature), weights)
+
+
+def _gaussian_kl_per_state(p_mean: th.Tensor, p_log_std: th.Tensor, q_mean: th.Tensor, q_log_std: th.Tensor,
+                           temperature: float) -> th.Tensor:
     var_p = temperature * th.exp(2 * p_log_std)
     var_q = temperature * th.exp(2 * q_log_std)
-    per_dim = q_log_std - p_log_std + (var_p + (p_mean - q_mean) ** 2) / (2 * var_q) - 0.5
-    return per_dim.sum(dim=-1).mean()
+    return (q_log_std - p_log_std + (var_p + (p_mean - q_mean) ** 2) / (2 * var_q) - 0.5).sum(dim=-1)
 
 
 def _check(student: ActionDist, teacher: ActionDist, loss: str, kinds: tuple[str, ...]) -> None:
@@ -58,56 +74,65 @@ def _squash_check(student: ActionDist, teacher: ActionDist, loss: str) -> None:
         )
 
 
-def kl(student: ActionDist, teacher: ActionDist, temperature: float = 1.0) -> th.Tensor:
+def kl(student: ActionDist, teacher: ActionDist, temperature: float = 1.0, weights: th.Tensor | None = None) -> th.Tensor:
     """Forward KL(teacher || student): mode-covering, the classic distillation target."""
     _check(student, teacher, "kl", (CATEGORICAL, GAUSSIAN))
     if teacher.kind == CATEGORICAL:
-        return kl_categorical(teacher.logits, student.logits, temperature)
+        return kl_categorical(teacher.logits, student.logits, temperature, weights)
     _squash_check(student, teacher, "kl")
-    return kl_gaussian(teacher.mean, teacher.log_std, student.mean, student.log_std, temperature)
+    return kl_gaussian(teacher.mean, teacher.log_std, student.mean, student.log_std, temperature, weights)
 
 
-def reverse_kl(student: ActionDist, teacher: ActionDist, temperature: float = 1.0) -> th.Tensor:
+def reverse_kl(student: ActionDist, teacher: ActionDist, temperature: float = 1.0,
+               weights: th.Tensor | None = None) -> th.Tensor:
     """Reverse KL(student || teacher): mode-seeking."""
     _check(student, teacher, "reverse_kl", (CATEGORICAL, GAUSSIAN))
     if teacher.kind == CATEGORICAL:
-        return kl_categorical(student.logits, teacher.logits, temperature)
+        return kl_categorical(student.logits, teacher.logits, temperature, weights)
     _squash_check(student, teacher, "reverse_kl")
-    return kl_gaussian(student.mean, student.log_std, teacher.mean, teacher.log_std, temperature)
+    return kl_gaussian(student.mean, student.log_std, teacher.mean, teacher.log_std, temperature, weights)
 
 
-def gaussian_kl(student: ActionDist, teacher: ActionDist, temperature: float = 1.0) -> th.Tensor:
+def gaussian_kl(student: ActionDist, teacher: ActionDist, temperature: float = 1.0,
+                weights: th.Tensor | None = None) -> th.Tensor:
     """KL(teacher || student) restricted to Gaussian policies (continuous control)."""
     _check(student, teacher, "gaussian_kl", (GAUSSIAN,))
-    return kl(student, teacher, temperature)
+    return kl(student, teacher, temperature, weights)
 
 
-def hard_nll(student: ActionDist, teacher: ActionDist, temperature: float = 1.0) -> th.Tensor:
+def hard_nll(student: ActionDist, teacher: ActionDist, temperature: float = 1.0,
+             weights: th.Tensor | None = None) -> th.Tensor:
     """Negative log-likelihood of the teacher's greedy action (cross-entropy for discrete actions)."""
     if teacher.kind == CATEGORICAL:
         _check(student, teacher, "ce", (CATEGORICAL,))
-        return F.cross_entropy(student.logits, teacher.logits.argmax(dim=-1), reduction="mean")
+        return _mean(F.cross_entropy(student.logits, teacher.logits.argmax(dim=-1), reduction="none"), weights)
     _check(student, teacher, "ce", (GAUSSIAN,))
     _squash_check(student, teacher, "ce")
     target = teacher.mean
     if teacher.kind == DETERMINISTIC and teacher.squashed:  # TD3 action -> pre-tanh
         target = th.atanh(target.clamp(-0.999, 0.999))
     normal = th.distributions.Normal(student.mean, th.exp(student.log_std))
-    return -normal.log_prob(target).sum(dim=-1).mean()
+    return _mean(-normal.log_prob(target).sum(dim=-1), weights)
 
 
-def mse_logits(student: ActionDist, teacher: ActionDist, temperature: float = 1.0) -> th.Tensor:
+def _mse(a: th.Tensor, b: th.Tensor, weights: th.Tensor | None) -> th.Tensor:
+    return _mean(((a - b) ** 2).mean(dim=-1), weights)
+
+
+def mse_logits(student: ActionDist, teacher: ActionDist, temperature: float = 1.0,
+               weights: th.Tensor | None = None) -> th.Tensor:
     """Mean squared error between raw logits (Ba & Caruana 2014)."""
     _check(student, teacher, "mse_logits", (CATEGORICAL,))
-    return F.mse_loss(student.logits, teacher.logits, reduction="mean")
+    return _mse(student.logits, teacher.logits, weights)
 
 
-def mse_q(student: ActionDist, teacher: ActionDist, temperature: float = 1.0) -> th.Tensor:
+def mse_q(student: ActionDist, teacher: ActionDist, temperature: float = 1.0,
+          weights: th.Tensor | None = None) -> th.Tensor:
     """Mean squared error between Q-values: keeps the Q scale a DQN student needs to continue RL."""
     _check(student, teacher, "mse_q", (CATEGORICAL,))
     if not (student.q_values and teacher.q_values):
         raise PolicykdError("loss 'mse_q' needs a Q-value teacher (DQN, QR-DQN) and a DQN student")
-    return F.mse_loss(student.logits, teacher.logits, reduction="mean")
+    return _mse(student.logits, teacher.logits, weights)
 
 
 def scaled_action(dist: ActionDist) -> th.Tensor:
@@ -117,11 +142,12 @@ def scaled_action(dist: ActionDist) -> th.Tensor:
     return dist.mean
 
 
-def mse_action(student: ActionDist, teacher: ActionDist, temperature: float = 1.0) -> th.Tensor:
+def mse_action(student: ActionDist, teacher: ActionDist, temperature: float = 1.0,
+               weights: th.Tensor | None = None) -> th.Tensor:
     """Mean squared error between greedy actions: the loss for deterministic teachers (TD3/DDPG/ARS)."""
     _check(student, teacher, "mse_action", (GAUSSIAN, DETERMINISTIC))
     _squash_check(student, teacher, "mse_action")
-    return F.mse_loss(scaled_action(student), scaled_action(teacher), reduction="mean")
+    return _mse(scaled_action(student), scaled_action(teacher), weights)
 
 
 LOSSES: dict[str, LossFn] = {
@@ -166,10 +192,12 @@ def distillation_loss(
     student_value: th.Tensor | None = None,
     teacher_value: th.Tensor | None = None,
     vf_coef: float = 0.5,
+    weights: th.Tensor | None = None,
 ) -> LossTerms:
-    """(1 - alpha) * soft loss + alpha * hard NLL - ent_coef * entropy + vf_coef * normalised value MSE."""
-    soft = LOSSES[loss](student, teacher, temperature)
-    policy = soft if alpha == 0 else (1 - alpha) * soft + alpha * hard_nll(student, teacher)
+    """(1 - alpha) * soft loss + alpha * hard NLL - ent_coef * entropy + vf_coef * normalised value MSE;
+    `weights` (per state, mean 1) weight the policy terms."""
+    soft = LOSSES[loss](student, teacher, temperature, weights)
+    policy = soft if alpha == 0 else (1 - alpha) * soft + alpha * hard_nll(student, teacher, weights=weights)
     ent = entropy(student)
     value = th.zeros(())
     if student_value is not None and teacher_value is not None:
@@ -190,3 +218,30 @@ def action_agreement(student: ActionDist, teacher: ActionDist, action_space: spa
 
     pair = [env_action(d, action_space) for d in (student, teacher)]
     return float(same_actions(*pair, action_space).mean())
+
+
+def state_weights(kind: str, student: ActionDist, teacher: ActionDist, temperature: float = 1.0) -> th.Tensor | None:
+    """Per-state weights of the policy loss, mean 1 over the minibatch, no gradient (`--weighting`).
+
+    kl: proportional to each state's KL(teacher || student) (squared action error for deterministic teachers): the
+    states where the student is furthest from its teacher weigh most. teacher-confidence: proportional to the
+    teacher's probability of its greedy action (Gaussians: exp(-mean log-std)), so the states where the teacher is
+    sure (the decisive ones: Pong's paddle next to the ball) weigh more than those where any action will do.
+    """
+    if kind == "uniform":
+        return None
+    with th.no_grad():
+        if kind == "kl":
+            if teacher.kind == DETERMINISTIC or student.kind == DETERMINISTIC:
+                raw = ((scaled_action(student) - scaled_action(teacher)) ** 2).sum(dim=-1)
+            elif teacher.kind == CATEGORICAL:
+                raw = _categorical_kl_per_state(teacher.logits, student.logits, temperature)
+            else:
+                raw = _gaussian_kl_per_state(teacher.mean, teacher.log_std, student.mean, student.log_std, temperature)
+        elif teacher.kind == CATEGORICAL:
+            raw = F.softmax(teacher.logits / temperature, dim=-1).max(dim=-1).values
+        elif teacher.kind == GAUSSIAN:
+            raw = th.exp(-teacher.log_std.mean(dim=-1))
+        else:
+            return None
+        return raw / raw.mean().clamp_min(1e-12)

@@ -15,7 +15,7 @@ from policykd.data.buffer import DistillationBuffer
 from policykd.settings import DistillSettings
 from policykd.distributions import DETERMINISTIC, policy_outputs
 from policykd.errors import PolicykdError
-from policykd.run.losses import action_agreement, distillation_loss, kl
+from policykd.run.losses import action_agreement, distillation_loss, kl, state_weights
 
 Prep = Callable[[np.ndarray], np.ndarray]
 
@@ -60,6 +60,7 @@ def train_round(
         terms = distillation_loss(
             dist, batch.teacher, loss=loss, temperature=cfg.temperature, alpha=cfg.alpha, ent_coef=cfg.ent_coef,
             student_value=value, teacher_value=batch.value, vf_coef=cfg.vf_coef,
+            weights=state_weights(cfg.weighting, dist, batch.teacher, cfg.temperature),
         )
         if not th.isfinite(terms.total):
             raise PolicykdError(
