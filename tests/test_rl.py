@@ -206,3 +206,31 @@ def test_rl_with_a_dataset_alone_says_it_needs_a_teacher(tmp_path):
     done = run_cli("distill", "--env", "CartPole-v1", "--dataset", "cartpole/teacher-v0", "--rl-steps", "1000",
                    "--out", str(tmp_path / "out"))
     assert done.returncode == 2 and "needs a live --teacher" in done.stderr
+
+
+def test_the_kick_sees_the_rl_minibatchs_frames_as_the_env_gave_them():
+    """SB3 divides frames by 255 before the features extractor, where the kick's hook reads them: the kick must hand
+    the teacher and the student the uint8 frames again, bit for bit."""
+    from policykd.envs import EnvFactory
+    from policykd.rl.kick import Kick
+    from policykd.students.build import build_student
+    from policykd.teachers import load_teacher
+
+    factory = EnvFactory("ALE/Pong-v5")
+    venv = factory.make(2, 0)
+    obs = venv.reset()
+    for _ in range(20):
+        obs, *_ = venv.step(np.array([2, 3]))
+    model = build_student("ppo", venv, (8, 8, 8, 8), seed=0)
+    teacher = load_teacher("pong-ppo-v5", env_id="ALE/Pong-v5")
+    kick = Kick(teacher, "kl", 1.0, None, schedule="constant", weight=1.0, total=1, teacher_return=0.0)
+    kick.attach(model)
+    model.policy.evaluate_actions(model.policy.obs_to_tensor(obs)[0], th.zeros(2))
+    assert kick._obs is not None and kick._obs.max() <= 1.0
+    assert np.array_equal(kick._policy_input(kick._obs), obs)
+    model.policy.optimizer.zero_grad()
+    assert all(p.grad is None for p in model.policy.parameters())
+    kick._add_gradient(model.policy.optimizer, (), {})  # what the step pre-hook does: lambda x grad(KL) on them
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.policy.parameters())
+    assert np.isfinite(kick.take_losses())
+    venv.close()
