@@ -116,6 +116,7 @@ def evaluate_with(settings: EvaluateSettings) -> dict[str, Any]:
 
     from policykd.export.artifact import Artifact, is_artifact, load_artifact
     from policykd.models import uses_images
+    from policykd.robust.evaluate import check_gradients, robustness
     from policykd.run.evaluate import run_episodes, teacher_actor
     from policykd.teachers import load_teacher
 
@@ -126,12 +127,15 @@ def evaluate_with(settings: EvaluateSettings) -> dict[str, Any]:
         policies["teacher"] = load_teacher(settings.teacher, **load)
     if not any(uses_images(p.observation_space) for p in policies.values()):
         th.set_num_threads(1)  # as distill and train-teacher evaluate MLPs: the same float sums, the same episodes
+    perturbations = check_gradients(policies, settings.perturb)
+    actors = {role: p.act if isinstance(p, Artifact) else teacher_actor(p) for role, p in policies.items()}
     results: dict[str, Any] = {"env_id": settings.env_id, "episodes": settings.episodes, "seed": settings.seed}
     for role, policy in policies.items():
-        act = policy.act if isinstance(policy, Artifact) else teacher_actor(policy)
-        returns = run_episodes(act, policy.factory, settings.episodes, settings.seed)
+        returns = run_episodes(actors[role], policy.factory, settings.episodes, settings.seed)
         results[role] = {"path": policy.name, "algo": policy.algo, "params": policy.acting_params,
                          "return_mean": returns.mean, "return_std": returns.std, "returns": returns.returns.tolist()}
+    if perturbations:
+        results["perturbed"] = robustness(policies, actors, perturbations, settings.episodes, settings.seed)
     return results
 
 

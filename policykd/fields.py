@@ -2,7 +2,8 @@
 
 `opt` declares a field with its CLI spelling and value rule; `check` is the one validation of a
 settings object; `build` makes one from loosely typed input (JSON, Python, the CLI); `field_docs`
-reads the attribute docstrings that are both the CLI help and the library's documentation.
+reads the attribute docstrings that are both the CLI help and the library's documentation. Values with a
+form of their own (`--perturb`/`--augment` NAME=SIZE specs, `--stages` archs) are checked here too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,37 @@ UNIT: Rule = (lambda v: 0 <= v <= 1, "must be within [0, 1]")
 HALF_OPEN_UNIT: Rule = (lambda v: 0 <= v < 1, "must be within [0, 1)")
 FRACTION: Rule = (lambda v: 0 < v <= 1, "must be within (0, 1]")
 ALL_POSITIVE: Rule = (lambda v: len(v) > 0 and min(v) > 0, "must list positive sizes, e.g. 64,64")
+
+
+# --- value forms beyond one rule: NAME=SIZE specs, multi-stage archs -------------------------------
+PERTURBATIONS = ("obs-noise", "sticky", "action-noise", "fgsm", "pgd")
+AUGMENTATIONS = ("obs-noise", "fgsm")
+
+
+def check_specs(specs: tuple[str, ...], flag: str, names: tuple[str, ...]) -> None:
+    """NAME=SIZE specs (`--perturb`, `--augment`): a known name and a size > 0 (sticky: at most 1)."""
+    for spec in specs:
+        name, _, size = spec.partition("=")
+        if name not in names:
+            raise PolicykdError(f"{flag} {spec!r}: unknown name {name!r}, choose from {', '.join(names)} (as NAME=SIZE)")
+        try:
+            value = float(size)
+        except ValueError:
+            raise PolicykdError(f"{flag} {spec!r}: the size must be a number, like {name}=0.05") from None
+        if not value > 0 or (name == "sticky" and value > 1):
+            raise PolicykdError(f"{flag} {spec!r}: the size must be > 0{' and at most 1' if name == 'sticky' else ''}")
+
+
+def stage_archs(text: str) -> list[tuple[int, ...]] | None:
+    """`44,44:16,16` -> [(44, 44), (16, 16)]; None unless every stage is positive sizes with fewer units than the one
+    before it (an assistant wider than what it learns from would not be a step down)."""
+    try:
+        archs = [tuple(int(x) for x in part.split(",")) for part in text.split(":")]
+    except ValueError:
+        return None
+    if not archs or any(not a or min(a) <= 0 for a in archs):
+        return None
+    return archs if all(sum(b) < sum(a) for a, b in zip(archs, archs[1:])) else None
 
 
 def opt(default: Any = MISSING, *, flag: str | None = None, negative: str | None = None, rule: Rule | None = None,

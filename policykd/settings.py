@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from policykd.constants import EVAL_SEED_OFFSET
 from policykd.errors import PolicykdError
-from policykd.fields import ALL_POSITIVE, FRACTION, HALF_OPEN_UNIT, NON_NEGATIVE, POSITIVE, UNIT, check, opt
+from policykd.fields import (ALL_POSITIVE, AUGMENTATIONS, FRACTION, HALF_OPEN_UNIT, NON_NEGATIVE, PERTURBATIONS,
+                             POSITIVE, UNIT, check, check_specs, opt, stage_archs)
 
 Loss = Literal["kl", "reverse_kl", "gaussian_kl", "ce", "nll", "mse_logits", "mse_q", "mse_action"]
 Driver = Literal["teacher", "student", "dagger"]
@@ -29,18 +30,6 @@ ExportFormat = Literal["onnx", "c"]
 RlStart = Literal["distilled", "scratch"]
 KickSchedule = Literal["constant", "linear", "adaptive"]
 Weighting = Literal["uniform", "kl", "teacher-confidence"]
-
-def stage_archs(text: str) -> list[tuple[int, ...]] | None:
-    """`44,44:16,16` -> [(44, 44), (16, 16)]; None unless every stage is positive sizes with fewer units than the one
-    before it (an assistant wider than what it learns from would not be a step down)."""
-    try:
-        archs = [tuple(int(x) for x in part.split(",")) for part in text.split(":")]
-    except ValueError:
-        return None
-    if not archs or any(not a or min(a) <= 0 for a in archs):
-        return None
-    return archs if all(sum(b) < sum(a) for a, b in zip(archs, archs[1:])) else None
-
 
 @dataclass(frozen=True)
 class DistillSettings:
@@ -89,6 +78,10 @@ class DistillSettings:
     """Softmax temperature of the KL losses (variance scale for Gaussians)."""
     alpha: float = opt(0.0, rule=UNIT)
     """Weight of the hard-label NLL mixed into the soft loss: (1-alpha)*soft + alpha*hard."""
+    augment: tuple[str, ...] = ()
+    """Robust distillation, NAME=SIZE, repeatable: obs-noise=0.05 (the student reads its standardised observation
+    plus Gaussian noise of this std; Atari: x 255 pixel levels) or fgsm=0.01 (the perturbation of that size that most
+    raises the student's loss); the teacher labels the clean observation."""
     weighting: Weighting = "uniform"
     """Per-state weights of the distillation loss in each minibatch (mean 1): uniform; kl, by how far the student is
     from the teacher there; teacher-confidence, by the teacher's probability of its own greedy action."""
@@ -166,6 +159,7 @@ class DistillSettings:
 
     def __post_init__(self) -> None:
         check(self)
+        check_specs(self.augment, "--augment", AUGMENTATIONS)
         if self.stages and self.student_arch:
             raise PolicykdError("--stages names every stage's hidden sizes: leave out --student-arch")
         if self.rl_start == "scratch" and not self.rl_steps:
@@ -201,11 +195,16 @@ class EvaluateSettings:
     """Where zoo:<algo>/<ENV> specs are looked up."""
     trust_teacher: bool = False
     """Use SB3's full load (runs the zip's pickles)."""
+    perturb: tuple[str, ...] = ()
+    """Also evaluate under NAME=SIZE, repeatable: obs-noise=0.05 (Gaussian, x each observation dim's std), sticky=0.5,
+    action-noise=0.1 (x half the action range; discrete: random-action probability), fgsm=0.01, pgd=0.01
+    (adversarial, budget x the std; Atari: x 255 pixel levels). Same seeds for every condition."""
     as_json: bool = opt(False, flag="--json")
     """Print JSON instead of a table."""
 
     def __post_init__(self) -> None:
         check(self)
+        check_specs(self.perturb, "--perturb", PERTURBATIONS)
 
 
 @dataclass(frozen=True)

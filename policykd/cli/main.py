@@ -54,6 +54,11 @@ def _evaluate(given: dict[str, Any]) -> None:
         if role in results:
             r = results[role]
             table.add_row(role, r["algo"], f"{r['params']:,}", f"{r['return_mean']:.2f} ± {r['return_std']:.2f}")
+    for row in results.get("perturbed", []):
+        for role in ("model", "teacher"):
+            if role in row:
+                r = row[role]
+                table.add_row(f"{role}, {row['perturbation']}", "", "", f"{r['return_mean']:.2f} ± {r['return_std']:.2f}")
     Console().print(table)
 
 

@@ -15,6 +15,7 @@ from policykd.data.buffer import DistillationBuffer
 from policykd.settings import DistillSettings
 from policykd.distributions import DETERMINISTIC, policy_outputs
 from policykd.errors import PolicykdError
+from policykd.robust.augment import augment
 from policykd.run.losses import action_agreement, distillation_loss, kl, state_weights
 
 Prep = Callable[[np.ndarray], np.ndarray]
@@ -56,6 +57,8 @@ def train_round(
     for i in range(steps):
         batch = buffer.get(order[i * cfg.batch_size : (i + 1) * cfg.batch_size])
         obs = _as_input(policy, prep(batch.obs))
+        if cfg.augment:
+            obs = augment(policy, obs, cfg.augment, batch.teacher, loss, cfg.temperature)
         dist, value = policy_outputs(policy, obs)
         terms = distillation_loss(
             dist, batch.teacher, loss=loss, temperature=cfg.temperature, alpha=cfg.alpha, ent_coef=cfg.ent_coef,

@@ -1,0 +1,1 @@
+"""Robustness: perturbed evaluation (`evaluate --perturb`) and perturbed distillation (`distill --augment`)."""
