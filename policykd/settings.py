@@ -78,6 +78,15 @@ class DistillSettings:
     """Softmax temperature of the KL losses (variance scale for Gaussians)."""
     alpha: float = opt(0.0, rule=UNIT)
     """Weight of the hard-label NLL mixed into the soft loss: (1-alpha)*soft + alpha*hard."""
+    hint_weight: float = opt(0.0, rule=NON_NEGATIVE)
+    """Feature hints (FitNets): weight of the MSE between a learned projection of the student's last hidden layer
+    and the teacher's (0: off). The projection is training-only."""
+    hint_layer: str | None = None
+    """The teacher's module whose output the hints match (a name from its policy's named_modules(), e.g.
+    mlp_extractor.policy_net); default: the last hidden layer its action head reads."""
+    relation_weight: float = opt(0.0, rule=NON_NEGATIVE)
+    """Relational KD: weight of the distance and angle losses between student and teacher latents within each
+    minibatch (0: off)."""
     augment: tuple[str, ...] = ()
     """Robust distillation, NAME=SIZE, repeatable: obs-noise=0.05 (the student reads its standardised observation
     plus Gaussian noise of this std; Atari: x 255 pixel levels) or fgsm=0.01 (the perturbation of that size that most

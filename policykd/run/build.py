@@ -28,6 +28,7 @@ from policykd.rl.phase import RLParts
 from policykd.files import check_out
 from policykd.run.checkpoint import resumable, unstarted
 from policykd.run.collect import Collector
+from policykd.run.knowledge import Knowledge, make_knowledge
 from policykd.run.losses import LOSSES
 from policykd.run.plan import Plan, make_plan
 from policykd.settings import DistillSettings
@@ -66,6 +67,8 @@ class Run:
     """The live teacher, when the dataset's own labels cannot serve (actions only, or another kind)."""
     obs_stats: ObsStats | None = None
     """The student's input standardisation, fitted on the first round (MLP students without VecNormalize)."""
+    knowledge: Knowledge | None = None
+    """Feature hints and relations (--hint-weight, --relation-weight), with the hints' training-only projection."""
     rl: RLParts | None = None
     """With --rl-steps: the RL hyperparameters and segments, and (once RL has begun) the RL models."""
 
@@ -174,9 +177,19 @@ def build_run(settings: DistillSettings) -> Run:
               average=make_average(student.policy, settings.ema), rng=rng, resuming=resuming, restarting=restarting,
               rl=rl)
     _check_loss_fits(run)
+    if settings.hint_weight or settings.relation_weight:
+        _add_knowledge(run)
     if rl is not None:
         _check_rl_fits(run)
     return run
+
+
+def _add_knowledge(run: Run) -> None:
+    """Hints and relations; the hints' projection trains with the student (a second parameter group)."""
+    probe = run.venv.reset() if run.teacher is not None else None
+    run.knowledge = make_knowledge(run.settings, run.teacher, run.student, probe, run.prep(probe) if probe is not None else None)
+    if run.knowledge.projection is not None:
+        run.optimizer.add_param_group({"params": list(run.knowledge.projection.parameters())})
 
 
 def _rl_parts(settings: DistillSettings, algo: str, teacher: Teacher) -> RLParts:

@@ -124,6 +124,8 @@ def save(run: Run, state: RunState) -> None:
     arrays = {f"buffer.{k}": v for k, v in buffer.items()}
     if run.average is not None:
         tensors["average"] = run.average.state_dict()
+    if run.knowledge is not None and run.knowledge.projection is not None:
+        tensors["hint_projection"] = run.knowledge.projection.state_dict()
     if run.obs_stats is not None:
         arrays.update({"obs_stats.mean": run.obs_stats.mean, "obs_stats.std": run.obs_stats.std})
     save_checkpoint(run.out, meta, tensors, arrays, extra=lambda folder: save_models(run, folder))
@@ -138,6 +140,8 @@ def restore(run: Run) -> RunState:
     th.set_rng_state(tensors["torch_rng"])
     if run.average is not None and "average" in tensors:
         run.average.load_state_dict(tensors["average"])
+    if "hint_projection" in tensors:
+        run.knowledge.projection.load_state_dict(tensors["hint_projection"])
     run.rng.bit_generator.state = meta["rng"]
     state = RunState.from_json(meta["state"])
     if meta.get("buffer_dropped"):

@@ -65,7 +65,8 @@ def train(run: Run, state: RunState, phase: Train, view: View) -> None:
         if run.settings.init_student:  # its weights read raw observations: from now on they read standardised ones
             unfold(run.student, run.obs_stats)
     stats = train_round(run.student, run.optimizer, run.buffer, run.settings, run.rng, run.prep, loss=run.loss,
-                        env_step=state.env_steps, lr_span=run.plan.lr_span(run.settings, phase.round), average=run.average)
+                        env_step=state.env_steps, lr_span=run.plan.lr_span(run.settings, phase.round), average=run.average,
+                        knowledge=run.knowledge)
     state.gradient_steps += int(stats.parts["gradient_steps"])
     if run.teacher is None:  # offline: the bar counts rounds
         view.bar.update(view.task, advance=1)

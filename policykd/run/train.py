@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch as th
@@ -13,10 +13,11 @@ from torch.optim.swa_utils import AveragedModel
 
 from policykd.data.buffer import DistillationBuffer
 from policykd.settings import DistillSettings
-from policykd.distributions import DETERMINISTIC, policy_outputs
+from policykd.distributions import DETERMINISTIC, ActionDist, policy_outputs
 from policykd.errors import PolicykdError
 from policykd.robust.augment import augment
-from policykd.run.losses import action_agreement, distillation_loss, kl, state_weights
+from policykd.run.knowledge import Knowledge
+from policykd.run.losses import LossTerms, action_agreement, distillation_loss, kl, state_weights
 
 Prep = Callable[[np.ndarray], np.ndarray]
 
@@ -41,6 +42,7 @@ def train_round(
     env_step: int,
     lr_span: tuple[float, float] | None = None,
     average: AveragedModel | None = None,
+    knowledge: Knowledge | None = None,
 ) -> RoundStats:
     """`config.epochs` passes over the buffer; `env_step` only names the step in a NaN error.
 
@@ -54,6 +56,8 @@ def train_round(
     policy = student.policy
     policy.set_training_mode(True)
     sums = dict.fromkeys(("loss", "policy_loss", "value_loss", "entropy", "kl", "agreement"), 0.0)
+    if knowledge is not None:
+        sums.update(hint_loss=0.0, relation_loss=0.0)
     for i in range(steps):
         batch = buffer.get(order[i * cfg.batch_size : (i + 1) * cfg.batch_size])
         obs = _as_input(policy, prep(batch.obs))
@@ -65,32 +69,47 @@ def train_round(
             student_value=value, teacher_value=batch.value, vf_coef=cfg.vf_coef,
             weights=state_weights(cfg.weighting, dist, batch.teacher, cfg.temperature),
         )
-        if not th.isfinite(terms.total):
+        total = terms.total + (_knowledge_terms(knowledge, policy, obs, batch.obs, sums) if knowledge else 0.0)
+        if not th.isfinite(total):
             raise PolicykdError(
-                f"loss became {terms.total.item()} at gradient step {i} after env step {env_step}; "
+                f"loss became {total.item()} at gradient step {i} after env step {env_step}; "
                 "stopping (the last checkpoint is kept)"
             )
         if lr_span is not None:
             for group in optimizer.param_groups:
                 group["lr"] = lr_span[0] + (lr_span[1] - lr_span[0]) * i / steps
         optimizer.zero_grad()
-        terms.total.backward()
+        total.backward()
         clip_gradients(policy, 10.0)
         optimizer.step()
         if average is not None:
             average.update_parameters(policy)
-        with th.no_grad():
-            sums["loss"] += terms.total.item()
-            sums["policy_loss"] += terms.policy.item()
-            sums["value_loss"] += terms.value.item()
-            sums["entropy"] += terms.entropy.item()
-            sums["agreement"] += action_agreement(dist, batch.teacher, student.action_space)
-            soft = batch.teacher.kind != DETERMINISTIC and dist.kind == batch.teacher.kind
-            sums["kl"] += kl(dist, batch.teacher).item() if soft else float("nan")
+        _accumulate(sums, total, terms, dist, batch.teacher, student.action_space)
     policy.set_training_mode(False)
     means = {k: v / steps for k, v in sums.items()}
     means["gradient_steps"] = steps
     return RoundStats(means["loss"], means["kl"], means["agreement"], means)
+
+
+def _knowledge_terms(knowledge: Knowledge, policy: th.nn.Module, obs: th.Tensor, raw: np.ndarray,
+                     sums: dict[str, float]) -> th.Tensor:
+    """Weighted hint and relation losses of the minibatch (their raw values are logged)."""
+    hint, relation = knowledge.loss(policy, obs, raw)
+    sums["hint_loss"] += hint.item()
+    sums["relation_loss"] += relation.item()
+    return knowledge.hint_weight * hint + knowledge.relation_weight * relation
+
+
+@th.no_grad()
+def _accumulate(sums: dict[str, float], total: th.Tensor, terms: LossTerms, dist: ActionDist, teacher: ActionDist,
+                action_space: Any) -> None:
+    sums["loss"] += total.item()
+    sums["policy_loss"] += terms.policy.item()
+    sums["value_loss"] += terms.value.item()
+    sums["entropy"] += terms.entropy.item()
+    sums["agreement"] += action_agreement(dist, teacher, action_space)
+    soft = teacher.kind != DETERMINISTIC and dist.kind == teacher.kind
+    sums["kl"] += kl(dist, teacher).item() if soft else float("nan")
 
 
 def _as_input(policy: th.nn.Module, obs: np.ndarray) -> th.Tensor:

@@ -1,0 +1,126 @@
+"""Knowledge beyond the action distribution: feature hints (FitNets) and relations between samples (relational KD).
+
+Both compare the student's and the teacher's *latent*: the last hidden layer the action head reads (SB3's
+`mlp_extractor` actor latent for PPO/A2C, `latent_pi` for SAC/TQC, the actor's MLP before its output for TD3, the
+Q-network before its output for DQN; with no hidden layers, the features extractor's output, e.g. a CNN's), or, with
+`--hint-layer NAME`, the output of that module of the teacher's policy.
+
+- Hints (Romero et al. 2015): MSE between a learned linear projection of the student's latent and the teacher's. The
+  projection is training-only: it is in the optimizer and the checkpoint, never in student.zip.
+- Relations (Park et al. 2019): the distance loss (Huber between the two latents' pairwise distances, each divided
+  by its mean) and the angle loss (Huber between the cosines of the angles each triplet forms), within a minibatch;
+  the angle loss uses the first 64 samples (it is cubic in them). No projection: distances and angles have no units.
+
+The teacher's latent is recomputed for each minibatch from the stored observation, so the buffer keeps holding only
+observations and labels (Atari: each frame once, 7.2 KB a transition).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from policykd.errors import PolicykdError
+
+ANGLE_SAMPLES = 64
+
+
+def latent(policy: Any, obs: th.Tensor) -> th.Tensor:
+    """The last hidden layer the policy's action head reads, for a batch of policy inputs (gradients kept)."""
+    if isinstance(policy, ActorCriticPolicy):
+        features = policy.extract_features(obs)
+        return policy.mlp_extractor.forward_actor(features if policy.share_features_extractor else features[0])
+    actor = getattr(policy, "actor", None)
+    if actor is not None and hasattr(actor, "latent_pi"):  # SAC, TQC
+        return actor.latent_pi(actor.extract_features(obs, actor.features_extractor))
+    if actor is not None and hasattr(actor, "mu"):  # TD3: Linear ... Linear, Tanh
+        return actor.mu[:-2](actor.extract_features(obs, actor.features_extractor))
+    q_net = getattr(policy, "q_net", None)
+    if q_net is not None and hasattr(q_net, "q_net"):  # DQN: Linear ... Linear
+        return q_net.q_net[:-1](q_net.extract_features(obs, q_net.features_extractor))
+    raise PolicykdError(f"cannot read the hidden features of a {type(policy).__name__}")
+
+
+def relation_loss(student: th.Tensor, teacher: th.Tensor) -> th.Tensor:
+    """Relational KD's distance + angle losses between two batches of embeddings (any widths)."""
+    s, t = student.flatten(1), teacher.flatten(1)
+    distance = F.smooth_l1_loss(_normalised_distances(s), _normalised_distances(t))
+    return distance + F.smooth_l1_loss(_angles(s[:ANGLE_SAMPLES]), _angles(t[:ANGLE_SAMPLES]))
+
+
+def _normalised_distances(e: th.Tensor) -> th.Tensor:
+    d = th.cdist(e, e)
+    mean = d[d > 0].mean() if (d > 0).any() else d.new_ones(())
+    return d / mean
+
+
+def _angles(e: th.Tensor) -> th.Tensor:
+    diff = F.normalize(e.unsqueeze(0) - e.unsqueeze(1), p=2, dim=2)  # diff[j, i] = e_i - e_j, unit length
+    return th.bmm(diff, diff.transpose(1, 2)).flatten()
+
+
+@dataclass
+class Knowledge:
+    """The run's hint and relation terms: the teacher's policy and VecNormalize, the projection, the weights."""
+
+    policy: Any
+    normalizer: Any
+    projection: th.nn.Linear | None
+    hint_weight: float
+    relation_weight: float
+    layer: th.nn.Module | None = None
+
+    def teacher_latent(self, raw: np.ndarray) -> th.Tensor:
+        obs = self.normalizer.normalize_obs(raw) if self.normalizer is not None else raw
+        with th.no_grad():
+            tensor = self.policy.obs_to_tensor(obs)[0]
+            if self.layer is None:
+                return latent(self.policy, tensor)
+            captured: list[th.Tensor] = []
+            handle = self.layer.register_forward_hook(lambda m, i, out: captured.append(out))
+            try:
+                from policykd.distributions import policy_outputs
+
+                policy_outputs(self.policy, tensor)
+            finally:
+                handle.remove()
+            return captured[-1].flatten(1)
+
+    def loss(self, student_policy: Any, student_obs: th.Tensor, raw: np.ndarray) -> tuple[th.Tensor, th.Tensor]:
+        """(hint loss, relation loss) of one minibatch, unweighted (zeros where off)."""
+        s, t = latent(student_policy, student_obs), self.teacher_latent(raw)
+        hint = F.mse_loss(self.projection(s), t) if self.projection is not None else s.new_zeros(())
+        relation = relation_loss(s, t) if self.relation_weight > 0 else s.new_zeros(())
+        return hint, relation
+
+
+def make_knowledge(settings: Any, teacher: Any, student: Any, probe: np.ndarray, student_input: np.ndarray) -> Knowledge | None:
+    """The run's Knowledge, or None without --hint-weight / --relation-weight; one line when the teacher's features
+    cannot be read (a dataset, an ensemble, an exported file, an unknown --hint-layer)."""
+    if not (settings.hint_weight or settings.relation_weight):
+        return None
+    model = getattr(teacher, "model", None)
+    if model is None:
+        what = "a dataset" if teacher is None else f"{type(teacher).__name__} (an ensemble: one member's features would not be the ensemble's)"
+        raise PolicykdError(f"--hint-weight/--relation-weight need a single live SB3 teacher whose features can be read; "
+                            f"the teacher here is {what}")
+    layer = None
+    if settings.hint_layer:
+        modules = dict(model.policy.named_modules())
+        if settings.hint_layer not in modules:
+            names = ", ".join(n for n in modules if n) or "none"
+            raise PolicykdError(f"--hint-layer {settings.hint_layer!r} is not a module of the teacher's policy ({names})")
+        layer = modules[settings.hint_layer]
+    knowledge = Knowledge(model.policy, getattr(teacher, "normalizer", None), None, settings.hint_weight,
+                          settings.relation_weight, layer)
+    with th.no_grad():
+        width_t = knowledge.teacher_latent(probe).shape[1]
+        width_s = latent(student.policy, student.policy.obs_to_tensor(student_input)[0]).flatten(1).shape[1]
+    if settings.hint_weight:
+        knowledge.projection = th.nn.Linear(width_s, width_t)
+    return knowledge

@@ -1,0 +1,92 @@
+"""Feature hints and relational KD: the losses against values computed by hand, latents of every student family,
+end to end with the projection kept out of student.zip, and bad input."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch as th
+
+from conftest import run_cli
+from policykd.run.knowledge import latent, relation_loss
+
+
+def _huber(a, b):
+    d = np.abs(np.asarray(a) - np.asarray(b))
+    return float(np.mean(np.where(d < 1, 0.5 * d**2, d - 0.5)))
+
+
+def _by_hand(s, t):
+    """Relational KD written out with loops: normalised pairwise distances, then triplet angle cosines."""
+    def distances(e):
+        d = np.array([[np.linalg.norm(e[i] - e[j]) for j in range(len(e))] for i in range(len(e))])
+        return d / d[d > 0].mean()
+
+    def cosines(e):
+        out = []
+        for j, i, k in itertools.product(range(len(e)), repeat=3):
+            u, v = e[i] - e[j], e[k] - e[j]
+            nu, nv = np.linalg.norm(u), np.linalg.norm(v)
+            out.append(0.0 if nu == 0 or nv == 0 else float(u @ v / (nu * nv)))
+        return np.array(out)
+
+    return _huber(distances(s), distances(t)) + _huber(cosines(s), cosines(t))
+
+
+def test_relation_loss_by_hand():
+    t = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    s = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    got = relation_loss(th.tensor(s, dtype=th.float32), th.tensor(t, dtype=th.float32)).item()
+    assert got == pytest.approx(_by_hand(s, t), rel=1e-5) and got > 0
+    # the same shape at another scale and width: nothing to learn
+    wide = np.concatenate([3 * t, np.zeros((3, 5))], axis=1)
+    assert relation_loss(th.tensor(wide, dtype=th.float32), th.tensor(t, dtype=th.float32)).item() == pytest.approx(0, abs=1e-6)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac", "td3", "dqn"])
+def test_latent_is_the_last_hidden_layer(algo):
+    from policykd.envs import EnvFactory
+    from policykd.students.build import build_student
+
+    env = "CartPole-v1" if algo in ("ppo", "dqn") else "Pendulum-v1"
+    venv = EnvFactory(env).make(1, 0)
+    model = build_student(algo, venv, (24, 12), seed=0)
+    obs = model.policy.obs_to_tensor(venv.reset())[0]
+    assert latent(model.policy, obs).shape == (1, 12)
+    venv.close()
+
+
+def test_hints_and_relations_train_and_stay_out_of_the_student(tmp_path):
+    import policykd
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    common = dict(steps=3000, rounds=2, eval_episodes=2, quiet=True, seed=2)
+    plain = policykd.distill("CartPole-v1", out=str(tmp_path / "plain"), **common)
+    hinted = policykd.distill("CartPole-v1", out=str(tmp_path / "hinted"), hint_weight=1.0, relation_weight=1.0, **common)
+    assert set(hinted.student.policy.state_dict()) == set(plain.student.policy.state_dict())  # no projection inside
+    acc = EventAccumulator(str(tmp_path / "hinted" / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    hints = [e.value for e in acc.Scalars("train/hint_loss")]
+    relations = [e.value for e in acc.Scalars("train/relation_loss")]
+    assert len(hints) == 2 and hints[-1] < hints[0] and all(r > 0 for r in relations)
+    assert json.loads((tmp_path / "hinted" / "config.json").read_text())["hint_weight"] == 1.0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--teacher", "cartpole-ppo-v1", "--hint-weight", "1", "--hint-layer", "nope"], "--hint-layer 'nope' is not a module"),
+    (["--teacher", "cartpole-ppo-v1", "--teacher", "cartpole-ppo-v1", "--relation-weight", "1"], "an ensemble"),
+    (["--teacher", "cartpole-ppo-v1", "--hint-weight", "-1"], "--hint-weight must be non-negative"),
+], ids=["unknown layer", "ensemble", "negative weight"])
+def test_bad_knowledge_input_is_one_line(tmp_path, args, message):
+    done = run_cli("distill", "--env", "CartPole-v1", *args, "--out", str(tmp_path / "out"))
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_a_hint_layer_by_name(tmp_path):
+    import policykd
+
+    result = policykd.distill("CartPole-v1", out=str(tmp_path / "layer"), steps=2000, rounds=1, eval_episodes=2,
+                              quiet=True, hint_weight=1.0, hint_layer="mlp_extractor.policy_net")
+    assert np.isfinite(result.summary.student_return_mean)
