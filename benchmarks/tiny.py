@@ -1,9 +1,11 @@
-"""The 1 % students: does a teacher assistant (--stages) or per-state weighting (--weighting) help them?
+"""The 1 % students: does a teacher assistant (--stages), per-state weighting (--weighting), feature hints or
+relational KD help them?
 
 Run by hand:
 
     python benchmarks/tiny.py                 # Walker2d-v5, 16x16 students (1 % of the shipped TQC teacher), seeds 0-1
     python benchmarks/tiny.py --env HalfCheetah-v5 --seeds 3
+    python benchmarks/tiny.py --variants direct hints relations "hints + relations"
 
 Every variant runs the env's preset budget with the same seed and student size; "direct" is plain KL, as the
 default run does. Each run's final evaluation (10 episodes, the run's evaluation seeds) gives the return ratio; the
@@ -26,7 +28,11 @@ VARIANTS = {
     "weighting kl": ["--weighting", "kl"],
     "weighting teacher-confidence": ["--weighting", "teacher-confidence"],
     "stages 44,44:16,16": ["--stages", "44,44:16,16"],
+    "hints": ["--hint-weight", "1"],
+    "relations": ["--relation-weight", "1"],
+    "hints + relations": ["--hint-weight", "1", "--relation-weight", "1"],
 }
+FIRST = ("direct", "weighting kl", "weighting teacher-confidence", "stages 44,44:16,16")
 
 
 def reference(env_id: str, seconds: float = 5.0) -> float:
@@ -59,13 +65,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="Walker2d-v5")
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(FIRST))
     args = parser.parse_args()
     ROOT.mkdir(parents=True, exist_ok=True)
     lines = [f"## {args.env}, 16x16 students ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain {args.env} loop "
              f"{reference(args.env):,.0f} env steps/s, same run)", "",
              "| variant | " + " | ".join(f"seed {s}" for s in range(args.seeds)) + " | mean | wall (mean) |",
              "|---|" + "---|" * (args.seeds + 2)]
-    for name, variant in VARIANTS.items():
+    for name in args.variants:
+        variant = VARIANTS[name]
         results = [run(args.env, variant, seed, ROOT / f"{args.env}-{name.replace(' ', '_')}-{seed}")
                    for seed in range(args.seeds)]
         ratios = [r for r, _ in results]
