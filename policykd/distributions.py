@@ -191,6 +191,22 @@ def sample_action(dist: ActionDist, action_space: spaces.Space) -> np.ndarray:
     return env_action(dist._replace(mean=drawn), action_space)
 
 
+def unsquashed(dist: ActionDist, action_space: spaces.Box) -> ActionDist:
+    """A squashed continuous distribution (SAC/TQC pre-tanh Gaussian, TD3 action in [-1, 1]) re-expressed in env
+    units, as PPO's is, so members of different families can be mixed: the mean through tanh and the bounds'
+    rescaling, the std by that map's local slope (delta method: half-range x (1 - tanh^2))."""
+    if dist.kind == CATEGORICAL or not dist.squashed:
+        return dist
+    low, high = (th.as_tensor(b, dtype=dist.mean.dtype) for b in (action_space.low, action_space.high))
+    half = (high - low) / 2
+    unit = th.tanh(dist.mean) if dist.kind == GAUSSIAN else dist.mean
+    mean = low + half * (unit + 1)
+    if dist.kind == DETERMINISTIC:
+        return ActionDist(DETERMINISTIC, mean=mean)
+    log_std = dist.log_std + th.log(half) + th.log((1 - unit**2).clamp_min(1e-6))
+    return ActionDist(GAUSSIAN, mean=mean, log_std=log_std)
+
+
 def mix(dists: Sequence[ActionDist], weights: Sequence[float]) -> ActionDist:
     """One distribution for an ensemble: Q-values or probabilities averaged, Gaussians moment-matched."""
     kinds = {(d.kind, d.squashed) for d in dists}

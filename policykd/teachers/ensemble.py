@@ -10,7 +10,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecNormalize
 
-from policykd.distributions import ActionDist, mix
+from policykd.distributions import ActionDist, mix, unsquashed
 from policykd.envs import EnvFactory
 from policykd.errors import PolicykdError
 from policykd.models import describe_space
@@ -69,8 +69,14 @@ class EnsembleTeacher:
         return sum(m.acting_params for m in self.members)
 
     def label(self, obs: np.ndarray) -> tuple[ActionDist, th.Tensor | None]:
+        """Each member labels the raw observations itself (its own VecNormalize); continuous members of different
+        families (SAC's squashed Gaussian, PPO's in env units) are all expressed in env units first, then
+        moment-matched: the ensemble is then a PPO-family teacher."""
         labels = [m.label(obs) for m in self.members]
-        dist = mix([d for d, _ in labels], self.weights)
+        dists = [d for d, _ in labels]
+        if len({d.squashed for d in dists}) > 1:
+            dists = [unsquashed(d, self.action_space) for d in dists]
+        dist = mix(dists, self.weights)
         valued = [(w, v) for w, (_, v) in zip(self.weights, labels) if v is not None]
         if not valued:
             return dist, None

@@ -1,0 +1,50 @@
+"""Ensembles of teachers of different families: each member labels with its own VecNormalize and its own SB3
+predict path; squashed and unsquashed Gaussians are mixed in env units; DQN and PPO mix on CartPole."""
+
+import json
+
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+
+from policykd.distributions import GAUSSIAN, ActionDist, env_action, unsquashed
+
+
+def test_unsquashing_maps_the_mean_through_tanh_and_the_std_by_its_slope():
+    box = spaces.Box(-2.0, 2.0, (1,), np.float32)
+    dist = ActionDist(GAUSSIAN, mean=th.tensor([[0.4]]), log_std=th.tensor([[np.log(0.01)]]), squashed=True)
+    plain = unsquashed(dist, box)
+    assert not plain.squashed and plain.mean.item() == pytest.approx(2 * np.tanh(0.4), rel=1e-6)
+    samples = 2 * np.tanh(0.4 + 0.01 * np.random.default_rng(0).standard_normal(200_000))
+    assert float(th.exp(plain.log_std)) == pytest.approx(samples.std(), rel=0.01)
+    assert np.allclose(env_action(plain, box), env_action(dist, box), atol=1e-6)  # the same greedy action
+
+
+def test_ppo_with_vecnormalize_and_sac_without_each_label_their_own_way_and_distil(zoo, tmp_path):
+    import policykd
+    from policykd.teachers import load_teachers
+
+    ensemble = load_teachers([str(zoo / "ppo/HalfCheetah-v3_1"), str(zoo / "sac/HalfCheetah-v3_1")], env_id="HalfCheetah-v5")
+    venv = ensemble.factory.make(3, 0)
+    obs = venv.reset()
+    assert [m.normalizer is not None for m in ensemble.members] == [True, False]
+    for member in ensemble.members:  # each member's label is its own SB3 predict on the same raw observations
+        own = member.normalizer.normalize_obs(obs) if member.normalizer is not None else obs
+        assert np.array_equal(env_action(member.label(obs)[0], member.action_space),
+                              member.model.predict(own, deterministic=True)[0])
+    dist, _ = ensemble.label(obs)
+    assert dist.kind == GAUSSIAN and not dist.squashed
+    venv.close()
+    result = policykd.distill("HalfCheetah-v5", [zoo / "ppo/HalfCheetah-v3_1", zoo / "sac/HalfCheetah-v3_1"],
+                              out=str(tmp_path / "cheetah"), steps=2000, rounds=1, eval_episodes=1, quiet=True)
+    assert result.summary.student_algo == "ppo" and result.summary.teacher_algo == "ppo+sac"
+
+
+def test_dqn_and_ppo_on_cartpole_mix_and_distil(zoo, tmp_path):
+    import policykd
+
+    result = policykd.distill("CartPole-v1", [zoo / "dqn/CartPole-v1_1", zoo / "ppo/CartPole-v1_1"],
+                              out=str(tmp_path / "cartpole"), quiet=True)
+    summary = json.loads((tmp_path / "cartpole" / "summary.json").read_text())
+    assert summary["teacher_algo"] == "dqn+ppo" and result.summary.student_return_mean >= 0.95 * summary["teacher_return_mean"]
