@@ -191,6 +191,16 @@ def sample_action(dist: ActionDist, action_space: spaces.Space) -> np.ndarray:
     return env_action(dist._replace(mean=drawn), action_space)
 
 
+def entropy_per_state(dist: ActionDist) -> th.Tensor:
+    """Each state's entropy (categorical, Q-values as softmax(Q); Gaussian, pre-tanh; deterministic: 0)."""
+    if dist.kind == CATEGORICAL:
+        log_p = th.log_softmax(dist.logits, dim=-1)
+        return -(log_p.exp() * log_p).sum(dim=-1)
+    if dist.kind == GAUSSIAN:
+        return (dist.log_std + 0.5 * np.log(2 * np.pi * np.e)).sum(dim=-1)
+    return th.zeros(dist.mean.shape[0])
+
+
 def unsquashed(dist: ActionDist, action_space: spaces.Box) -> ActionDist:
     """A squashed continuous distribution (SAC/TQC pre-tanh Gaussian, TD3 action in [-1, 1]) re-expressed in env
     units, as PPO's is, so members of different families can be mixed: the mean through tanh and the bounds'
@@ -207,12 +217,16 @@ def unsquashed(dist: ActionDist, action_space: spaces.Box) -> ActionDist:
     return ActionDist(GAUSSIAN, mean=mean, log_std=log_std)
 
 
-def mix(dists: Sequence[ActionDist], weights: Sequence[float]) -> ActionDist:
-    """One distribution for an ensemble: Q-values or probabilities averaged, Gaussians moment-matched."""
+def mix(dists: Sequence[ActionDist], weights: Sequence[float] | th.Tensor) -> ActionDist:
+    """One distribution for an ensemble: Q-values or probabilities averaged, Gaussians moment-matched. `weights`: one
+    per member, or per state and member (B, M) for confidence weighting; normalised here."""
     kinds = {(d.kind, d.squashed) for d in dists}
     if len(kinds) != 1:
         raise PolicykdError(f"ensemble teachers disagree on their action distribution: {sorted(kinds)}")
-    w = th.as_tensor(np.asarray(weights, dtype=np.float32) / np.sum(weights))
+    w = weights if th.is_tensor(weights) else th.as_tensor(np.asarray(weights, dtype=np.float32))
+    w = w.unsqueeze(0) if w.dim() == 1 else w
+    w = w / w.sum(dim=1, keepdim=True)
+    w = [w[:, i:i + 1] for i in range(w.shape[1])]  # a column per member: broadcasts over states and action dims
     first = dists[0]
     if first.kind == CATEGORICAL:
         if all(d.q_values for d in dists):

@@ -30,6 +30,7 @@ ExportFormat = Literal["onnx", "c"]
 RlStart = Literal["distilled", "scratch"]
 KickSchedule = Literal["constant", "linear", "adaptive"]
 Weighting = Literal["uniform", "kl", "teacher-confidence"]
+TeacherWeighting = Literal["fixed", "confidence", "return"]
 
 @dataclass(frozen=True)
 class DistillSettings:
@@ -44,6 +45,9 @@ class DistillSettings:
     """SB3 zip, rl-zoo run folder, zoo:<algo>/<ENV> or shipped agent name; repeat for an ensemble (default: the env's shipped teacher)."""
     teacher_weights: tuple[float, ...] = opt((), rule=(lambda v: all(w >= 0 for w in v), "must be non-negative"))
     """Ensemble weights, one per --teacher, comma-separated like 0.7,0.3 (default: equal)."""
+    teacher_weighting: TeacherWeighting = "fixed"
+    """How ensemble members are weighted, times --teacher-weights: fixed; confidence, per state by each member's
+    exp(-entropy) there; return, per member by its return on the evaluation seeds (measured before the run)."""
     dataset: str | None = None
     """Minari dataset (local id, folder, or remote id) to distil from: offline, or before DAgger rounds with --teacher."""
     trust_teacher: bool = False

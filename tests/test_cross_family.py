@@ -48,3 +48,44 @@ def test_dqn_and_ppo_on_cartpole_mix_and_distil(zoo, tmp_path):
                               out=str(tmp_path / "cartpole"), quiet=True)
     summary = json.loads((tmp_path / "cartpole" / "summary.json").read_text())
     assert summary["teacher_algo"] == "dqn+ppo" and result.summary.student_return_mean >= 0.95 * summary["teacher_return_mean"]
+
+
+def test_confidence_weighting_mixes_each_state_by_each_members_exp_minus_entropy(zoo):
+    from policykd.distributions import entropy_per_state
+    from policykd.teachers import load_teachers
+
+    ensemble = load_teachers([str(zoo / "dqn/CartPole-v1_1"), str(zoo / "ppo/CartPole-v1_1")], env_id="CartPole-v1")
+    ensemble.confidence = True
+    venv = ensemble.factory.make(4, 0)
+    obs = venv.reset()
+    venv.close()
+    members = [m.label(obs)[0] for m in ensemble.members]
+    sure = th.stack([th.exp(-entropy_per_state(d)) for d in members], dim=1)
+    w = sure / sure.sum(dim=1, keepdim=True)
+    expected = sum(w[:, i:i + 1] * th.softmax(d.logits, dim=-1) for i, d in enumerate(members))
+    got = th.softmax(ensemble.label(obs)[0].logits, dim=-1)
+    assert th.allclose(got, expected, atol=1e-6)
+    assert not th.allclose(w[:, 0], th.full((4,), 0.5))  # the members are not equally sure
+
+
+def test_return_weighting_favours_the_better_member(zoo, weak_teacher_path, tmp_path):
+    from policykd.run.build import return_weights
+    from policykd.settings import DistillSettings
+    from policykd.teachers import load_teachers
+
+    ensemble = load_teachers([str(zoo / "ppo/CartPole-v1_1"), str(weak_teacher_path)], env_id="CartPole-v1")
+    weights = return_weights(ensemble, DistillSettings(env_id="CartPole-v1", eval_episodes=3))
+    assert weights[0] > 3 * weights[1] > 0
+    bad = __import__("conftest").run_cli("distill", "--env", "CartPole-v1", "--teacher", str(zoo / "ppo/CartPole-v1_1"),
+                                         "--teacher-weighting", "return", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "weighs the members of an ensemble" in bad.stderr
+
+
+@pytest.fixture
+def weak_teacher_path(tmp_path):
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, n_steps=64, device="cpu")
+    model.learn(128)
+    model.save(tmp_path / "weak.zip")
+    return tmp_path / "weak.zip"

@@ -36,6 +36,7 @@ from policykd.students.averaging import make_average
 from policykd.students.build import auto_arch, build_student, default_student_algo
 from policykd.students.folding import ObsStats
 from policykd.teachers import Teacher, load_teachers
+from policykd.teachers.ensemble import EnsembleTeacher
 from policykd.teachers.shipped import default_agent
 
 FALLBACK_ARCH = {False: (64, 64), True: (16, 32, 32, 32)}  # action-only datasets: no teacher size to scale from
@@ -148,8 +149,30 @@ def _live_teacher(settings: DistillSettings) -> Teacher | None:
     if settings.dataset and not settings.teachers:
         return None
     specs = resolve_teacher_specs(settings.env_id, settings.teachers)
-    return load_teachers(specs, env_id=settings.env_id, weights=settings.teacher_weights, zoo_folder=settings.zoo_folder,
-                         trust=settings.trust_teacher)
+    teacher = load_teachers(specs, env_id=settings.env_id, weights=settings.teacher_weights,
+                            zoo_folder=settings.zoo_folder, trust=settings.trust_teacher)
+    if settings.teacher_weighting != "fixed":
+        if not isinstance(teacher, EnsembleTeacher):
+            raise PolicykdError(f"--teacher-weighting {settings.teacher_weighting} weighs the members of an ensemble: "
+                                "pass two or more --teacher")
+        teacher.confidence = settings.teacher_weighting == "confidence"
+        if settings.teacher_weighting == "return":
+            teacher.weights = return_weights(teacher, settings)
+    return teacher
+
+
+def return_weights(ensemble: EnsembleTeacher, settings: DistillSettings) -> list[float]:
+    """Each member's weight times its return on the evaluation seeds, shifted so the worst member keeps a tenth of
+    the spread (returns may be negative: Pendulum's are); equal returns give the fixed weights."""
+    from policykd.run.evaluate import run_episodes, teacher_actor
+
+    seed = settings.seed + EVAL_SEED_OFFSET
+    returns = np.array([run_episodes(teacher_actor(m), m.factory, settings.eval_episodes, seed).mean
+                        for m in ensemble.members])
+    spread = returns.max() - returns.min()
+    if spread <= 0:
+        return list(ensemble.weights)
+    return [float(w * (g - returns.min() + 0.1 * spread)) for w, g in zip(ensemble.weights, returns)]
 
 
 def build_run(settings: DistillSettings) -> Run:

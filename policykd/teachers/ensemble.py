@@ -10,7 +10,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecNormalize
 
-from policykd.distributions import ActionDist, mix, unsquashed
+from policykd.distributions import ActionDist, entropy_per_state, mix, unsquashed
 from policykd.envs import EnvFactory
 from policykd.errors import PolicykdError
 from policykd.models import describe_space
@@ -23,6 +23,8 @@ class EnsembleTeacher:
 
     members: Sequence[Teacher]
     weights: Sequence[float] = field(default_factory=list)
+    confidence: bool = False
+    """Weight each member per state by exp(-entropy) of its distribution there (times `weights`)."""
 
     def __post_init__(self) -> None:
         if not self.weights:
@@ -76,8 +78,12 @@ class EnsembleTeacher:
         dists = [d for d, _ in labels]
         if len({d.squashed for d in dists}) > 1:
             dists = [unsquashed(d, self.action_space) for d in dists]
-        dist = mix(dists, self.weights)
-        valued = [(w, v) for w, (_, v) in zip(self.weights, labels) if v is not None]
+        weights = self.weights
+        if self.confidence:
+            sure = th.stack([th.exp(-entropy_per_state(d)) for d in dists], dim=1)  # (B, M)
+            weights = sure * th.as_tensor(np.asarray(self.weights, dtype=np.float32))
+        dist = mix(dists, weights)
+        valued = [(w, v) for w, (_, v) in zip(self.weights, labels) if v is not None]  # values: fixed weights
         if not valued:
             return dist, None
         total = sum(w for w, _ in valued)
