@@ -147,7 +147,7 @@ def _recover(folder: Path, init: Path, arch: tuple[int, ...], source: ExportSour
     if not (folder / "summary.json").is_file():
         distill(replace(base, out=str(folder), student_arch=arch, student_algo=source.algo, init_student=str(init),
                         steps=settings.steps or base.steps, prune_to=None, overwrite=False, resume=False,
-                        quiet=settings.quiet))
+                        quiet=settings.quiet, rl_steps=0, baseline_scratch=False, rl_start="distilled", stages=None))
     return _load(folder / "student.zip", source), json.loads((folder / "summary.json").read_text())
 
 
