@@ -11,17 +11,24 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
 
 from policykd.report.console import tensorboard_logger
 from policykd.rl.kick import Kick
 from policykd.rl.model import (RLConfig, copy_teacher_critic, learn_segment, load_rl_model, make_env, restore_rl,
                                save_rl)
-from policykd.run.evaluate import run_episodes, student_actor, student_eval
+from policykd.run.evaluate import Returns, run_episodes, student_actor, student_eval
 from policykd.students.build import build_student
+
+if TYPE_CHECKING:  # run/build.py imports this module: these only name types
+    from policykd.run.build import Run
+    from policykd.run.phases import View
+    from policykd.run.plan import Reinforce
+    from policykd.run.state import RunState
 
 STUDENT, SCRATCH = "rl-student", "rl-scratch"
 
@@ -38,7 +45,7 @@ class RLParts:
     loggers: dict[str, Any] = field(default_factory=dict)
 
 
-def reinforce(run: Any, state: Any, phase: Any, view: Any) -> None:
+def reinforce(run: "Run", state: "RunState", phase: "Reinforce", view: "View") -> None:
     """One RL segment of the student (`phase.scratch`: of the baseline), then its evaluation."""
     parts: RLParts = run.rl
     model = _model(run, state, phase.scratch)
@@ -68,7 +75,7 @@ def reinforce(run: Any, state: Any, phase: Any, view: Any) -> None:
     _log(view.logger, row, view.teacher.mean, phase.scratch)
 
 
-def _model(run: Any, state: Any, scratch: bool) -> BaseAlgorithm:
+def _model(run: "Run", state: "RunState", scratch: bool) -> BaseAlgorithm:
     """The RL model, built at its first segment: the student from its distilled student.zip (or, kickstarting, from
     the run's random student), the baseline from the same random weights the student started from."""
     parts: RLParts = run.rl
@@ -88,7 +95,7 @@ def _model(run: Any, state: Any, scratch: bool) -> BaseAlgorithm:
     return existing
 
 
-def _attach(run: Any, state: Any, model: BaseAlgorithm, scratch: bool) -> None:
+def _attach(run: "Run", state: "RunState", model: BaseAlgorithm, scratch: bool) -> None:
     """Hook the kick (the student only) and give the model its own TensorBoard folder (tb/rl, tb/scratch)."""
     parts: RLParts = run.rl
     name = "scratch" if scratch else "rl"
@@ -107,7 +114,7 @@ def _attach(run: Any, state: Any, model: BaseAlgorithm, scratch: bool) -> None:
     run.obs_stats = run.average = None  # folded into, and averaged into, the student.zip RL started from
 
 
-def _start(run: Any, state: Any) -> Any:
+def _start(run: "Run", state: "RunState") -> "Path | BaseAlgorithm":
     """What RL continues: the distilled student.zip (kept as student-distilled.zip), or the random student."""
     if run.settings.rl_start == "scratch":
         returns, _ = _evaluate(run, run.student, with_teacher=False)
@@ -118,7 +125,7 @@ def _start(run: Any, state: Any) -> Any:
     return run.out / "student.zip"
 
 
-def _random_student(run: Any) -> BaseAlgorithm:
+def _random_student(run: "Run") -> BaseAlgorithm:
     """The same random weights the run's student had before any training (built with the same seed)."""
     venv = run.factory.make(1, run.settings.seed)
     try:
@@ -127,11 +134,11 @@ def _random_student(run: Any) -> BaseAlgorithm:
         venv.close()
 
 
-def _normalizer_file(run: Any) -> Path | None:
+def _normalizer_file(run: "Run") -> Path | None:
     return run.out / "vecnormalize.pkl" if run.normalizer is not None else None
 
 
-def _evaluate(run: Any, model: BaseAlgorithm, *, with_teacher: bool) -> tuple[Any, float]:
+def _evaluate(run: "Run", model: BaseAlgorithm, *, with_teacher: bool) -> tuple[Returns, float]:
     prep = (lambda obs: run.normalizer.normalize_obs(obs)) if run.normalizer is not None else (lambda obs: obs)
     if with_teacher:
         return student_eval(model, prep, run.factory, run.settings.eval_episodes, run.eval_seed, run.teacher)
@@ -139,7 +146,7 @@ def _evaluate(run: Any, model: BaseAlgorithm, *, with_teacher: bool) -> tuple[An
     return returns, float("nan")
 
 
-def _log(logger: Any, row: dict[str, Any], teacher: float, scratch: bool) -> None:
+def _log(logger: Logger, row: dict[str, Any], teacher: float, scratch: bool) -> None:
     """`rl/*` scalars against RL env steps: the custom-scalars chart puts teacher, student and baseline together."""
     if not scratch:
         logger.record("rl/teacher_return", teacher)
@@ -150,7 +157,7 @@ def _log(logger: Any, row: dict[str, Any], teacher: float, scratch: bool) -> Non
     logger.dump(row["env_steps"])
 
 
-def save_models(run: Any, folder: Path) -> None:
+def save_models(run: "Run", folder: Path) -> None:
     """Into a checkpoint folder: the RL models that exist so far."""
     parts: RLParts | None = run.rl
     if parts is None:
@@ -160,7 +167,7 @@ def save_models(run: Any, folder: Path) -> None:
             save_rl(model, folder, name)
 
 
-def restore_models(run: Any, state: Any, folder: Path) -> None:
+def restore_models(run: "Run", state: "RunState", folder: Path) -> None:
     """The RL models of a checkpoint folder back into the run, hooked and logging as before."""
     parts: RLParts | None = run.rl
     if parts is None:
@@ -175,7 +182,7 @@ def restore_models(run: Any, state: Any, folder: Path) -> None:
         parts.kick.last_return = state.return_before_rl
 
 
-def close_loggers(run: Any) -> None:
+def close_loggers(run: "Run") -> None:
     if run.rl is not None:
         for logger in run.rl.loggers.values():
             logger.close()
