@@ -20,21 +20,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from common import reference, report
+
 ROOT = Path("runs/bench-rl")
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "teachers" / "rl-zoo"
-
-
-def reference(env_id: str, seconds: float = 5.0) -> float:
-    import gymnasium as gym
-
-    env = gym.make(env_id)
-    env.reset(seed=0)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        if any(env.step(env.action_space.sample())[2:4]):
-            env.reset()
-        steps += 1
-    return steps / (time.perf_counter() - start)
 
 
 def weak_cartpole_teacher(path: Path) -> Path:
@@ -96,10 +85,7 @@ def main() -> None:
                                           "--rl-start", start, "--seed", str(seed), "--out", str(out)])
             lines.append(row(summary, wall))
             print(f"# {cmd}\n{lines[-1]}", flush=True)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(ROOT / "results.md", "a") as f:
-        f.write(text + "\n")
+    report(ROOT, lines)
 
 
 if __name__ == "__main__":

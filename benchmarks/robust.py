@@ -19,24 +19,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from common import reference, report
+
 ROOT = Path("runs/bench-robust")
 TEACHERS = {"HalfCheetah-v5": "halfcheetah-sac-v5", "Hopper-v5": "hopper-tqc-v5", "Walker2d-v5": "walker2d-tqc-v5"}
 STUDENTS = {"plain": [], "augment obs-noise=0.05": ["--augment", "obs-noise=0.05"],
             "augment fgsm=0.01": ["--augment", "fgsm=0.01"]}
 PERTURB = ("obs-noise=0.05", "fgsm=0.01")
-
-
-def reference(env_id: str, seconds: float = 5.0) -> float:
-    import gymnasium as gym
-
-    env = gym.make(env_id)
-    env.reset(seed=0)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        if any(env.step(env.action_space.sample())[2:4]):
-            env.reset()
-        steps += 1
-    return steps / (time.perf_counter() - start)
 
 
 def call(cmd: list[str]) -> str:
@@ -87,8 +76,7 @@ def main() -> None:
         results = {name: cells(env, name, extra, args.episodes) for name, extra in STUDENTS.items()}
         lines += table(env, results) + [""]
         print("\n".join(lines), flush=True)
-    with open(ROOT / "results.md", "a") as f:
-        f.write("\n".join(lines) + "\n")
+    report(ROOT, lines)
 
 
 if __name__ == "__main__":

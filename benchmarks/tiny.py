@@ -20,6 +20,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from common import reference, report
+
 import numpy as np
 
 ROOT = Path("runs/bench-tiny")
@@ -33,19 +35,6 @@ VARIANTS = {
     "hints + relations": ["--hint-weight", "1", "--relation-weight", "1"],
 }
 FIRST = ("direct", "weighting kl", "weighting teacher-confidence", "stages 44,44:16,16")
-
-
-def reference(env_id: str, seconds: float = 5.0) -> float:
-    import gymnasium as gym
-
-    env = gym.make(env_id)
-    env.reset(seed=0)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        if any(env.step(env.action_space.sample())[2:4]):
-            env.reset()
-        steps += 1
-    return steps / (time.perf_counter() - start)
 
 
 def run(env: str, variant: list[str], seed: int, out: Path) -> tuple[float, float]:
@@ -80,10 +69,7 @@ def main() -> None:
         lines.append(f"| {name} | " + " | ".join(f"{r:.1%}" for r in ratios) +
                      f" | **{np.mean(ratios):.1%}** | {np.mean([w for _, w in results]) / 60:.1f} min |")
         print(lines[-1], flush=True)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(ROOT / "results.md", "a") as f:
-        f.write(text + "\n")
+    report(ROOT, lines)
 
 
 if __name__ == "__main__":

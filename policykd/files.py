@@ -161,3 +161,17 @@ def settings_differ(saved: dict[str, Any], current: dict[str, Any], *, ignore: I
     saved, current = json.loads(json.dumps(saved)), json.loads(json.dumps(current))
     skip = set(ignore)
     return sorted(k for k in set(saved) | set(current) if k not in skip and saved.get(k) != current.get(k))
+
+
+def prepare_or_resume(out: Path, identity: dict[str, Any], record: str, overwrite: bool, what: str) -> None:
+    """A folder of several runs (prune cycles, distillation stages): create it and write `record` (the settings it
+    must be re-run with), or find the same unfinished work there to continue; other settings there are refused."""
+    saved = out / record
+    if not overwrite and saved.is_file() and not (out / "summary.json").exists():
+        differ = settings_differ(json.loads(saved.read_text()), identity)
+        if differ:
+            raise PolicykdError(f"{out} holds an unfinished {what} with other settings ({', '.join(differ)}); "
+                                "re-run it unchanged to resume, or pass --overwrite / another --out")
+        return
+    prepare_out(out, overwrite)
+    atomic_write_text(saved, json.dumps(identity, indent=2))

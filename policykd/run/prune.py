@@ -21,7 +21,7 @@ import numpy as np
 from policykd.constants import EVAL_SEED_OFFSET
 from policykd.errors import PolicykdError
 from policykd.export.source import ExportSource, load_source
-from policykd.files import atomic_write, atomic_write_text, prepare_out, settings_differ
+from policykd.files import atomic_write, atomic_write_text, prepare_or_resume
 from policykd.models import acting_params
 from policykd.report.output import copy_student
 from policykd.fields import build
@@ -96,15 +96,7 @@ def plan_cycles(source: ExportSource, settings: PruneSettings) -> list[tuple[int
 def _prepare(out: Path, settings: PruneSettings) -> None:
     """Create the output folder, or find this very prune unfinished there (its finished cycles are kept)."""
     identity = {k: v for k, v in asdict(settings).items() if k not in ("overwrite", "quiet", "out")}
-    saved_path = out / "prune.json"
-    if not settings.overwrite and saved_path.is_file() and not (out / "summary.json").exists():
-        differ = settings_differ(json.loads(saved_path.read_text()), identity)
-        if differ:
-            raise PolicykdError(f"{out} holds an unfinished prune with other settings ({', '.join(differ)}); "
-                                "re-run it unchanged to resume, or pass --overwrite / another --out")
-        return
-    prepare_out(out, settings.overwrite)
-    atomic_write_text(saved_path, json.dumps(identity, indent=2))
+    prepare_or_resume(out, identity, "prune.json", settings.overwrite, "prune")
 
 
 def _importance_obs(source: ExportSource, model: Any) -> np.ndarray:

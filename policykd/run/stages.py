@@ -15,8 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from policykd.errors import PolicykdError
-from policykd.files import atomic_write_text, prepare_out, settings_differ
+from policykd.files import atomic_write_text, prepare_or_resume
 from policykd.report.output import copy_student
 from policykd.settings import DistillSettings, stage_archs
 
@@ -36,15 +35,7 @@ def stage_settings(settings: DistillSettings, k: int, archs: list[tuple[int, ...
 def _prepare(out: Path, settings: DistillSettings) -> None:
     """Create the output folder, or find this very multi-stage run unfinished there."""
     identity = json.loads(json.dumps(settings.identity()))
-    saved = out / STAGES_FILE
-    if not settings.overwrite and saved.is_file() and not (out / "summary.json").exists():
-        differ = settings_differ(json.loads(saved.read_text()), identity)
-        if differ:
-            raise PolicykdError(f"{out} holds an unfinished multi-stage run with other settings ({', '.join(differ)}); "
-                                "re-run it unchanged to resume, or pass --overwrite / another --out")
-        return
-    prepare_out(out, settings.overwrite)
-    atomic_write_text(saved, json.dumps(identity, indent=2))
+    prepare_or_resume(out, identity, STAGES_FILE, settings.overwrite, "multi-stage run")
 
 
 def run_stages(settings: DistillSettings, distill: Callable[[DistillSettings], Any]) -> tuple[Any, dict[str, Any]]:

@@ -1,0 +1,29 @@
+"""What every benchmark measures beside its result: a reference speed of this machine, in the same run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def reference(env_id: str, seconds: float = 5.0) -> float:
+    """Env steps/s of a plain loop of `env_id` with random actions, one process: the yardstick a wall-clock figure is
+    quoted with, since machines (and the same machine on another day) differ."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        if any(env.step(env.action_space.sample())[2:4]):
+            env.reset()
+        steps += 1
+    return steps / (time.perf_counter() - start)
+
+
+def report(root: Path, lines: list[str]) -> None:
+    """Print the table and append it to `root`/results.md, where the docs' rows are copied from."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(root / "results.md", "a") as f:
+        f.write(text + "\n")
