@@ -155,20 +155,32 @@ class CheckpointStore:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def settings_differ(saved: dict[str, Any], current: dict[str, Any], *, ignore: Iterable[str] = ()) -> list[str]:
+def settings_differ(saved: dict[str, Any], current: dict[str, Any], *, ignore: Iterable[str] = (),
+                    defaults: dict[str, Any] | None = None) -> list[str]:
     """The settings (sorted) in which a saved run and the current command differ, as JSON stores them
-    (tuples are lists), a setting only one of them has included; `ignore` names the ones that may."""
+    (tuples are lists), a setting only one of them has included; `ignore` names the ones that may. `defaults`: a
+    setting the saved run does not have (it was added by a later policykd) is the same when the current value is its
+    default, which is how the saved run behaved, so upgrading policykd does not strand an unfinished run."""
     saved, current = json.loads(json.dumps(saved)), json.loads(json.dumps(current))
-    skip = set(ignore)
+    known = json.loads(json.dumps(defaults or {}))
+    skip = set(ignore) | {k for k in set(current) - set(saved) if k in known and current[k] == known[k]}
     return sorted(k for k in set(saved) | set(current) if k not in skip and saved.get(k) != current.get(k))
 
 
-def prepare_or_resume(out: Path, identity: dict[str, Any], record: str, overwrite: bool, what: str) -> None:
+def field_defaults(settings: Any) -> dict[str, Any]:
+    """A settings dataclass's defaults by field (fields without one left out)."""
+    from dataclasses import MISSING, fields
+
+    return {f.name: f.default for f in fields(settings) if f.default is not MISSING}
+
+
+def prepare_or_resume(out: Path, identity: dict[str, Any], record: str, overwrite: bool, what: str,
+                      defaults: dict[str, Any] | None = None) -> None:
     """A folder of several runs (prune cycles, distillation stages): create it and write `record` (the settings it
     must be re-run with), or find the same unfinished work there to continue; other settings there are refused."""
     saved = out / record
     if not overwrite and saved.is_file() and not (out / "summary.json").exists():
-        differ = settings_differ(json.loads(saved.read_text()), identity)
+        differ = settings_differ(json.loads(saved.read_text()), identity, defaults=defaults)
         if differ:
             raise PolicykdError(f"{out} holds an unfinished {what} with other settings ({', '.join(differ)}); "
                                 "re-run it unchanged to resume, or pass --overwrite / another --out")

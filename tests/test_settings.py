@@ -83,3 +83,20 @@ def test_the_default_student_has_a_floor_the_mujoco_preset_raises():
     assert auto_arch("sac", walker, budget, min_width=4) == (4, 4)
     assert auto_arch("sac", walker, budget, min_width=32) == (32, 32)
     assert auto_arch("sac", walker, 3674, min_width=32) == (44, 44)  # a fraction above the floor is kept
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_when_that_setting_is_at_its_default(tmp_path):
+    """Upgrading policykd mid-run adds settings the saved config.json lacks: at their defaults they are what the saved
+    run did, so it resumes; set to something else, it is another run and is refused."""
+    import json
+
+    from policykd.run.checkpoint import _settings_differing
+    from policykd.settings import DistillSettings
+
+    settings = DistillSettings(env_id="CartPole-v1", out=str(tmp_path))
+    saved = settings.to_dict()
+    del saved["weighting"], saved["rl_steps"]  # as a run written by an older policykd
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert _settings_differing(tmp_path, settings) == []
+    changed = DistillSettings(env_id="CartPole-v1", out=str(tmp_path), weighting="kl")
+    assert _settings_differing(tmp_path, changed) == ["weighting"]

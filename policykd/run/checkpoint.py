@@ -22,7 +22,7 @@ import numpy as np
 import torch as th
 
 from policykd.errors import PolicykdError
-from policykd.files import CheckpointStore, atomic_write, settings_differ
+from policykd.files import CheckpointStore, atomic_write, field_defaults, settings_differ
 
 if TYPE_CHECKING:
     from policykd.settings import DistillSettings
@@ -134,7 +134,7 @@ def _settings_differing(out: Path, config: "DistillSettings") -> list[str] | Non
     current = config.to_dict()
     identity = getattr(config, "identity", None)
     free = set(current) - set(identity()) if callable(identity) else set()
-    return settings_differ(saved, current, ignore={"overwrite", *free})
+    return settings_differ(saved, current, ignore={"overwrite", *free}, defaults=field_defaults(config))
 
 
 def resumable(out: Path, config: "DistillSettings") -> bool:

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from policykd.files import atomic_write_text, prepare_or_resume
+from policykd.files import atomic_write_text, field_defaults, prepare_or_resume
 from policykd.report.output import copy_student
 from policykd.settings import DistillSettings, stage_archs
 
@@ -35,7 +35,7 @@ def stage_settings(settings: DistillSettings, k: int, archs: list[tuple[int, ...
 def _prepare(out: Path, settings: DistillSettings) -> None:
     """Create the output folder, or find this very multi-stage run unfinished there."""
     identity = json.loads(json.dumps(settings.identity()))
-    prepare_or_resume(out, identity, STAGES_FILE, settings.overwrite, "multi-stage run")
+    prepare_or_resume(out, identity, STAGES_FILE, settings.overwrite, "multi-stage run", field_defaults(settings))
 
 
 def run_stages(settings: DistillSettings, distill: Callable[[DistillSettings], Any]) -> tuple[Any, dict[str, Any]]:
