@@ -68,12 +68,13 @@ def pareto(steps: int) -> list[str]:
                                                                f"steps={steps}", "--seeds", "3"])
         by_arch: dict[str, list[dict]] = {}
         for r in rows:
-            by_arch.setdefault(r["student_arch"], []).append(r)
+            if r["status"] == "finished":  # a failed trial (its error is in tune/) has no final evaluation
+                by_arch.setdefault(r["student_arch"], []).append(r)
         passing = {t: None for t in (0.99, 0.95)}
         for arch, rs in sorted(by_arch.items(), key=lambda kv: int(kv[0].split("x")[0])):
             ratios = [float(r["return_ratio"]) for r in rs]
             lines.append(f"| {env} | {arch} | {int(rs[0]['student_params']):,} ({float(rs[0]['params_percent']):.2f} %) "
-                         f"| {np.mean(ratios):.3f} ± {np.std(ratios):.3f} | {min(ratios):.3f} |")
+                         f"| {np.mean(ratios):.3f} ± {np.std(ratios):.3f} ({len(ratios)} seeds) | {min(ratios):.3f} |")
             for t in passing:
                 if passing[t] is None and np.mean(ratios) >= t:
                     passing[t] = arch
