@@ -37,7 +37,11 @@ def swept(tmp_path_factory) -> Path:
         assert proc.poll() is None, proc.stderr.read()[-3000:]
         assert time.time() < deadline
         time.sleep(0.02)
-    os.kill(_trial_workers()[0], signal.SIGKILL)
+    deadline = time.time() + 60
+    while not _trial_workers(proc.pid):
+        assert time.time() < deadline
+        time.sleep(0.02)
+    os.kill(_trial_workers(proc.pid)[0], signal.SIGKILL)
     _, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr[-3000:]
     return out
@@ -71,8 +75,24 @@ def test_rerunning_the_command_resumes_without_running_finished_trials_again(swe
     assert [(r["student_arch"], r["starts"]) for r in _rows(swept)] == [(r["student_arch"], r["starts"]) for r in first]
 
 
-def _trial_workers() -> list[int]:
-    """Ray's worker processes running a trial (`ray::ImplicitFunc.train`)."""
+def _parent(pid: int) -> int:
+    try:
+        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        pid = _parent(pid)
+        if pid == ancestor:
+            return True
+    return False
+
+
+def _trial_workers(sweep_pid: int) -> list[int]:
+    """Ray's worker processes running a trial (`ray::ImplicitFunc.train`) of the sweep started as `sweep_pid` (the
+    local Ray it starts is its descendant), not those of any other Ray on the machine."""
     pids = []
     for proc in Path("/proc").iterdir():
         try:
@@ -80,7 +100,7 @@ def _trial_workers() -> list[int]:
                 pids.append(int(proc.name))
         except OSError:
             continue
-    return pids
+    return [pid for pid in pids if _descends_from(pid, sweep_pid)]
 
 
 @pytest.mark.parametrize("args, message", [
