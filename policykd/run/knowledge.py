@@ -25,6 +25,7 @@ import torch as th
 import torch.nn.functional as F
 from stable_baselines3.common.policies import ActorCriticPolicy
 
+from policykd.distributions import policy_outputs
 from policykd.errors import PolicykdError
 
 ANGLE_SAMPLES = 64
@@ -84,8 +85,6 @@ class Knowledge:
             captured: list[th.Tensor] = []
             handle = self.layer.register_forward_hook(lambda m, i, out: captured.append(out))
             try:
-                from policykd.distributions import policy_outputs
-
                 policy_outputs(self.policy, tensor)
             finally:
                 handle.remove()
