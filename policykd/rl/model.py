@@ -23,7 +23,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from policykd.envs import EnvFactory
 from policykd.errors import PolicykdError
 from policykd.models import ALGOS
-from policykd.teachers.hyperparams import action_noise, lookup
+from policykd.teachers.hyperparams import action_noise, lookup, train_freq_steps
 
 NOT_FOR_STUDENTS = ("policy_kwargs", "use_sde", "sde_sample_freq")
 """rl-zoo keys that describe the teacher's network, which the student does not have."""
@@ -41,9 +41,7 @@ class RLConfig:
         """Env steps of one rollout (all envs): RL segments end on whole rollouts, where SB3 has trained on every step."""
         if algo in ("ppo", "a2c"):
             return self.n_envs * int(self.kwargs.get("n_steps", 2048 if algo == "ppo" else 5))
-        freq = self.kwargs.get("train_freq", 1)
-        steps = freq[0] if isinstance(freq, tuple) and freq[1] == "step" else 1 if isinstance(freq, tuple) else freq
-        return self.n_envs * int(steps)
+        return self.n_envs * train_freq_steps(self.kwargs.get("train_freq", 1))
 
 
 def rl_config(algo: str, env_id: str, action_space: Any) -> RLConfig:

@@ -163,3 +163,11 @@ def action_noise(kwargs: dict[str, Any], action_space: spaces.Space) -> dict[str
     else:
         raise PolicykdError(f"unknown noise_type {noise_type!r}: normal or ornstein-uhlenbeck")
     return kwargs
+
+
+def train_freq_steps(train_freq: Any) -> int:
+    """Env steps per off-policy rollout for SB3's `train_freq` (an int, or (n, "step"|"episode"); an episode-based
+    one counts as 1: the rollout length is not known in steps)."""
+    if isinstance(train_freq, tuple):
+        return int(train_freq[0]) if train_freq[1] == "step" else 1
+    return int(train_freq)

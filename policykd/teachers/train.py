@@ -36,7 +36,7 @@ from policykd.errors import PolicykdError
 from policykd.files import CheckpointStore, atomic_write_text, check_out, disk_full_is_one_line, prepare_out, settings_differ
 from policykd.models import ALGOS
 from policykd.settings import TrainTeacherSettings
-from policykd.teachers.hyperparams import ZooHyperparams, action_noise, check_action_space, lookup
+from policykd.teachers.hyperparams import ZooHyperparams, action_noise, check_action_space, lookup, train_freq_steps
 from policykd.teachers.zoo import write_zoo_run, zoo_env_name
 
 CKPT_DIR = "checkpoint"
@@ -59,7 +59,8 @@ def resolve(settings: TrainTeacherSettings) -> tuple[TrainTeacherSettings, ZooHy
     hp = lookup(algo, env_id)
     steps = settings.steps or hp.n_timesteps
     n_envs = settings.n_envs or hp.n_envs
-    rollout = n_envs * (int(hp.model_kwargs.get("n_steps", 2048)) if algo == "ppo" else _train_freq(hp))
+    per_env = hp.model_kwargs.get("n_steps", 2048) if algo == "ppo" else train_freq_steps(hp.model_kwargs.get("train_freq", 1))
+    rollout = n_envs * int(per_env)
     out = Path(settings.out or f"runs/teachers/{algo}-{zoo_env_name(env_id)}")
     if out.exists() and not out.is_dir():
         raise PolicykdError(f"output path {out} exists and is not a folder")
@@ -79,14 +80,6 @@ def _check_device(device: str) -> None:
         raise PolicykdError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
     if kind == "cuda" and not th.cuda.is_available():
         raise PolicykdError(f"--device {device}: torch sees no CUDA GPU on this machine (use --device cpu)")
-
-
-def _train_freq(hp: ZooHyperparams) -> int:
-    """Env steps per off-policy rollout (an episode-based train_freq counts as 1)."""
-    freq = hp.model_kwargs.get("train_freq", 1)
-    if isinstance(freq, tuple):
-        return int(freq[0]) if freq[1] == "step" else 1
-    return int(freq)
 
 
 # --- checkpoints ------------------------------------------------------------------------------
