@@ -70,6 +70,9 @@ def test_tensorboard_has_teacher_student_and_scratch_and_adaptive_lambda_is_zero
         expected = min(1.0, max(0.0, (gap_target - seen) / abs(gap_target)))
         assert weight == pytest.approx(expected, abs=1e-5)
     assert any(w > 0 for _, w in weights) and weights[-1][1] == 0.0
+    per_update = _scalars(tb / "rl", "train/kick_weight")  # beside SB3's train/*, at each of its updates
+    assert len(per_update) > len(weights)
+    assert {round(v, 4) for _, v in per_update} <= {round(w, 4) for _, w in weights}
     assert _scalars(tb / "rl", "rollout/ep_rew_mean") and _scalars(tb / "scratch", "rollout/ep_rew_mean")
 
 

@@ -82,6 +82,29 @@ class FrameStackStore:
         self.last[env] = slots
         return slots
 
+    def stack_slots(self, key: int, stack: np.ndarray) -> np.ndarray:
+        """Ring slots for one stack under `key`, storing only its new frames: `key`'s last stack again when `stack`
+        is that very stack (a replay buffer's observation, after the next observation of the step before)."""
+        prev = self.last.get(key)
+        if prev is not None and all(self._alive(s) for s in prev) and self._same(prev, stack):
+            return prev
+        return self._stack_slots(key, stack)
+
+    def oldest_serial(self, ring: np.ndarray) -> int:
+        """Serial of the oldest real frame of a stack's ring slots (the next serial for all-zero padding)."""
+        real = [self.frame_serial[s] for s in ring if s != _ZERO]
+        return min(real) if real else self.next_serial
+
+    def alive(self, oldest: np.ndarray) -> np.ndarray:
+        """Which stacks, by their oldest frame's serial, still have every frame in the ring."""
+        return oldest > self.next_serial - self.frame_capacity
+
+    def read(self, ring: np.ndarray) -> np.ndarray:
+        """Stacks rebuilt from ring slots (..., k): zero frames where a slot is padding."""
+        out = self.frames[np.where(ring == _ZERO, 0, ring)]
+        out[ring == _ZERO] = 0
+        return out
+
     def _same(self, slots: np.ndarray, frames: np.ndarray) -> bool:
         return all(
             (not frame.any()) if slot == _ZERO else np.array_equal(self.frames[slot], frame)
@@ -93,21 +116,17 @@ class FrameStackStore:
         for env, (slot, stack) in enumerate(zip(slots, obs)):
             ring = self._stack_slots(_SEQUENCE if sequential else env, stack)
             self.index[slot] = ring
-            real = [self.frame_serial[s] for s in ring if s != _ZERO]
-            self.oldest[slot] = min(real) if real else self.next_serial
+            self.oldest[slot] = self.oldest_serial(ring)
 
     def end_sequence(self) -> None:
         self.last.pop(_SEQUENCE, None)
 
     def get(self, slots: np.ndarray) -> np.ndarray:
-        ring = self.index[slots]
-        out = self.frames[np.where(ring == _ZERO, 0, ring)]
-        out[ring == _ZERO] = 0
-        return out
+        return self.read(self.index[slots])
 
     def valid(self, n: int) -> np.ndarray:
         """Transitions whose frames are all still in the ring."""
-        return np.flatnonzero(self.oldest[:n] > self.next_serial - self.frame_capacity)
+        return np.flatnonzero(self.alive(self.oldest[:n]))
 
     @property
     def nbytes(self) -> int:

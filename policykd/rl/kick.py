@@ -110,6 +110,9 @@ class Kick:
 
     def _add_gradient(self, optimizer: th.optim.Optimizer, args: Any, kwargs: Any) -> None:
         weight = self.weight_now()
+        logger = getattr(self._model, "_logger", None)  # SB3's, dumped with its own train/* at each update
+        if logger is not None:
+            logger.record("train/kick_weight", weight)
         if weight <= 0 or self._obs is None:
             return
         obs, self._obs = self._policy_input(self._obs), None
@@ -121,3 +124,5 @@ class Kick:
             loss = LOSSES[self.loss](student, teacher_dist, self.temperature)
             (weight * loss).backward()
         self.losses.append(loss.item())
+        if logger is not None:
+            logger.record_mean("train/kick_loss", self.losses[-1])

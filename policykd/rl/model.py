@@ -23,6 +23,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from policykd.envs import EnvFactory
 from policykd.errors import PolicykdError
 from policykd.models import ALGOS
+from policykd.rl.replay import FramesOnceReplayBuffer, frames_once
 from policykd.teachers.hyperparams import action_noise, lookup, train_freq_steps
 
 NOT_FOR_STUDENTS = ("policy_kwargs", "use_sde", "sde_sample_freq")
@@ -74,14 +75,18 @@ def make_env(factory: EnvFactory, n_envs: int, seed: int, normalizer_file: Path 
 
 def load_rl_model(algo: str, source: Path | BaseAlgorithm, venv: VecEnv, config: RLConfig) -> BaseAlgorithm:
     """The student as an RL model: SB3's `load` of its zip (or of an in-memory model) with the RL hyperparameters,
-    which rebuilds the buffers and schedules for them and keeps every weight (the distilled value head too)."""
+    which rebuilds the buffers and schedules for them and keeps every weight (the distilled value head too). Off-policy
+    students on Atari frames replay from `FramesOnceReplayBuffer`."""
+    kwargs = dict(config.kwargs)
+    if issubclass(ALGOS[algo], OffPolicyAlgorithm) and frames_once(venv.observation_space):
+        kwargs["replay_buffer_class"] = FramesOnceReplayBuffer  # a frame per transition, not eight
     if isinstance(source, BaseAlgorithm):
         buffer = io.BytesIO()
         source.save(buffer)
         buffer.seek(0)
         source = buffer
     try:
-        return ALGOS[algo].load(source, env=venv, device="cpu", **config.kwargs)
+        return ALGOS[algo].load(source, env=venv, device="cpu", **kwargs)
     except (TypeError, ValueError, RuntimeError) as err:
         raise PolicykdError(f"RL hyperparameters ({config.source}) do not fit the {algo.upper()} student: "
                             f"{type(err).__name__}: {err}") from None

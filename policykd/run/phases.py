@@ -19,6 +19,7 @@ from policykd.report.output import write_student
 from policykd.run.build import Run
 from policykd.run.evaluate import Returns, student_actor, student_eval
 from policykd.rl.phase import reinforce
+from policykd.rl.replay import plain_sb3
 from policykd.run.plan import Collect, Evaluate, Reinforce, Train
 from policykd.run.state import Evaluation, RunState
 from policykd.run.train import train_round
@@ -103,10 +104,11 @@ def evaluate(run: Run, state: RunState, phase: Evaluate, view: View) -> None:
 
 
 def save_student(run: Run, state: RunState) -> Any:
-    """student.zip (+ vecnormalize.pkl, rl-zoo layout) as the run's student is now."""
-    return write_student(run.out, run.student, algo=run.student_algo, env_id=run.settings.env_id,
-                         normalizer=run.normalizer, env_wrapper=run.factory.env_wrapper, env_steps=state.env_steps,
-                         frame_stack=run.factory.frame_stack)
+    """student.zip (+ vecnormalize.pkl, rl-zoo layout) as the run's student is now (plain SB3's, after RL too)."""
+    with plain_sb3(run.student):
+        return write_student(run.out, run.student, algo=run.student_algo, env_id=run.settings.env_id,
+                             normalizer=run.normalizer, env_wrapper=run.factory.env_wrapper,
+                             env_steps=state.env_steps, frame_stack=run.factory.frame_stack)
 
 
 def save_student_so_far(run: Run, state: RunState) -> None:
