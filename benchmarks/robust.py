@@ -67,16 +67,21 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=["HalfCheetah-v5", "Walker2d-v5"])
     parser.add_argument("--episodes", type=int, default=10)
     args = parser.parse_args()
+    report(ROOT, tables(args.envs, args.episodes))
+
+
+def tables(envs: list[str], episodes: int) -> list[str]:
+    """The robustness table of each env (what `benchmarks/knowledge.py robust` prints too)."""
     ROOT.mkdir(parents=True, exist_ok=True)
     lines = []
-    for env in args.envs:
+    for env in envs:
         lines += [f"## {env} ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain {env} loop {reference(env):,.0f} "
-                  f"env steps/s, same run; {args.episodes} episodes per cell, % of the teacher under the same "
+                  f"env steps/s, same run; {episodes} episodes per cell, % of the teacher under the same "
                   "condition)", ""]
-        results = {name: cells(env, name, extra, args.episodes) for name, extra in STUDENTS.items()}
+        results = {name: cells(env, name, extra, episodes) for name, extra in STUDENTS.items()}
         lines += table(env, results) + [""]
         print("\n".join(lines), flush=True)
-    report(ROOT, lines)
+    return lines
 
 
 if __name__ == "__main__":

@@ -37,10 +37,9 @@ VARIANTS = {
 FIRST = ("direct", "weighting kl", "weighting teacher-confidence", "stages 44,44:16,16")
 
 
-def run(env: str, variant: list[str], seed: int, out: Path) -> tuple[float, float]:
-    arch = [] if "--stages" in variant else ["--student-arch", "16,16"]
-    cmd = ["policykd", "distill", "--env", env, *arch, *variant, "--seed", str(seed), "--out", str(out), "--overwrite",
-           "--quiet"]
+def run(env: str, args: list[str], seed: int, out: Path) -> tuple[float, float]:
+    """`policykd distill --env ENV ARGS --seed S`: the final return ratio and the wall-clock."""
+    cmd = ["policykd", "distill", "--env", env, *args, "--seed", str(seed), "--out", str(out), "--overwrite", "--quiet"]
     start = time.time()
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -63,6 +62,7 @@ def main() -> None:
              "|---|" + "---|" * (args.seeds + 2)]
     for name in args.variants:
         variant = VARIANTS[name]
+        variant = variant if "--stages" in variant else ["--student-arch", "16,16", *variant]
         results = [run(args.env, variant, seed, ROOT / f"{args.env}-{name.replace(' ', '_')}-{seed}")
                    for seed in range(args.seeds)]
         ratios = [r for r, _ in results]

@@ -158,6 +158,9 @@ class DistillSettings:
     (QDagger: kick_weight x the student's return gap to the teacher at the last RL evaluation, 0 once it matches)."""
     kick_weight: float = opt(1.0, rule=NON_NEGATIVE)
     """lambda_0: the kick term's weight at its largest."""
+    rl_temperature: float = opt(1.0, rule=POSITIVE)
+    """The distilled student's policy temperature as RL begins (PPO/A2C: logits / T, or std x T), so the policy RL
+    samples from plays like the greedy one evaluated (the kick compares the student at T = 1 with the teacher)."""
     rl_eval_every: int | None = opt(None, rule=POSITIVE)
     """Evaluate and checkpoint the RL student every this many RL env steps (default: --rl-steps / 10)."""
     baseline_scratch: bool = False

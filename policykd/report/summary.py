@@ -125,6 +125,7 @@ def _rl(run: "Run", state: "RunState") -> dict[str, Any] | None:
     return {"rl_steps": state.rl_evals[-1]["env_steps"], "return_before_rl": state.return_before_rl,
             "return_after_rl": state.rl_evals[-1]["return_mean"], "start": run.settings.rl_start,
             "kick_schedule": run.settings.kick_schedule, "kick_weight": run.settings.kick_weight,
+            "temperature": state.rl_temperature,
             "hyperparameters": run.rl.config.source, "n_envs": run.rl.config.n_envs,
             "critic_from_teacher": state.rl_critic_from_teacher, "evals": state.rl_evals,
             "scratch_evals": scratch, "scratch_return": scratch[-1]["return_mean"] if scratch else None}

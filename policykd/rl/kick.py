@@ -27,7 +27,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecNormalize
 
-from policykd.distributions import policy_dist
+from policykd.distributions import ActionDist, policy_dist
 from policykd.run.losses import LOSSES
 from policykd.teachers import Teacher
 
@@ -57,12 +57,25 @@ def acting_parts(model: BaseAlgorithm) -> tuple[th.nn.Module, th.optim.Optimizer
     return extractor, policy.optimizer
 
 
+def at_unit_temperature(dist: ActionDist, temperature: float) -> ActionDist:
+    """A policy set to `temperature` (`rl.model.set_temperature`) as it was at 1: the kick pulls the shape of the
+    student's distribution toward the teacher's, not its sharpness back."""
+    if temperature == 1.0:
+        return dist
+    if dist.logits is not None:
+        return dist._replace(logits=dist.logits * temperature)
+    return dist._replace(log_std=dist.log_std - math.log(temperature))
+
+
 class Kick:
     """The distillation term of one RL model; `weight` is lambda_0 (0 switches it off)."""
 
     def __init__(self, teacher: Teacher, loss: str, temperature: float, normalizer: VecNormalize | None, *,
-                 schedule: str, weight: float, total: int, teacher_return: float) -> None:
+                 schedule: str, weight: float, total: int, teacher_return: float,
+                 student_temperature: float = 1.0) -> None:
         self.teacher, self.loss, self.temperature, self.normalizer = teacher, loss, temperature, normalizer
+        self.student_temperature = student_temperature
+        """The temperature RL's policy was set to (`--rl-temperature`): undone before comparing with the teacher."""
         self.schedule, self.weight, self.total, self.teacher_return = schedule, weight, total, teacher_return
         self.last_return = float("nan")
         """The student's return at the last RL evaluation (adaptive lambda)."""
@@ -120,7 +133,7 @@ class Kick:
         teacher_dist, _ = self.teacher.label(teacher_obs)
         policy = self._model.policy
         with th.enable_grad():
-            student = policy_dist(policy, policy.obs_to_tensor(obs)[0])
+            student = at_unit_temperature(policy_dist(policy, policy.obs_to_tensor(obs)[0]), self.student_temperature)
             loss = LOSSES[self.loss](student, teacher_dist, self.temperature)
             (weight * loss).backward()
         self.losses.append(loss.item())

@@ -20,7 +20,7 @@ from stable_baselines3.common.logger import Logger
 from policykd.report.console import tensorboard_logger
 from policykd.rl.kick import Kick
 from policykd.rl.model import (RLConfig, copy_teacher_critic, learn_segment, load_rl_model, make_env, restore_rl,
-                               save_rl)
+                               save_rl, set_temperature)
 from policykd.run.evaluate import Returns, run_episodes, student_actor, student_eval
 from policykd.students.build import build_student
 
@@ -86,6 +86,8 @@ def _model(run: "Run", state: "RunState", scratch: bool) -> BaseAlgorithm:
             existing = load_rl_model(algo, _random_student(run), venv, parts.config)
         else:
             existing = load_rl_model(algo, _start(run, state), venv, parts.config)
+            if run.settings.rl_start == "distilled":
+                state.rl_temperature = set_temperature(existing, run.settings.rl_temperature)
             if getattr(run.teacher, "model", None) is not None:
                 state.rl_critic_from_teacher = copy_teacher_critic(existing, run.teacher.model)
         venv.close()
@@ -106,9 +108,10 @@ def _attach(run: "Run", state: "RunState", model: BaseAlgorithm, scratch: bool) 
         parts.scratch = model
         return
     settings = run.settings
+    sharpened = state.rl_temperature or 1.0
     parts.kick = parts.kick or Kick(run.teacher, run.loss, settings.temperature, run.normalizer,
                                     schedule=settings.kick_schedule, weight=settings.kick_weight, total=parts.ends[-1],
-                                    teacher_return=float(np.mean(state.teacher_returns)))
+                                    teacher_return=float(np.mean(state.teacher_returns)), student_temperature=sharpened)
     parts.kick.attach(model)
     parts.student = run.student = model
     run.obs_stats = run.average = None  # folded into, and averaged into, the student.zip RL started from

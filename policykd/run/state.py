@@ -41,6 +41,8 @@ class RunState:
     """Each evaluation of the from-scratch baseline: env_steps, return_mean, return_std."""
     rl_critic_from_teacher: bool | None = None
     """Whether the RL student's critic started as a copy of the teacher's (SAC from SAC)."""
+    rl_temperature: float | None = None
+    """The policy temperature RL began at (--rl-temperature; None where it does not apply, or before RL)."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Seconds by kind of work (teacher_eval, collect, train, evaluate, checkpoint, ...): where a run's time went,
     without a profiler."""
