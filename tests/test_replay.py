@@ -88,14 +88,14 @@ def test_a_dqn_student_on_pong_learns_from_it_resumes_it_and_saves_a_plain_sb3_z
     factory = EnvFactory("ALE/Pong-v5")
     venv = factory.make(N_ENVS, 0)
     student = build_student("dqn", venv, (8, 8, 8, 8), seed=0)
-    config = RLConfig({"learning_starts": 64, "buffer_size": 2_000, "train_freq": 4}, N_ENVS, "test")
+    config = RLConfig({"learning_starts": 32, "buffer_size": 1_000, "train_freq": 4}, N_ENVS, "test")
     model = load_rl_model("dqn", student, venv, config)
     assert isinstance(model.replay_buffer, FramesOnceReplayBuffer)
-    learn_segment(model, venv, 0, 200, 400, lambda k: None)
+    learn_segment(model, venv, 0, 96, 192, lambda k: None)
     assert model._n_updates > 0
     save_rl(model, tmp_path, "rl-student")
     restored = restore_rl("dqn", tmp_path, "rl-student")
-    rows, envs = np.arange(50), np.zeros(50, dtype=int)
+    rows, envs = np.arange(40), np.zeros(40, dtype=int)
     for a, b in zip(model.replay_buffer.samples(rows, envs), restored.replay_buffer.samples(rows, envs)):
         assert (a is None and b is None) or bool((a == b).all())
     with plain_sb3(model):

@@ -51,6 +51,7 @@ def test_rl_lifts_the_student_above_its_weak_teacher_and_beats_scratch(lifted):
     assert rl["rl_steps"] == 20_224  # 20,000 rounded up to whole rollouts of 8 envs x 32 steps
     assert rl["return_after_rl"] >= 1.5 * teacher
     assert summary["student_return_mean"] == rl["return_after_rl"]  # the saved student is the RL student
+    assert rl["temperature"] == 1.0  # the default: RL starts from the distilled policy as it is
     assert rl["return_after_rl"] > rl["scratch_return"]  # same net, same random start, same RL steps, no teacher
     assert [e["env_steps"] for e in rl["evals"]] == [e["env_steps"] for e in rl["scratch_evals"]]
     assert (lifted / "student-distilled.zip").is_file()
@@ -161,6 +162,35 @@ def test_kick_weight_schedules():
     assert kick_weight("adaptive", 1.0, 0, 1000, -200.0, -150.0) == pytest.approx(1 / 3)
     assert kick_weight("adaptive", 1.0, 0, 1000, float("nan"), 10.0) == 1.0
     assert np.isclose(kick_weight("adaptive", 1.0, 0, 1000, -0.5, 0.0), 0.5)  # |teacher| < 1: divided by 1
+
+
+@pytest.mark.parametrize("algo,env_id", [("ppo", "CartPole-v1"), ("ppo", "Pendulum-v1"), ("sac", "Pendulum-v1")])
+def test_rl_temperature_sharpens_ppo_policies_and_the_kick_sees_them_at_one(algo, env_id):
+    from policykd.distributions import policy_dist
+    from policykd.envs import EnvFactory
+    from policykd.rl.kick import at_unit_temperature
+    from policykd.rl.model import set_temperature
+    from policykd.students.build import build_student
+
+    venv = EnvFactory(env_id).make(1, 0)
+    model = build_student(algo, venv, (8, 8), seed=0)
+    obs = model.policy.obs_to_tensor(np.stack([venv.observation_space.sample() for _ in range(16)]))[0]
+    with th.no_grad():
+        before = policy_dist(model.policy, obs)
+        applied = set_temperature(model, 0.25)
+        after = policy_dist(model.policy, obs)
+    venv.close()
+    if algo == "sac":  # tunes its own entropy: left as it is
+        assert applied is None and th.equal(after.mean, before.mean) and th.equal(after.log_std, before.log_std)
+        return
+    assert applied == 0.25
+    if after.logits is not None:  # probabilities are softmax(logits / T); argmax (greedy play) unchanged
+        assert th.allclose(after.logits.softmax(-1), (before.logits / 0.25).softmax(-1), atol=1e-6)
+        assert th.equal(after.logits.argmax(-1), before.logits.argmax(-1))
+        assert th.allclose(at_unit_temperature(after, 0.25).logits.softmax(-1), before.logits.softmax(-1), atol=1e-6)
+    else:  # std x T, mean unchanged
+        assert th.allclose(after.log_std.exp(), 0.25 * before.log_std.exp()) and th.equal(after.mean, before.mean)
+        assert th.allclose(at_unit_temperature(after, 0.25).log_std, before.log_std)
 
 
 def test_rl_segments_end_on_whole_rollouts():
