@@ -11,7 +11,9 @@ def reference(env_id: str, seconds: float = 5.0) -> float:
     quoted with, since machines (and the same machine on another day) differ."""
     import gymnasium as gym
 
-    env = gym.make(env_id)
+    from policykd.envs import check_env_id
+
+    env = gym.make(check_env_id(env_id))  # registers ALE/* envs
     env.reset(seed=0)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:

@@ -99,10 +99,10 @@ def set_temperature(model: BaseAlgorithm, temperature: float) -> float | None:
     it (its action layer scaled), a Gaussian PPO/A2C policy's std multiplied by it. Returns the temperature set, or
     None for policies it does not apply to (SAC/TQC tune their entropy themselves, TD3 and DQN have none).
 
-    Why: a student distilled from a high-entropy teacher (the shipped Pong PPO: 1.46 nats of ln 6 = 1.79) plays well
+    Why: a student distilled from a high-entropy teacher (Pong's default student: 1.47 nats of ln 6 = 1.79) plays well
     greedily (+12.9) but not sampled (+0.0 over 8 games), and on-policy RL improves the sampled policy, moving logits
     that are nearly flat, so the greedy play it is evaluated by gets worse first (+9.9 after 200k PPO steps). At
-    T = 1/3 the sampled student plays like the greedy one (+13.5, entropy 0.93), and RL starts from that."""
+    T = 0.33 the sampled student plays like the greedy one (+13.4, entropy 0.92), and RL starts from that."""
     policy = model.policy
     dist = getattr(policy, "action_dist", None)  # SAC/TD3/DQN policies have none
     if not isinstance(dist, (CategoricalDistribution, DiagGaussianDistribution)):
