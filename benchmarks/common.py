@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+ZOO = Path(__file__).resolve().parents[2] / "shared" / "teachers" / "rl-zoo"
+"""rl-baselines3-zoo's agents beside the repository (../shared): used from there, never copied."""
+
 
 def reference(env_id: str, seconds: float = 5.0) -> float:
     """Env steps/s of a plain loop of `env_id` with random actions, one process: the yardstick a wall-clock figure is

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from policykd.report.plots import plot_benchmark
 
-ZOO = Path(__file__).resolve().parents[2] / "shared" / "teachers" / "rl-zoo"
+from common import ZOO  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def cli(*args: str, env: dict, timed: bool = False) -> tuple[subprocess.CompletedProcess, float, float]:

@@ -24,12 +24,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import reference, report
+from common import ZOO, reference, report
 from robust import tables as robust_tables
 from tiny import run
 
 ROOT = Path("runs/bench-knowledge")
-ZOO = Path(__file__).resolve().parents[2] / "shared/teachers/rl-zoo"
 ONE_PERCENT = {"CartPole-v1": "4,4", "ALE/Pong-v5": "16,16,16,16"}  # others (MuJoCo): 16,16
 LOSSES = {"plain KL": [], "hints": ["--hint-weight", "1"], "relations": ["--relation-weight", "1"],
           "hints + relations": ["--hint-weight", "1", "--relation-weight", "1"]}

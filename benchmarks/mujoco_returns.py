@@ -29,7 +29,7 @@ from pathlib import Path
 from policykd.report.plots import plot_benchmark
 from policykd.teachers.shipped import default_agent
 
-ZOO = Path(__file__).resolve().parents[2] / "shared/teachers/rl-zoo"
+from common import ZOO  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 ENVS = {  # env -> rl-zoo folders (relative to ZOO) distilled with the preset
     "HalfCheetah-v5": ["sac/HalfCheetah-v3_1", "ppo/HalfCheetah-v3_1"],
     "Hopper-v5": ["sac/Hopper-v3_1", "ppo/Hopper-v3_1"],
