@@ -4,6 +4,7 @@ Run by hand:
 
     python benchmarks/knowledge.py losses --env Walker2d-v5 --seeds 5   # plain KL vs hints vs relations vs both
     python benchmarks/knowledge.py losses --env ALE/Pong-v5 --sizes 1%  # the 1.4 % Pong student only
+    python benchmarks/knowledge.py losses --sizes 1% --variants "plain KL" hints   # two rows only
     python benchmarks/knowledge.py ensembles                            # CartPole, HalfCheetah: members vs ensemble
     python benchmarks/knowledge.py robust --envs HalfCheetah-v5         # benchmarks/robust.py's table
 
@@ -52,12 +53,13 @@ def _header(title: str, env: str, seeds: int) -> list[str]:
             "|---|" + "---|" * (seeds + 3)]
 
 
-def losses(env: str, seeds: int, sizes: list[str]) -> list[str]:
+def losses(env: str, seeds: int, sizes: list[str], variants: list[str]) -> list[str]:
     lines = []
     for size in sizes:
         arch = [] if size == "default" else ["--student-arch", ONE_PERCENT.get(env, "16,16")]
         lines += _header(f"{env}, {size} student", env, seeds)
-        for name, extra in LOSSES.items():
+        for name in variants:
+            extra = LOSSES[name]
             tag = f"{env.replace('/', '_')}-{size.replace('%', 'pct')}-{name.replace(' ', '')}"
             results = [run(env, [*arch, *extra], s, ROOT / f"{tag}-{s}") for s in range(seeds)]
             lines.append(_row(name, results))
@@ -102,6 +104,7 @@ def main() -> None:
     p.add_argument("--env", default="Walker2d-v5")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--sizes", nargs="+", choices=["default", "1%"], default=["default", "1%"])
+    p.add_argument("--variants", nargs="+", choices=list(LOSSES), default=list(LOSSES))
     p = sub.add_parser("ensembles")
     p.add_argument("--envs", nargs="+", choices=list(ENSEMBLES), default=list(ENSEMBLES))
     p.add_argument("--seeds", type=int, default=3)
@@ -111,7 +114,7 @@ def main() -> None:
     args = parser.parse_args()
     ROOT.mkdir(parents=True, exist_ok=True)
     if args.part == "losses":
-        report(ROOT, losses(args.env, args.seeds, args.sizes))
+        report(ROOT, losses(args.env, args.seeds, args.sizes, args.variants))
     elif args.part == "ensembles":
         report(ROOT, ensembles(args.envs, args.seeds))
     else:

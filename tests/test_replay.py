@@ -70,8 +70,12 @@ def test_frames_once_replay_gives_sb3s_transitions_at_an_eighth_of_the_memory(fi
     sb3_bytes = sum(a.nbytes for a in (sb3.observations, sb3.next_observations, sb3.actions, sb3.rewards,
                                        sb3.dones, sb3.timeouts))
     assert ours.nbytes < sb3_bytes / 6  # 8 frames a transition against one (plus slack for a small ring)
-    batch = ours.sample(64)
-    assert batch.observations.shape == (64, 4, 84, 84) and batch.next_observations.dtype == batch.observations.dtype
+    batch = ours.sample(256)
+    assert batch.observations.shape == (256, 4, 84, 84) and batch.next_observations.dtype == batch.observations.dtype
+    rows, envs = np.unravel_index(np.flatnonzero(ours.store.alive(ours.oldest)), ours.oldest.shape)
+    readable = {(sb3.observations[r, e].tobytes(), sb3.next_observations[r, e].tobytes()) for r, e in zip(rows, envs)}
+    drawn = zip(batch.observations.numpy(), batch.next_observations.numpy())
+    assert all((o.tobytes(), n.tobytes()) in readable for o, n in drawn)  # only whole, readable transitions
 
 
 def test_a_pickled_buffer_reads_back_the_same_and_holds_only_frames_written(filled):

@@ -84,10 +84,21 @@ class FramesOnceReplayBuffer(ReplayBuffer):
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples:
         """Uniform over the stored transitions whose frames are all still in the ring (SB3 samples uniformly too;
-        a few of the oldest may have lost a frame to the ring), with numpy's global RNG as SB3 uses it."""
-        filled = self.buffer_size if self.full else self.pos
-        valid = np.flatnonzero(self.store.alive(self.oldest[:filled].ravel()))
-        flat = valid[np.random.randint(0, len(valid), size=batch_size)]
+        a few of the oldest may have lost a frame to the ring), with numpy's global RNG as SB3 uses it.
+
+        Rejection sampling: a draw that hit such a transition is drawn again, which keeps the draw uniform over the
+        readable ones at O(batch) per call, where listing them first would scan the whole buffer every step."""
+        filled = (self.buffer_size if self.full else self.pos) * self.n_envs
+        oldest = self.oldest.reshape(-1)  # row-major: flat index = row * n_envs + env
+        flat = np.random.randint(0, filled, size=batch_size)
+        for _ in range(32):
+            dead = ~self.store.alive(oldest[flat])
+            if not dead.any():
+                break
+            flat[dead] = np.random.randint(0, filled, size=int(dead.sum()))
+        else:  # nearly nothing readable (a tiny ring): list the readable ones once
+            valid = np.flatnonzero(self.store.alive(oldest[:filled]))
+            flat = valid[np.random.randint(0, len(valid), size=batch_size)]
         return self.samples(flat // self.n_envs, flat % self.n_envs, env)
 
     def samples(self, rows: np.ndarray, envs: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
