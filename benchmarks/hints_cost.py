@@ -1,7 +1,8 @@
 """What feature hints cost on Pong: a CNN student's training step with and without the teacher's latent recomputed,
 against reading stored latents (what storing them would cost instead: 512 floats, 2 KB more per transition).
 
-Run by hand: `python benchmarks/hints_cost.py` (about a minute). Prints ms per gradient step (batch 256, the
+Run by hand: `python benchmarks/hints_cost.py` (about a minute). Prints ms per gradient step, median of 5 interleaved
+rounds, and its ratio to plain KL (batch 256, the
 default run's torch threads) for: plain KL; KL + hints with the teacher's latent recomputed from the frames (what
 policykd does); KL + hints from latents already in memory (what storing them would give).
 """
@@ -18,7 +19,7 @@ from common import reference
 
 def main() -> None:
     from policykd.envs import EnvFactory
-    from policykd.run.knowledge import Knowledge, latent
+    from policykd.run.knowledge import Knowledge, latent, latent_of_forward
     from policykd.run.losses import kl
     from policykd.distributions import policy_outputs
     from policykd.students.build import build_student
@@ -43,24 +44,32 @@ def main() -> None:
 
     def step(hint: str) -> None:
         x = student.policy.obs_to_tensor(obs)[0].to(dtype=th.float32, memory_format=th.channels_last)
-        dist, _ = policy_outputs(student.policy, x)
+        with latent_of_forward(student.policy) as seen:  # the student's latent from its one forward pass
+            dist, _ = policy_outputs(student.policy, x)
         loss = kl(dist, labels)
         if hint == "recomputed":
-            loss = loss + knowledge.loss(student.policy, x, obs)[0]
+            loss = loss + knowledge.loss(seen[-1], obs)[0]
         elif hint == "stored":
-            loss = loss + th.nn.functional.mse_loss(knowledge.projection(latent(student.policy, x)), stored)
+            loss = loss + th.nn.functional.mse_loss(knowledge.projection(seen[-1].flatten(1)), stored)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 
     print(f"reference: plain CartPole-v1 loop {reference('CartPole-v1'):,.0f} env steps/s")
-    for hint in ("none", "recomputed", "stored"):
+    variants, times = ("none", "recomputed", "stored"), {}
+    for hint in variants:
         for _ in range(3):
             step(hint)
-        start = time.perf_counter()
-        for _ in range(20):
-            step(hint)
-        print(f"hints {hint:>10}: {(time.perf_counter() - start) / 20 * 1000:.1f} ms per gradient step (batch 256)")
+    for _ in range(5):  # interleaved rounds: other load on the machine weighs on every variant alike
+        for hint in variants:
+            start = time.perf_counter()
+            for _ in range(4):
+                step(hint)
+            times.setdefault(hint, []).append((time.perf_counter() - start) / 4 * 1000)
+    for hint in variants:
+        ms = float(np.median(times[hint]))
+        print(f"hints {hint:>10}: {ms:.1f} ms per gradient step (batch 256, median of 5 rounds), "
+              f"{ms / np.median(times['none']):.2f}x plain KL")
     venv.close()
 
 

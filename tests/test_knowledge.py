@@ -9,7 +9,7 @@ import pytest
 import torch as th
 
 from conftest import run_cli
-from policykd.run.knowledge import latent, relation_loss
+from policykd.run.knowledge import latent, latent_of_forward, relation_loss
 
 
 def _huber(a, b):
@@ -46,14 +46,18 @@ def test_relation_loss_by_hand():
 
 @pytest.mark.parametrize("algo", ["ppo", "sac", "td3", "dqn"])
 def test_latent_is_the_last_hidden_layer(algo):
+    from policykd.distributions import policy_outputs
     from policykd.envs import EnvFactory
     from policykd.students.build import build_student
 
     env = "CartPole-v1" if algo in ("ppo", "dqn") else "Pendulum-v1"
     venv = EnvFactory(env).make(1, 0)
     model = build_student(algo, venv, (24, 12), seed=0)
-    obs = model.policy.obs_to_tensor(venv.reset())[0]
-    assert latent(model.policy, obs).shape == (1, 12)
+    obs = model.policy.obs_to_tensor(np.concatenate([venv.reset(), venv.reset()]))[0]
+    assert latent(model.policy, obs).shape == (2, 12)
+    with latent_of_forward(model.policy) as seen:  # what training reads from its own forward pass: the same
+        policy_outputs(model.policy, obs)
+    assert len(seen) == 1 and th.equal(seen[0], latent(model.policy, obs)) and seen[0].requires_grad
     venv.close()
 
 

@@ -12,11 +12,14 @@ Q-network before its output for DQN; with no hidden layers, the features extract
   the angle loss uses the first 64 samples (it is cubic in them). No projection: distances and angles have no units.
 
 The teacher's latent is recomputed for each minibatch from the stored observation, so the buffer keeps holding only
-observations and labels (Atari: each frame once, 7.2 KB a transition).
+observations and labels (Atari: each frame once, 7.2 KB a transition); the student's is caught in the training
+step's own forward pass (`latent_of_forward`). Pong, measured in docs/knowledge.md: hints cost 1.67x a plain step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +48,34 @@ def latent(policy: Any, obs: th.Tensor) -> th.Tensor:
     if q_net is not None and hasattr(q_net, "q_net"):  # DQN: Linear ... Linear
         return q_net.q_net[:-1](q_net.extract_features(obs, q_net.features_extractor))
     raise PolicykdError(f"cannot read the hidden features of a {type(policy).__name__}")
+
+
+def head(policy: Any) -> th.nn.Module:
+    """The module whose input is `latent(policy, ...)`: the action head (PPO/A2C `action_net`, SAC/TQC `actor.mu`,
+    TD3's and DQN's last Linear). A forward pre-hook on it reads the latent from the forward pass training runs
+    anyway, where calling `latent` again would run the student a second time (1.75x a plain Pong step)."""
+    if isinstance(policy, ActorCriticPolicy):
+        return policy.action_net
+    actor = getattr(policy, "actor", None)
+    if actor is not None and hasattr(actor, "latent_pi"):
+        return actor.mu
+    if actor is not None and hasattr(actor, "mu"):
+        return actor.mu[-2]
+    q_net = getattr(policy, "q_net", None)
+    if q_net is not None and hasattr(q_net, "q_net"):
+        return q_net.q_net[-1]
+    raise PolicykdError(f"cannot read the hidden features of a {type(policy).__name__}")
+
+
+@contextmanager
+def latent_of_forward(policy: Any) -> Iterator[list[th.Tensor]]:
+    """Within the block, each forward pass of `policy` appends its latent (gradients kept) to the list yielded."""
+    seen: list[th.Tensor] = []
+    handle = head(policy).register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 def relation_loss(student: th.Tensor, teacher: th.Tensor) -> th.Tensor:
@@ -90,9 +121,10 @@ class Knowledge:
                 handle.remove()
             return captured[-1].flatten(1)
 
-    def loss(self, student_policy: Any, student_obs: th.Tensor, raw: np.ndarray) -> tuple[th.Tensor, th.Tensor]:
-        """(hint loss, relation loss) of one minibatch, unweighted (zeros where off)."""
-        s, t = latent(student_policy, student_obs), self.teacher_latent(raw)
+    def loss(self, student_latent: th.Tensor, raw: np.ndarray) -> tuple[th.Tensor, th.Tensor]:
+        """(hint loss, relation loss) of one minibatch, unweighted (zeros where off); `student_latent` as
+        `latent_of_forward` caught it in the training step's forward pass."""
+        s, t = student_latent.flatten(1), self.teacher_latent(raw)
         hint = F.mse_loss(self.projection(s), t) if self.projection is not None else s.new_zeros(())
         relation = relation_loss(s, t) if self.relation_weight > 0 else s.new_zeros(())
         return hint, relation

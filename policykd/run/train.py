@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -16,7 +17,7 @@ from policykd.settings import DistillSettings
 from policykd.distributions import DETERMINISTIC, ActionDist, policy_outputs
 from policykd.errors import PolicykdError
 from policykd.robust.augment import augment
-from policykd.run.knowledge import Knowledge
+from policykd.run.knowledge import Knowledge, latent_of_forward
 from policykd.run.losses import LossTerms, action_agreement, distillation_loss, kl, state_weights
 
 Prep = Callable[[np.ndarray], np.ndarray]
@@ -63,13 +64,14 @@ def train_round(
         obs = _as_input(policy, prep(batch.obs))
         if cfg.augment:
             obs = augment(policy, obs, cfg.augment, batch.teacher, loss, cfg.temperature)
-        dist, value = policy_outputs(policy, obs)
+        with latent_of_forward(policy) if knowledge else nullcontext([]) as seen:
+            dist, value = policy_outputs(policy, obs)
         terms = distillation_loss(
             dist, batch.teacher, loss=loss, temperature=cfg.temperature, alpha=cfg.alpha, ent_coef=cfg.ent_coef,
             student_value=value, teacher_value=batch.value, vf_coef=cfg.vf_coef,
             weights=state_weights(cfg.weighting, dist, batch.teacher, cfg.temperature),
         )
-        total = terms.total + (_knowledge_terms(knowledge, policy, obs, batch.obs, sums) if knowledge else 0.0)
+        total = terms.total + (_knowledge_terms(knowledge, seen[-1], batch.obs, sums) if knowledge else 0.0)
         if not th.isfinite(total):
             raise PolicykdError(
                 f"loss became {total.item()} at gradient step {i} after env step {env_step}; "
@@ -91,10 +93,10 @@ def train_round(
     return RoundStats(means["loss"], means["kl"], means["agreement"], means)
 
 
-def _knowledge_terms(knowledge: Knowledge, policy: th.nn.Module, obs: th.Tensor, raw: np.ndarray,
+def _knowledge_terms(knowledge: Knowledge, student_latent: th.Tensor, raw: np.ndarray,
                      sums: dict[str, float]) -> th.Tensor:
     """Weighted hint and relation losses of the minibatch (their raw values are logged)."""
-    hint, relation = knowledge.loss(policy, obs, raw)
+    hint, relation = knowledge.loss(student_latent, raw)
     sums["hint_loss"] += hint.item()
     sums["relation_loss"] += relation.item()
     return knowledge.hint_weight * hint + knowledge.relation_weight * relation
