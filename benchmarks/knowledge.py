@@ -4,7 +4,7 @@ Run by hand:
 
     python benchmarks/knowledge.py losses --env Walker2d-v5 --seeds 5   # plain KL vs hints vs relations vs both
     python benchmarks/knowledge.py losses --env ALE/Pong-v5 --sizes 1%  # the 1.4 % Pong student only
-    python benchmarks/knowledge.py losses --sizes 1% --variants "plain KL" hints   # two rows only
+    python benchmarks/knowledge.py losses --sizes 1% --variants "plain KL" hints --first-seed 3 --seeds 2
     python benchmarks/knowledge.py ensembles                            # CartPole, HalfCheetah: members vs ensemble
     python benchmarks/knowledge.py robust --envs HalfCheetah-v5         # benchmarks/robust.py's table
 
@@ -46,14 +46,14 @@ def _row(name: str, results: list[tuple[float, float]]) -> str:
             f"{min(ratios):.1%} | {np.mean([w for _, w in results]) / 60:.1f} min |")
 
 
-def _header(title: str, env: str, seeds: int) -> list[str]:
+def _header(title: str, env: str, seeds: range) -> list[str]:
     return [f"## {title} ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain {env} loop {reference(env):,.0f} env "
             "steps/s, same run; return / teacher return)", "",
-            "| variant | " + " | ".join(f"seed {s}" for s in range(seeds)) + " | mean | worst | wall (mean) |",
-            "|---|" + "---|" * (seeds + 3)]
+            "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | worst | wall (mean) |",
+            "|---|" + "---|" * (len(seeds) + 3)]
 
 
-def losses(env: str, seeds: int, sizes: list[str], variants: list[str]) -> list[str]:
+def losses(env: str, seeds: range, sizes: list[str], variants: list[str]) -> list[str]:
     lines = []
     for size in sizes:
         arch = [] if size == "default" else ["--student-arch", ONE_PERCENT.get(env, "16,16")]
@@ -61,7 +61,7 @@ def losses(env: str, seeds: int, sizes: list[str], variants: list[str]) -> list[
         for name in variants:
             extra = LOSSES[name]
             tag = f"{env.replace('/', '_')}-{size.replace('%', 'pct')}-{name.replace(' ', '')}"
-            results = [run(env, [*arch, *extra], s, ROOT / f"{tag}-{s}") for s in range(seeds)]
+            results = [run(env, [*arch, *extra], s, ROOT / f"{tag}-{s}") for s in seeds]
             lines.append(_row(name, results))
             print(lines[-1], flush=True)
         lines.append("")
@@ -105,6 +105,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--sizes", nargs="+", choices=["default", "1%"], default=["default", "1%"])
     p.add_argument("--variants", nargs="+", choices=list(LOSSES), default=list(LOSSES))
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     p = sub.add_parser("ensembles")
     p.add_argument("--envs", nargs="+", choices=list(ENSEMBLES), default=list(ENSEMBLES))
     p.add_argument("--seeds", type=int, default=3)
@@ -114,7 +115,7 @@ def main() -> None:
     args = parser.parse_args()
     ROOT.mkdir(parents=True, exist_ok=True)
     if args.part == "losses":
-        report(ROOT, losses(args.env, args.seeds, args.sizes, args.variants))
+        report(ROOT, losses(args.env, range(args.first_seed, args.first_seed + args.seeds), args.sizes, args.variants))
     elif args.part == "ensembles":
         report(ROOT, ensembles(args.envs, args.seeds))
     else:
