@@ -54,10 +54,19 @@ def test_latent_is_the_last_hidden_layer(algo):
     venv = EnvFactory(env).make(1, 0)
     model = build_student(algo, venv, (24, 12), seed=0)
     obs = model.policy.obs_to_tensor(np.concatenate([venv.reset(), venv.reset()]))[0]
-    assert latent(model.policy, obs).shape == (2, 12)
-    with latent_of_forward(model.policy) as seen:  # what training reads from its own forward pass: the same
-        policy_outputs(model.policy, obs)
-    assert len(seen) == 1 and th.equal(seen[0], latent(model.policy, obs)) and seen[0].requires_grad
+    policy = model.policy
+    if algo == "ppo":
+        want = policy.mlp_extractor.forward_actor(policy.extract_features(obs))
+    elif algo == "sac":
+        want = policy.actor.latent_pi(policy.actor.extract_features(obs, policy.actor.features_extractor))
+    elif algo == "td3":  # its actor: Linear, ReLU, Linear, ReLU, Linear, Tanh
+        want = policy.actor.mu[:-2](policy.actor.extract_features(obs, policy.actor.features_extractor))
+    else:
+        want = policy.q_net.q_net[:-1](policy.q_net.extract_features(obs, policy.q_net.features_extractor))
+    assert want.shape == (2, 12) and th.allclose(latent(policy, obs), want)
+    with latent_of_forward(policy) as seen:  # what training reads from its own forward pass: the same
+        policy_outputs(policy, obs)
+    assert len(seen) == 1 and th.allclose(seen[0], want) and seen[0].requires_grad
     venv.close()
 
 

@@ -36,24 +36,15 @@ ANGLE_SAMPLES = 64
 
 def latent(policy: Any, obs: th.Tensor) -> th.Tensor:
     """The last hidden layer the policy's action head reads, for a batch of policy inputs (gradients kept)."""
-    if isinstance(policy, ActorCriticPolicy):
-        features = policy.extract_features(obs)
-        return policy.mlp_extractor.forward_actor(features if policy.share_features_extractor else features[0])
-    actor = getattr(policy, "actor", None)
-    if actor is not None and hasattr(actor, "latent_pi"):  # SAC, TQC
-        return actor.latent_pi(actor.extract_features(obs, actor.features_extractor))
-    if actor is not None and hasattr(actor, "mu"):  # TD3: Linear ... Linear, Tanh
-        return actor.mu[:-2](actor.extract_features(obs, actor.features_extractor))
-    q_net = getattr(policy, "q_net", None)
-    if q_net is not None and hasattr(q_net, "q_net"):  # DQN: Linear ... Linear
-        return q_net.q_net[:-1](q_net.extract_features(obs, q_net.features_extractor))
-    raise PolicykdError(f"cannot read the hidden features of a {type(policy).__name__}")
+    with latent_of_forward(policy) as seen:
+        policy_outputs(policy, obs)
+    return seen[-1]
 
 
 def head(policy: Any) -> th.nn.Module:
     """The module whose input is `latent(policy, ...)`: the action head (PPO/A2C `action_net`, SAC/TQC `actor.mu`,
     TD3's and DQN's last Linear). A forward pre-hook on it reads the latent from the forward pass training runs
-    anyway, where calling `latent` again would run the student a second time (1.75x a plain Pong step)."""
+    anyway, where a second pass only for the latent made a hinted Pong step 3.65x a plain one instead of 1.67x."""
     if isinstance(policy, ActorCriticPolicy):
         return policy.action_net
     actor = getattr(policy, "actor", None)
