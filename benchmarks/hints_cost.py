@@ -1,10 +1,10 @@
 """What feature hints cost on Pong: a CNN student's training step with and without the teacher's latent recomputed,
 against reading stored latents (what storing them would cost instead: 512 floats, 2 KB more per transition).
 
-Run by hand: `python benchmarks/hints_cost.py` (about a minute). Prints ms per gradient step, median of 5 interleaved
-rounds, and its ratio to plain KL (batch 256, the
-default run's torch threads) for: plain KL; KL + hints with the teacher's latent recomputed from the frames (what
-policykd does); KL + hints from latents already in memory (what storing them would give).
+Run by hand: `python benchmarks/hints_cost.py` (about a minute). Prints ms per gradient step (batch 256, the
+default run's torch threads; median of 5 interleaved rounds) and its ratio to plain KL for: plain KL; KL + hints
+with the teacher's latent recomputed from the frames (what policykd does); KL + hints from latents already in
+memory (what storing them would give). The student's latent comes from its one forward pass in all three.
 """
 
 from __future__ import annotations
