@@ -20,10 +20,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from common import reference, report
+from common import ZOO, reference, report
 
 ROOT = Path("runs/bench-rl")
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "teachers" / "rl-zoo"
 
 
 def weak_cartpole_teacher(path: Path) -> Path:
@@ -72,7 +71,7 @@ def main() -> None:
         env, teacher = "CartPole-v1", str(weak_cartpole_teacher(ROOT / "weak-cartpole.zip"))
         extra, steps, seeds = ["--steps", "4000", "--rounds", "2"], args.rl_steps or 20_000, args.seeds or 3
     else:
-        env, teacher = "Hopper-v5", str(SHARED / "sac" / "Hopper-v3_1")
+        env, teacher = "Hopper-v5", str(ZOO / "sac" / "Hopper-v3_1")
         extra, steps, seeds = [], args.rl_steps or 100_000, args.seeds or 1
     starts = [args.start] if args.start else ["distilled", "scratch"]
     lines = [f"## {args.part} ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain {env} loop "

@@ -19,6 +19,7 @@ step's own forward pass (`latent_of_forward`). Pong, measured in docs/knowledge.
 from __future__ import annotations
 
 from collections.abc import Iterator
+import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -58,11 +59,17 @@ def head(policy: Any) -> th.nn.Module:
     raise PolicykdError(f"cannot read the hidden features of a {type(policy).__name__}")
 
 
-@contextmanager
-def latent_of_forward(policy: Any) -> Iterator[list[th.Tensor]]:
+def latent_of_forward(policy: Any) -> "contextlib.AbstractContextManager[list[th.Tensor]]":
     """Within the block, each forward pass of `policy` appends its latent (gradients kept) to the list yielded."""
+    return _catching(head(policy), output=False)
+
+
+@contextmanager
+def _catching(module: th.nn.Module, *, output: bool) -> Iterator[list[th.Tensor]]:
+    """Within the block, each call of `module` appends its output (or its first input) to the list yielded."""
     seen: list[th.Tensor] = []
-    handle = head(policy).register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
+    handle = (module.register_forward_hook(lambda m, inputs, out: seen.append(out)) if output
+              else module.register_forward_pre_hook(lambda m, inputs: seen.append(inputs[0])))
     try:
         yield seen
     finally:
@@ -100,17 +107,10 @@ class Knowledge:
 
     def teacher_latent(self, raw: np.ndarray) -> th.Tensor:
         obs = self.normalizer.normalize_obs(raw) if self.normalizer is not None else raw
-        with th.no_grad():
-            tensor = self.policy.obs_to_tensor(obs)[0]
-            if self.layer is None:
-                return latent(self.policy, tensor)
-            captured: list[th.Tensor] = []
-            handle = self.layer.register_forward_hook(lambda m, i, out: captured.append(out))
-            try:
-                policy_outputs(self.policy, tensor)
-            finally:
-                handle.remove()
-            return captured[-1].flatten(1)
+        catching = latent_of_forward(self.policy) if self.layer is None else _catching(self.layer, output=True)
+        with th.no_grad(), catching as seen:
+            policy_outputs(self.policy, self.policy.obs_to_tensor(obs)[0])
+        return seen[-1].flatten(1)
 
     def loss(self, student_latent: th.Tensor, raw: np.ndarray) -> tuple[th.Tensor, th.Tensor]:
         """(hint loss, relation loss) of one minibatch, unweighted (zeros where off); `student_latent` as
