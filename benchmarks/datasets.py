@@ -24,9 +24,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from policykd.report.plots import plot_benchmark
-
 from common import ZOO  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
+from policykd.report.plots import plot_benchmark
 
 
 def cli(*args: str, env: dict, timed: bool = False) -> tuple[subprocess.CompletedProcess, float, float]:
@@ -44,8 +44,21 @@ def cartpole(out: Path, env: dict, seeds: int) -> list[Path]:
     """The table on stdout; returns the run folders (for the figure)."""
     teacher = str(ZOO / "ppo/CartPole-v1_1")
     for name, extra in (("cartpole/teacher-v0", []), ("cartpole/actions-v0", ["--actions-only"])):
-        cli("record", "--env", "CartPole-v1", "--teacher", teacher, "--episodes", "20", "--dataset", name,
-            "--overwrite", "--quiet", *extra, env=env)
+        cli(
+            "record",
+            "--env",
+            "CartPole-v1",
+            "--teacher",
+            teacher,
+            "--episodes",
+            "20",
+            "--dataset",
+            name,
+            "--overwrite",
+            "--quiet",
+            *extra,
+            env=env,
+        )
     print("| dataset | loss | seed | gradient steps to reach 475 | final return | wall-clock |")
     print("|---|---|---|---|---|---|")
     reached, runs = {}, []
@@ -53,12 +66,31 @@ def cartpole(out: Path, env: dict, seeds: int) -> list[Path]:
         for seed in range(seeds):
             run = out / f"{name.replace('/', '-')}-{seed}"
             runs.append(run)
-            cli("distill", "--env", "CartPole-v1", "--dataset", name, "--epochs", "1", "--rounds", "40", "--seed", str(seed),
-                "--out", str(run), "--overwrite", "--quiet", env=env)
+            cli(
+                "distill",
+                "--env",
+                "CartPole-v1",
+                "--dataset",
+                name,
+                "--epochs",
+                "1",
+                "--rounds",
+                "40",
+                "--seed",
+                str(seed),
+                "--out",
+                str(run),
+                "--overwrite",
+                "--quiet",
+                env=env,
+            )
             s = json.loads((run / "summary.json").read_text())
             first = next((e["gradient_steps"] for e in s["evals"] if e["student_return_mean"] >= 475), None)
             reached.setdefault((name, s["loss"]), []).append(first)
-            print(f"| {name} | {s['loss']} | {seed} | {first} | {s['student_return_mean']:.1f} | {s['wall_seconds']:.1f} s |", flush=True)
+            print(
+                f"| {name} | {s['loss']} | {seed} | {first} | {s['student_return_mean']:.1f} | {s['wall_seconds']:.1f} s |",
+                flush=True,
+            )
     for (name, loss), steps in reached.items():
         ok = [x for x in steps if x is not None]
         mean = sum(ok) / len(ok) if ok else float("nan")
@@ -69,24 +101,62 @@ def cartpole(out: Path, env: dict, seeds: int) -> list[Path]:
 def pong(out: Path, env: dict, episodes: int) -> list[Path]:
     """The table on stdout; returns the run folder (for the figure)."""
     dataset = f"pong/teacher{episodes}-v0"
-    _, record_s, _ = cli("record", "--env", "ALE/Pong-v5", "--episodes", str(episodes), "--dataset", dataset,
-                         "--overwrite", "--quiet", env=env)
+    _, record_s, _ = cli(
+        "record",
+        "--env",
+        "ALE/Pong-v5",
+        "--episodes",
+        str(episodes),
+        "--dataset",
+        dataset,
+        "--overwrite",
+        "--quiet",
+        env=env,
+    )
     run = out / f"pong-offline-{episodes}"
-    _, distill_s, peak = cli("distill", "--env", "ALE/Pong-v5", "--dataset", dataset, "--out", str(run), "--overwrite",
-                             "--quiet", env=env, timed=True)
+    _, distill_s, peak = cli(
+        "distill",
+        "--env",
+        "ALE/Pong-v5",
+        "--dataset",
+        dataset,
+        "--out",
+        str(run),
+        "--overwrite",
+        "--quiet",
+        env=env,
+        timed=True,
+    )
     s = json.loads((run / "summary.json").read_text())
-    teacher, _, _ = cli("evaluate", "--env", "ALE/Pong-v5", "--model", "pong-ppo-v5", "--episodes", str(s["eval_episodes"]),
-                        "--seed", str(s["eval_seed"]), "--json", env=env)
+    teacher, _, _ = cli(
+        "evaluate",
+        "--env",
+        "ALE/Pong-v5",
+        "--model",
+        "pong-ppo-v5",
+        "--episodes",
+        str(s["eval_episodes"]),
+        "--seed",
+        str(s["eval_seed"]),
+        "--json",
+        env=env,
+    )
     t = json.loads(teacher.stdout)["model"]
     d = s["dataset"]
-    print("| dataset | teacher return (same seeds) | student return | student / teacher params | dataset steps | bytes/step on disk | gradient steps | record | distill | peak RSS |")
+    print(
+        "| dataset | teacher return (same seeds) | student return | student / teacher params | dataset steps | bytes/step on disk | gradient steps | record | distill | peak RSS |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {episodes} teacher episodes ({d['episodes']} stored) | {t['return_mean']:+.2f} ± {t['return_std']:.2f} "
-          f"| {s['student_return_mean']:+.2f} ± {s['student_return_std']:.2f} "
-          f"| {s['student_params']:,} / {s['teacher_params']:,} ({100 * s['params_ratio']:.1f} %) | {d['steps']:,} "
-          f"| {d['bytes_per_step']:,.0f} | {s['gradient_steps']:,} | {record_s / 60:.1f} min | {distill_s / 60:.1f} min | {peak:.1f} GB |")
-    print(f"dataset episodes' own mean score: {s['teacher_return_mean']:+.2f}; student - teacher = "
-          f"{s['student_return_mean'] - t['return_mean']:+.2f}")
+    print(
+        f"| {episodes} teacher episodes ({d['episodes']} stored) | {t['return_mean']:+.2f} ± {t['return_std']:.2f} "
+        f"| {s['student_return_mean']:+.2f} ± {s['student_return_std']:.2f} "
+        f"| {s['student_params']:,} / {s['teacher_params']:,} ({100 * s['params_ratio']:.1f} %) | {d['steps']:,} "
+        f"| {d['bytes_per_step']:,.0f} | {s['gradient_steps']:,} | {record_s / 60:.1f} min | {distill_s / 60:.1f} min | {peak:.1f} GB |"
+    )
+    print(
+        f"dataset episodes' own mean score: {s['teacher_return_mean']:+.2f}; student - teacher = "
+        f"{s['student_return_mean'] - t['return_mean']:+.2f}"
+    )
     return [run]
 
 

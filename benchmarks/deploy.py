@@ -166,9 +166,13 @@ def c_rate(source: Path, obs: np.ndarray, work: Path, seconds: float = SECONDS) 
     data = work / "obs.f32"
     np.ascontiguousarray(obs, dtype=np.float32).tofile(data)
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
-    done = subprocess.run([*pin, str(binary), str(data), str(len(obs)), str(seconds)], check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [*pin, str(binary), str(data), str(len(obs)), str(seconds)], check=True, capture_output=True, text=True
+    )
     sizes = {"float": 4, "double": 8, "int8_t": 1}
-    weights = sum(sizes[t] * int(n) for t, n in re.findall(r"static const (float|double|int8_t) \w+\[(\d+)\]", source.read_text()))
+    weights = sum(
+        sizes[t] * int(n) for t, n in re.findall(r"static const (float|double|int8_t) \w+\[(\d+)\]", source.read_text())
+    )
     return float(done.stdout.split()[0]), obj.stat().st_size, weights
 
 
@@ -182,18 +186,22 @@ def artifact_returns(env_id: str, path: Path, summary: dict) -> list[float]:
 def student_rows(env_id: str, run: Path, obs: np.ndarray, label: str = "student") -> list[tuple]:
     """SB3, ONNX fp32/int8 and (MLP students) C fp32/int8 rows of one student run folder."""
     import policykd
-    from policykd.models import uses_images
+    from policykd.sb3_models import uses_images
     from policykd.teachers import load_teacher
 
     summary = json.loads((run / "summary.json").read_text())
     predict, bare = sb3_actors(str(run / "student.zip"), env_id)
     ret = (summary["student_return_mean"], summary["student_return_std"])
-    rows = [(f"{label} SB3 predict", rate(predict, obs), _size(run / "student.zip"), *ret),
-            (f"{label} bare torch actor", rate(bare, obs), "", *ret)]
+    rows = [
+        (f"{label} SB3 predict", rate(predict, obs), _size(run / "student.zip"), *ret),
+        (f"{label} bare torch actor", rate(bare, obs), "", *ret),
+    ]
     for int8, kind in ((False, "fp32"), (True, "int8")):
         path = policykd.export(run, "onnx", int8=int8)
         returns = artifact_returns(env_id, path, summary)
-        rows.append((f"{label} ONNX {kind}", rate(onnx_actor(path), obs), _size(path), np.mean(returns), np.std(returns)))
+        rows.append(
+            (f"{label} ONNX {kind}", rate(onnx_actor(path), obs), _size(path), np.mean(returns), np.std(returns))
+        )
     if uses_images(load_teacher(str(run / "student.zip"), env_id=env_id).observation_space):
         return rows  # C export is for MLP students
     for int8, kind in ((False, "fp32"), (True, "int8")):
@@ -201,14 +209,22 @@ def student_rows(env_id: str, run: Path, obs: np.ndarray, label: str = "student"
         with tempfile.TemporaryDirectory(prefix="deploy-") as work:
             speed, obj_bytes, weight_bytes = c_rate(path, obs, Path(work))
         returns = artifact_returns(env_id, path, summary)
-        rows.append((f"{label} C {kind} (C loop)", speed, f"{obj_bytes:,} ({weight_bytes:,})", np.mean(returns), np.std(returns)))
+        rows.append(
+            (
+                f"{label} C {kind} (C loop)",
+                speed,
+                f"{obj_bytes:,} ({weight_bytes:,})",
+                np.mean(returns),
+                np.std(returns),
+            )
+        )
     return rows
 
 
 def noise_floor(env_id: str, run: Path, draws: int = 3, scale: float = 1e-6) -> tuple[float, float]:
     """The lowest and highest mean return of the student's own predict with its actions moved by at most `scale`
     (uniform noise, `draws` seeds): how far float-level differences alone move a chaotic env's returns."""
-    from policykd.run.evaluate import run_episodes, student_actor
+    from policykd.rollouts import run_episodes, student_actor
     from policykd.teachers import load_teacher
 
     summary = json.loads((run / "summary.json").read_text())
@@ -237,8 +253,10 @@ def bench_env(env_id: str, run: Path, pruned: Path | None) -> tuple[list[tuple],
     teacher_zip = Path(summary["teachers"][0])
     teacher_zip = teacher_zip if teacher_zip.is_file() else next(teacher_zip.glob("*.zip"), teacher_zip)
     teacher_ret = (summary["teacher_return_mean"], summary["teacher_return_std"])
-    rows = [("teacher SB3 predict", rate(teacher_predict, obs), _size(teacher_zip), *teacher_ret),
-            ("teacher bare torch actor", rate(teacher_bare, obs), "", *teacher_ret)]
+    rows = [
+        ("teacher SB3 predict", rate(teacher_predict, obs), _size(teacher_zip), *teacher_ret),
+        ("teacher bare torch actor", rate(teacher_bare, obs), "", *teacher_ret),
+    ]
     rows += student_rows(env_id, run, obs)
     if pruned is not None:
         rows += student_rows(env_id, pruned, obs, label="pruned student")
@@ -252,13 +270,22 @@ def _size(path: Path) -> str:
 
 def table(env_id: str, rows: list[tuple], env_rate: float, floor: tuple[float, float] | None) -> str:
     teacher = rows[0][1]
-    lines = [f"**{env_id}** (reference, same run: plain env steps/s with random actions {env_rate:,.0f})", "",
-             "| what | actions/s | × teacher predict | bytes | return (mean ± std) |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {what} | {speed:,.0f} | {speed / teacher:.1f} | {size} | {mean:.1f} ± {std:.1f} |"
-              for what, speed, size, mean, std in rows]
+    lines = [
+        f"**{env_id}** (reference, same run: plain env steps/s with random actions {env_rate:,.0f})",
+        "",
+        "| what | actions/s | × teacher predict | bytes | return (mean ± std) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {what} | {speed:,.0f} | {speed / teacher:.1f} | {size} | {mean:.1f} ± {std:.1f} |"
+        for what, speed, size, mean, std in rows
+    ]
     if floor is not None:
-        lines += ["", f"Noise floor: the student's own SB3 predict with its actions moved by at most 1e-6 (3 seeds) "
-                      f"scores {floor[0]:.1f} to {floor[1]:.1f} on the same seeds."]
+        lines += [
+            "",
+            f"Noise floor: the student's own SB3 predict with its actions moved by at most 1e-6 (3 seeds) "
+            f"scores {floor[0]:.1f} to {floor[1]:.1f} on the same seeds.",
+        ]
     return "\n".join(lines)
 
 
@@ -267,7 +294,9 @@ def main() -> None:
     parser.add_argument("--env", action="append", help="env id (repeatable; default CartPole-v1 and HalfCheetah-v5)")
     parser.add_argument("--run", type=Path, help="a run folder to use (one --env only)")
     parser.add_argument("--root", type=Path, default=Path("runs/bench-deploy"), help="where missing runs are distilled")
-    parser.add_argument("--pruned", type=Path, help="a pruned run folder (policykd prune) to add rows for (one --env only)")
+    parser.add_argument(
+        "--pruned", type=Path, help="a pruned run folder (policykd prune) to add rows for (one --env only)"
+    )
     args = parser.parse_args()
     envs = args.env or ["CartPole-v1", "HalfCheetah-v5"]
     if (args.run or args.pruned) and len(envs) != 1:

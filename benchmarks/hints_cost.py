@@ -13,15 +13,14 @@ import time
 
 import numpy as np
 import torch as th
-
 from common import reference
 
 
 def main() -> None:
-    from policykd.envs import EnvFactory
-    from policykd.run.knowledge import Knowledge, latent, latent_of_forward
-    from policykd.run.losses import kl
     from policykd.distributions import policy_outputs
+    from policykd.envs import EnvFactory
+    from policykd.losses import kl
+    from policykd.run.knowledge import Knowledge, latent, latent_of_forward
     from policykd.students.build import build_student
     from policykd.teachers import load_teacher
 
@@ -68,8 +67,10 @@ def main() -> None:
             times.setdefault(hint, []).append((time.perf_counter() - start) / 4 * 1000)
     for hint in variants:
         ms = float(np.median(times[hint]))
-        print(f"hints {hint:>10}: {ms:.1f} ms per gradient step (batch 256, median of 5 rounds), "
-              f"{ms / np.median(times['none']):.2f}x plain KL")
+        print(
+            f"hints {hint:>10}: {ms:.1f} ms per gradient step (batch 256, median of 5 rounds), "
+            f"{ms / np.median(times['none']):.2f}x plain KL"
+        )
     venv.close()
 
 

@@ -31,8 +31,12 @@ from tiny import run
 
 ROOT = Path("runs/bench-knowledge")
 ONE_PERCENT = {"CartPole-v1": "4,4", "ALE/Pong-v5": "16,16,16,16"}  # others (MuJoCo): 16,16
-LOSSES = {"plain KL": [], "hints": ["--hint-weight", "1"], "relations": ["--relation-weight", "1"],
-          "hints + relations": ["--hint-weight", "1", "--relation-weight", "1"]}
+LOSSES = {
+    "plain KL": [],
+    "hints": ["--hint-weight", "1"],
+    "relations": ["--relation-weight", "1"],
+    "hints + relations": ["--hint-weight", "1", "--relation-weight", "1"],
+}
 ENSEMBLES = {  # env -> (rl-zoo members, budget arguments)
     "CartPole-v1": (["dqn/CartPole-v1_1", "ppo/CartPole-v1_1"], ["--steps", "5000"]),
     "HalfCheetah-v5": (["sac/HalfCheetah-v3_1", "ppo/HalfCheetah-v3_1"], []),
@@ -42,15 +46,20 @@ WEIGHTINGS = ("fixed", "confidence", "return")
 
 def _row(name: str, results: list[tuple[float, float]]) -> str:
     ratios = [r for r, _ in results]
-    return (f"| {name} | " + " | ".join(f"{r:.1%}" for r in ratios) + f" | **{np.mean(ratios):.1%}** | "
-            f"{min(ratios):.1%} | {np.mean([w for _, w in results]) / 60:.1f} min |")
+    return (
+        f"| {name} | " + " | ".join(f"{r:.1%}" for r in ratios) + f" | **{np.mean(ratios):.1%}** | "
+        f"{min(ratios):.1%} | {np.mean([w for _, w in results]) / 60:.1f} min |"
+    )
 
 
 def _header(title: str, env: str, seeds: range) -> list[str]:
-    return [f"## {title} ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain {env} loop {reference(env):,.0f} env "
-            "steps/s, same run; return / teacher return)", "",
-            "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | worst | wall (mean) |",
-            "|---|" + "---|" * (len(seeds) + 3)]
+    return [
+        f"## {title} ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain {env} loop {reference(env):,.0f} env "
+        "steps/s, same run; return / teacher return)",
+        "",
+        "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | worst | wall (mean) |",
+        "|---|" + "---|" * (len(seeds) + 3),
+    ]
 
 
 def losses(env: str, seeds: range, sizes: list[str], variants: list[str]) -> list[str]:
@@ -81,17 +90,24 @@ def ensembles(envs: list[str], seeds: int) -> list[str]:
         variants = {f"{m} alone": ["--teacher", str(ZOO / m)] for m in members}
         both = [a for m in members for a in ("--teacher", str(ZOO / m))]
         variants.update({f"ensemble, --teacher-weighting {w}": [*both, "--teacher-weighting", w] for w in WEIGHTINGS})
-        lines += [f"## {env}: cross-family ensemble vs each member ({time.strftime('%Y-%m-%d %H:%M')}; reference: "
-                  f"plain {env} loop {reference(env):,.0f} env steps/s, same run; student return, 10 episodes)", "",
-                  "| students of | " + " | ".join(f"seed {s}" for s in range(seeds)) + " | mean |",
-                  "|---|" + "---|" * (seeds + 1)]
+        lines += [
+            f"## {env}: cross-family ensemble vs each member ({time.strftime('%Y-%m-%d %H:%M')}; reference: "
+            f"plain {env} loop {reference(env):,.0f} env steps/s, same run; student return, 10 episodes)",
+            "",
+            "| students of | " + " | ".join(f"seed {s}" for s in range(seeds)) + " | mean |",
+            "|---|" + "---|" * (seeds + 1),
+        ]
         for name, extra in variants.items():
-            outs = [ROOT / f"{env}-{name.split(',')[-1].strip().replace(' ', '_').replace('/', '_')}-{s}"
-                    for s in range(seeds)]
+            outs = [
+                ROOT / f"{env}-{name.split(',')[-1].strip().replace(' ', '_').replace('/', '_')}-{s}"
+                for s in range(seeds)
+            ]
             for seed, out in enumerate(outs):
                 run(env, [*budget, *extra], seed, out)
             returns = [_returns(out) for out in outs]
-            lines.append(f"| {name} | " + " | ".join(f"{r:,.1f}" for r in returns) + f" | **{np.mean(returns):,.1f}** |")
+            lines.append(
+                f"| {name} | " + " | ".join(f"{r:,.1f}" for r in returns) + f" | **{np.mean(returns):,.1f}** |"
+            )
             print(lines[-1], flush=True)
         lines.append("")
     return lines

@@ -26,10 +26,11 @@ import subprocess
 import time
 from pathlib import Path
 
+from common import ZOO  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 from policykd.report.plots import plot_benchmark
 from policykd.teachers.shipped import default_agent
 
-from common import ZOO  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 ENVS = {  # env -> rl-zoo folders (relative to ZOO) distilled with the preset
     "HalfCheetah-v5": ["sac/HalfCheetah-v3_1", "ppo/HalfCheetah-v3_1"],
     "Hopper-v5": ["sac/Hopper-v3_1", "ppo/Hopper-v3_1"],
@@ -50,13 +51,28 @@ def rows(env_id: str, zoo: Path) -> list[list[str]]:
 
 def teacher_of(cmd: list[str]) -> str:
     """The row's teacher spec: its --teacher, else the env's shipped agent."""
-    return cmd[cmd.index("--teacher") + 1] if "--teacher" in cmd else str(default_agent(cmd[cmd.index("--env") + 1]).folder)
+    return (
+        cmd[cmd.index("--teacher") + 1]
+        if "--teacher" in cmd
+        else str(default_agent(cmd[cmd.index("--env") + 1]).folder)
+    )
 
 
 def holdout_returns(env_id: str, model: str, episodes: int) -> tuple[float, float]:
     """Mean and std of `policykd evaluate` over `episodes` held-out seeds."""
-    cmd = ["policykd", "evaluate", "--env", env_id, "--model", model, "--episodes", str(episodes),
-           "--seed", str(HOLDOUT_SEED), "--json"]
+    cmd = [
+        "policykd",
+        "evaluate",
+        "--env",
+        env_id,
+        "--model",
+        model,
+        "--episodes",
+        str(episodes),
+        "--seed",
+        str(HOLDOUT_SEED),
+        "--json",
+    ]
     result = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)["model"]
     return result["return_mean"], result["return_std"]
 
@@ -79,7 +95,10 @@ def run(cmd: list[str], out: Path, zoo: Path, holdout: int, teacher_holdout: dic
         env_id, teacher = s["env_id"], teacher_of(cmd)
         if teacher not in teacher_holdout:
             teacher_holdout[teacher] = holdout_returns(env_id, teacher, holdout)
-        (t_mean, t_std), (s_mean, s_std) = teacher_holdout[teacher], holdout_returns(env_id, str(out / "student.zip"), holdout)
+        (t_mean, t_std), (s_mean, s_std) = (
+            teacher_holdout[teacher],
+            holdout_returns(env_id, str(out / "student.zip"), holdout),
+        )
         row += f" {t_mean:,.1f} ± {t_std:,.1f} / {s_mean:,.1f} ± {s_std:,.1f} | {100 * s_mean / t_mean:.1f} % |"
     return row
 
@@ -89,11 +108,23 @@ def main() -> None:
     parser.add_argument("--env", choices=sorted(ENVS), action="append", help="repeatable; default: all three")
     parser.add_argument("--zoo", type=Path, default=ZOO, help="rl-zoo agents folder ($ZOO in the table)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-mujoco"))
-    parser.add_argument("--holdout", type=int, default=0, metavar="EPISODES",
-                        help="also evaluate teacher and student on this many held-out seeds (20000+)")
+    parser.add_argument(
+        "--holdout",
+        type=int,
+        default=0,
+        metavar="EPISODES",
+        help="also evaluate teacher and student on this many held-out seeds (20000+)",
+    )
     args = parser.parse_args()
-    extra = f" teacher / student, {args.holdout} held-out episodes | student / teacher ({args.holdout}) |" if args.holdout else ""
-    print("| command | teacher return | student return | student / teacher | student / teacher actor params | env steps | wall-clock |" + extra)
+    extra = (
+        f" teacher / student, {args.holdout} held-out episodes | student / teacher ({args.holdout}) |"
+        if args.holdout
+        else ""
+    )
+    print(
+        "| command | teacher return | student return | student / teacher | student / teacher actor params | env steps | wall-clock |"
+        + extra
+    )
     print("|---|---|---|---|---|---|---|" + "---|---|" * bool(args.holdout))
     teacher_holdout: dict[str, tuple[float, float]] = {}
     outs, labels = [], []

@@ -55,36 +55,61 @@ def distill(out: Path, seed: int, arch: str | None, extra: list[str]) -> dict:
         raise SystemExit(f"{' '.join(cmd)} failed: {done.stderr.strip().splitlines()[-1]}")
     peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))
     summary = json.loads((out / "summary.json").read_text())
-    return {"command": " ".join(cmd), "wall_seconds": time.time() - start, "peak_rss_gb": peak_kb / 1024**2,
-            "run_teacher": summary["teacher_return_mean"], "run_student": summary["student_return_mean"],
-            "params": summary["student_params"], "teacher_params": summary["teacher_params"],
-            "bytes_per_transition": summary.get("buffer_bytes_per_transition")}
+    return {
+        "command": " ".join(cmd),
+        "wall_seconds": time.time() - start,
+        "peak_rss_gb": peak_kb / 1024**2,
+        "run_teacher": summary["teacher_return_mean"],
+        "run_student": summary["student_return_mean"],
+        "params": summary["student_params"],
+        "teacher_params": summary["teacher_params"],
+        "bytes_per_transition": summary.get("buffer_bytes_per_transition"),
+    }
 
 
 def evaluate(model: str, episodes: int) -> list[float]:
-    cmd = ["policykd", "evaluate", "--env", ENV, "--model", model, "--episodes", str(episodes),
-           "--seed", str(HELD_OUT_SEED), "--json"]
+    cmd = [
+        "policykd",
+        "evaluate",
+        "--env",
+        ENV,
+        "--model",
+        model,
+        "--episodes",
+        str(episodes),
+        "--seed",
+        str(HELD_OUT_SEED),
+        "--json",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(done.stdout)["model"]["returns"]
 
 
 def table(rows: list[dict], teacher: list[float], reference: float, episodes: int) -> str:
     t = float(np.mean(teacher))
-    lines = [f"Reference, same run: {reference:,.0f} agent steps/s (preset env stack, 8 envs, random actions, one process).",
-             f"Teacher on the {episodes} held-out episodes (seeds {HELD_OUT_SEED}+): {t:+.2f} ± {np.std(teacher):.2f}.", "",
-             "| seed | wall-clock | peak RSS | run: teacher / student (20 ep.) | student, held-out | student − teacher |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Reference, same run: {reference:,.0f} agent steps/s (preset env stack, 8 envs, random actions, one process).",
+        f"Teacher on the {episodes} held-out episodes (seeds {HELD_OUT_SEED}+): {t:+.2f} ± {np.std(teacher):.2f}.",
+        "",
+        "| seed | wall-clock | peak RSS | run: teacher / student (20 ep.) | student, held-out | student − teacher |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         s = float(np.mean(r["held_out"]))
-        lines.append(f"| {r['seed']} | {r['wall_seconds'] / 60:.1f} min | {r['peak_rss_gb']:.2f} GB "
-                     f"| {r['run_teacher']:+.2f} / {r['run_student']:+.2f} | {s:+.2f} ± {np.std(r['held_out']):.2f} | {s - t:+.2f} |")
+        lines.append(
+            f"| {r['seed']} | {r['wall_seconds'] / 60:.1f} min | {r['peak_rss_gb']:.2f} GB "
+            f"| {r['run_teacher']:+.2f} / {r['run_student']:+.2f} | {s:+.2f} ± {np.std(r['held_out']):.2f} | {s - t:+.2f} |"
+        )
     means = [float(np.mean(r["held_out"])) for r in rows]
     walls = [r["wall_seconds"] / 60 for r in rows]
-    lines += ["", f"Student mean over {len(rows)} seeds × {episodes} episodes: {np.mean(means):+.2f} (seed means' spread "
-              f"{np.std(means):.2f}, worst seed {min(means):+.2f}: {min(means) - t:+.2f} against the teacher); "
-              f"wall-clock {np.mean(walls):.1f} min (max {max(walls):.1f}); peak RSS max {max(r['peak_rss_gb'] for r in rows):.2f} GB; "
-              f"student {rows[0]['params']:,} / teacher {rows[0]['teacher_params']:,} params "
-              f"({100 * rows[0]['params'] / rows[0]['teacher_params']:.1f} %)."]
+    lines += [
+        "",
+        f"Student mean over {len(rows)} seeds × {episodes} episodes: {np.mean(means):+.2f} (seed means' spread "
+        f"{np.std(means):.2f}, worst seed {min(means):+.2f}: {min(means) - t:+.2f} against the teacher); "
+        f"wall-clock {np.mean(walls):.1f} min (max {max(walls):.1f}); peak RSS max {max(r['peak_rss_gb'] for r in rows):.2f} GB; "
+        f"student {rows[0]['params']:,} / teacher {rows[0]['teacher_params']:,} params "
+        f"({100 * rows[0]['params'] / rows[0]['teacher_params']:.1f} %).",
+    ]
     return "\n".join(lines)
 
 
@@ -104,15 +129,22 @@ def main() -> None:
     for seed in range(args.seeds):
         row = {"seed": seed, **distill(out / f"seed-{seed}", seed, args.arch, args.extra)}
         row["held_out"] = evaluate(str(out / f"seed-{seed}" / "student.zip"), args.episodes)
-        print(json.dumps({k: v for k, v in row.items() if k != "held_out"}), f"held-out {np.mean(row['held_out']):+.2f}", flush=True)
+        print(
+            json.dumps({k: v for k, v in row.items() if k != "held_out"}),
+            f"held-out {np.mean(row['held_out']):+.2f}",
+            flush=True,
+        )
         rows.append(row)
     teacher = evaluate("pong-ppo-v5", args.episodes)
     report = table(rows, teacher, reference, args.episodes)
     (out / "pong.md").write_text(report + "\n")
-    (out / "pong.json").write_text(json.dumps({"reference_steps_per_s": reference, "teacher_held_out": teacher,
-                                               "rows": rows}, indent=1))
+    (out / "pong.json").write_text(
+        json.dumps({"reference_steps_per_s": reference, "teacher_held_out": teacher, "rows": rows}, indent=1)
+    )
     print(report)
-    for figure in plot_benchmark([out / f"seed-{r['seed']}" for r in rows], out, "pong", [f"seed {r['seed']}" for r in rows]):
+    for figure in plot_benchmark(
+        [out / f"seed-{r['seed']}" for r in rows], out, "pong", [f"seed {r['seed']}" for r in rows]
+    ):
         print(f"figure: {figure}")
 
 

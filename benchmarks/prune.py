@@ -37,8 +37,19 @@ def sh(cmd: list[str]) -> float:
 
 
 def holdout(env_id: str, model: str, episodes: int) -> tuple[float, float]:
-    cmd = ["policykd", "evaluate", "--env", env_id, "--model", model, "--episodes", str(episodes),
-           "--seed", str(HOLDOUT_SEED), "--json"]
+    cmd = [
+        "policykd",
+        "evaluate",
+        "--env",
+        env_id,
+        "--model",
+        model,
+        "--episodes",
+        str(episodes),
+        "--seed",
+        str(HOLDOUT_SEED),
+        "--json",
+    ]
     result = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)["model"]
     return result["return_mean"], result["return_std"]
 
@@ -55,31 +66,58 @@ def main() -> None:
     distilled, pruned, direct = root / "distilled", root / "pruned", root / "direct"
     commands = {"distilled": ["policykd", "distill", "--env", args.env, "--out", str(distilled), "--quiet"]}
     walls = {"distilled": sh(commands["distilled"])}
-    commands["pruned"] = ["policykd", "prune", str(distilled), "--fraction", str(args.fraction), "--cycles",
-                          str(args.cycles), "--out", str(pruned), "--quiet"]
+    commands["pruned"] = [
+        "policykd",
+        "prune",
+        str(distilled),
+        "--fraction",
+        str(args.fraction),
+        "--cycles",
+        str(args.cycles),
+        "--out",
+        str(pruned),
+        "--quiet",
+    ]
     walls["pruned"] = sh(commands["pruned"])
     arch = json.loads((pruned / "summary.json").read_text())["student_arch"]
-    commands["direct"] = ["policykd", "distill", "--env", args.env, "--student-arch", ",".join(map(str, arch)),
-                          "--out", str(direct), "--quiet"]
+    commands["direct"] = [
+        "policykd",
+        "distill",
+        "--env",
+        args.env,
+        "--student-arch",
+        ",".join(map(str, arch)),
+        "--out",
+        str(direct),
+        "--quiet",
+    ]
     walls["direct"] = sh(commands["direct"])
     base = json.loads((distilled / "summary.json").read_text())
     teacher = holdout(args.env, base["teachers"][0], args.holdout)
-    print(f"\n{args.env}: teacher {teacher[0]:.1f} ± {teacher[1]:.1f} over {args.holdout} held-out episodes "
-          f"(seeds {HOLDOUT_SEED}+); teacher params {base['teacher_params']:,}\n")
-    print("| student | arch | params (% of teacher) | return (10 eval seeds) | held out | % of teacher held out | wall s | command |")
+    print(
+        f"\n{args.env}: teacher {teacher[0]:.1f} ± {teacher[1]:.1f} over {args.holdout} held-out episodes "
+        f"(seeds {HOLDOUT_SEED}+); teacher params {base['teacher_params']:,}\n"
+    )
+    print(
+        "| student | arch | params (% of teacher) | return (10 eval seeds) | held out | % of teacher held out | wall s | command |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, folder in (("distilled", distilled), ("pruned", pruned), ("direct", direct)):
         s = json.loads((folder / "summary.json").read_text())
         mean, std = holdout(args.env, str(folder / "student.zip"), args.holdout)
-        print(f"| {name} | {','.join(map(str, s['student_arch']))} | {s['student_params']:,} "
-              f"({100 * s['student_params'] / s['teacher_params']:.2f} %) | {s['student_return_mean']:.1f} ± "
-              f"{s['student_return_std']:.1f} | {mean:.1f} ± {std:.1f} | {100 * mean / teacher[0]:.1f} % | "
-              f"{walls[name]:.0f} | `{' '.join(commands[name])}` |")
+        print(
+            f"| {name} | {','.join(map(str, s['student_arch']))} | {s['student_params']:,} "
+            f"({100 * s['student_params'] / s['teacher_params']:.2f} %) | {s['student_return_mean']:.1f} ± "
+            f"{s['student_return_std']:.1f} | {mean:.1f} ± {std:.1f} | {100 * mean / teacher[0]:.1f} % | "
+            f"{walls[name]:.0f} | `{' '.join(commands[name])}` |"
+        )
     cycles = json.loads((pruned / "summary.json").read_text())["cycles"]
     print("\n| cycle | arch | params | return after the cut | after distilling |\n|---|---|---|---|---|")
     for c in cycles:
-        print(f"| {c['cycle']} | {','.join(map(str, c['arch']))} | {c['params']:,} | {c['return_pruned']:.1f} | "
-              f"{c['return_mean']:.1f} ± {c['return_std']:.1f} |")
+        print(
+            f"| {c['cycle']} | {','.join(map(str, c['arch']))} | {c['params']:,} | {c['return_pruned']:.1f} | "
+            f"{c['return_mean']:.1f} ± {c['return_std']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -51,12 +51,16 @@ def row(summary: dict, wall: float) -> str:
     final = rl["scratch_return"]
     reached = next((e["env_steps"] for e in rl["evals"] if e["return_mean"] >= final), None)
     share = f"{reached:,} ({reached / rl['rl_steps']:.2f})" if reached is not None else "never"
-    return (f"| {summary['config']['seed']} | {teacher:.1f} | {rl['return_before_rl']:.1f} | {rl['return_after_rl']:.1f} "
-            f"({rl['return_after_rl'] / teacher:.2f}x) | {final:.1f} | {share} | {rl['rl_steps']:,} | {wall / 60:.1f} min |")
+    return (
+        f"| {summary['config']['seed']} | {teacher:.1f} | {rl['return_before_rl']:.1f} | {rl['return_after_rl']:.1f} "
+        f"({rl['return_after_rl'] / teacher:.2f}x) | {final:.1f} | {share} | {rl['rl_steps']:,} | {wall / 60:.1f} min |"
+    )
 
 
-HEADER = ("| seed | teacher | student before RL | after RL (x teacher) | scratch, final | RL steps to scratch's final "
-          "(share) | RL steps | wall (both) |\n|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| seed | teacher | student before RL | after RL (x teacher) | scratch, final | RL steps to scratch's final "
+    "(share) | RL steps | wall (both) |\n|---|---|---|---|---|---|---|---|"
+)
 
 
 def main() -> None:
@@ -74,14 +78,31 @@ def main() -> None:
         env, teacher = "Hopper-v5", str(ZOO / "sac" / "Hopper-v3_1")
         extra, steps, seeds = [], args.rl_steps or 100_000, args.seeds or 1
     starts = [args.start] if args.start else ["distilled", "scratch"]
-    lines = [f"## {args.part} ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain {env} loop "
-             f"{reference(env):,.0f} env steps/s, same run)"]
+    lines = [
+        f"## {args.part} ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain {env} loop "
+        f"{reference(env):,.0f} env steps/s, same run)"
+    ]
     for start in starts:
         lines += [f"\n--rl-start {start}:\n", HEADER]
         for seed in range(seeds):
             out = ROOT / f"{args.part}-{start}-{seed}"
-            summary, wall, cmd = distill(["--env", env, "--teacher", teacher, *extra, "--rl-steps", str(steps),
-                                          "--rl-start", start, "--seed", str(seed), "--out", str(out)])
+            summary, wall, cmd = distill(
+                [
+                    "--env",
+                    env,
+                    "--teacher",
+                    teacher,
+                    *extra,
+                    "--rl-steps",
+                    str(steps),
+                    "--rl-start",
+                    start,
+                    "--seed",
+                    str(seed),
+                    "--out",
+                    str(out),
+                ]
+            )
             lines.append(row(summary, wall))
             print(f"# {cmd}\n{lines[-1]}", flush=True)
     report(ROOT, lines)

@@ -23,8 +23,11 @@ from common import reference, report
 
 ROOT = Path("runs/bench-robust")
 TEACHERS = {"HalfCheetah-v5": "halfcheetah-sac-v5", "Hopper-v5": "hopper-tqc-v5", "Walker2d-v5": "walker2d-tqc-v5"}
-STUDENTS = {"plain": [], "augment obs-noise=0.05": ["--augment", "obs-noise=0.05"],
-            "augment fgsm=0.01": ["--augment", "fgsm=0.01"]}
+STUDENTS = {
+    "plain": [],
+    "augment obs-noise=0.05": ["--augment", "obs-noise=0.05"],
+    "augment fgsm=0.01": ["--augment", "fgsm=0.01"],
+}
 PERTURB = ("obs-noise=0.05", "fgsm=0.01")
 
 
@@ -41,8 +44,24 @@ def cells(env: str, name: str, extra: list[str], episodes: int) -> dict:
     if not (out / "summary.json").is_file():
         call(["policykd", "distill", "--env", env, *extra, "--out", str(out), "--overwrite", "--quiet"])
     perturb = [a for p in PERTURB for a in ("--perturb", p)]
-    return json.loads(call(["policykd", "evaluate", "--env", env, "--model", str(out / "student.zip"), "--teacher",
-                            TEACHERS[env], "--episodes", str(episodes), *perturb, "--json"]))
+    return json.loads(
+        call(
+            [
+                "policykd",
+                "evaluate",
+                "--env",
+                env,
+                "--model",
+                str(out / "student.zip"),
+                "--teacher",
+                TEACHERS[env],
+                "--episodes",
+                str(episodes),
+                *perturb,
+                "--json",
+            ]
+        )
+    )
 
 
 def table(env: str, results: dict[str, dict]) -> list[str]:
@@ -57,8 +76,11 @@ def table(env: str, results: dict[str, dict]) -> list[str]:
     for k, label in enumerate(PERTURB):
         rows.append((label, lambda res, k=k: res["perturbed"][k]["model"], first["perturbed"][k]["teacher"]))
     for label, pick, teacher in rows:
-        lines.append(f"| {label} | {teacher['return_mean']:,.1f} | " +
-                     " | ".join(fmt(pick(res), teacher) for res in results.values()) + " |")
+        lines.append(
+            f"| {label} | {teacher['return_mean']:,.1f} | "
+            + " | ".join(fmt(pick(res), teacher) for res in results.values())
+            + " |"
+        )
     return lines
 
 
@@ -75,9 +97,12 @@ def tables(envs: list[str], episodes: int) -> list[str]:
     ROOT.mkdir(parents=True, exist_ok=True)
     lines = []
     for env in envs:
-        lines += [f"## {env} ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain {env} loop {reference(env):,.0f} "
-                  f"env steps/s, same run; {episodes} episodes per cell, % of the teacher under the same "
-                  "condition)", ""]
+        lines += [
+            f"## {env} ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain {env} loop {reference(env):,.0f} "
+            f"env steps/s, same run; {episodes} episodes per cell, % of the teacher under the same "
+            "condition)",
+            "",
+        ]
         results = {name: cells(env, name, extra, episodes) for name, extra in STUDENTS.items()}
         lines += table(env, results) + [""]
         print("\n".join(lines), flush=True)

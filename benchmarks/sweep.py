@@ -55,17 +55,24 @@ def scaling(steps: int) -> list[str]:
     one, rows, cmd1 = sweep("HalfCheetah-v5", ROOT / "scaling-1", [*grid, "--cpus-per-trial", "2"])
     two, _, cmd2 = sweep("HalfCheetah-v5", ROOT / "scaling-2", [*grid, "--cpus-per-trial", "1"])
     serial = sum(float(r["wall_seconds"]) for r in rows)
-    return [f"- 1 concurrent trial: {one:.0f} s (`{cmd1}`; the trials' own wall-clock sums to {serial:.0f} s)",
-            f"- 2 concurrent trials: {two:.0f} s (`{cmd2}`): **{two / one:.2f}×** the 1-trial wall-clock"]
+    return [
+        f"- 1 concurrent trial: {one:.0f} s (`{cmd1}`; the trials' own wall-clock sums to {serial:.0f} s)",
+        f"- 2 concurrent trials: {two:.0f} s (`{cmd2}`): **{two / one:.2f}×** the 1-trial wall-clock",
+    ]
 
 
 def pareto(steps: int) -> list[str]:
-    lines = ["| env | width | params (% of teacher) | return ratio, mean ± std over 3 seeds | worst seed |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| env | width | params (% of teacher) | return ratio, mean ± std over 3 seeds | worst seed |",
+        "|---|---|---|---|---|",
+    ]
     smallest = []
     for env in ENVS:
-        wall, rows, cmd = sweep(env, ROOT / f"pareto-{env}", ["--grid", f"student-width={WIDTHS}", "--grid",
-                                                               f"steps={steps}", "--seeds", "3"])
+        wall, rows, cmd = sweep(
+            env,
+            ROOT / f"pareto-{env}",
+            ["--grid", f"student-width={WIDTHS}", "--grid", f"steps={steps}", "--seeds", "3"],
+        )
         by_arch: dict[str, list[dict]] = {}
         for r in rows:
             if r["status"] == "finished":  # a failed trial (its error is in tune/) has no final evaluation
@@ -73,20 +80,26 @@ def pareto(steps: int) -> list[str]:
         passing = {t: None for t in (0.99, 0.95)}
         for arch, rs in sorted(by_arch.items(), key=lambda kv: int(kv[0].split("x")[0])):
             ratios = [float(r["return_ratio"]) for r in rs]
-            lines.append(f"| {env} | {arch} | {int(rs[0]['student_params']):,} ({float(rs[0]['params_percent']):.2f} %) "
-                         f"| {np.mean(ratios):.3f} ± {np.std(ratios):.3f} ({len(ratios)} seeds) | {min(ratios):.3f} |")
+            lines.append(
+                f"| {env} | {arch} | {int(rs[0]['student_params']):,} ({float(rs[0]['params_percent']):.2f} %) "
+                f"| {np.mean(ratios):.3f} ± {np.std(ratios):.3f} ({len(ratios)} seeds) | {min(ratios):.3f} |"
+            )
             for t in passing:
                 if passing[t] is None and np.mean(ratios) >= t:
                     passing[t] = arch
-        smallest.append(f"- {env}: smallest at ≥ 99 %: {passing[0.99] or 'none'}; at ≥ 95 %: {passing[0.95] or 'none'} "
-                        f"(`{cmd}`, {wall / 60:.1f} min, 2 concurrent trials)")
+        smallest.append(
+            f"- {env}: smallest at ≥ 99 %: {passing[0.99] or 'none'}; at ≥ 95 %: {passing[0.95] or 'none'} "
+            f"(`{cmd}`, {wall / 60:.1f} min, 2 concurrent trials)"
+        )
     return lines + [""] + smallest
 
 
 def target(steps: int) -> list[str]:
-    wall, rows, cmd = sweep("HalfCheetah-v5", ROOT / "target-HalfCheetah-v5",
-                            ["--grid", f"student-width={WIDTHS}", "--grid", f"steps={steps}", "--seeds", "3",
-                             "--target", "0.99"])
+    wall, rows, cmd = sweep(
+        "HalfCheetah-v5",
+        ROOT / "target-HalfCheetah-v5",
+        ["--grid", f"student-width={WIDTHS}", "--grid", f"steps={steps}", "--seeds", "3", "--target", "0.99"],
+    )
     found = (ROOT / "target-HalfCheetah-v5" / "sweep.md").read_text().split("Smallest student", 1)[1].splitlines()[0]
     return [f"- `{cmd}`: {len(rows)} trials of the grid's {4 * 3}, {wall / 60:.1f} min; smallest student{found}"]
 
@@ -99,8 +112,14 @@ def main() -> None:
     ROOT.mkdir(parents=True, exist_ok=True)
     ref = reference()
     lines = {"scaling": scaling, "pareto": pareto, "target": target}[args.part](args.steps)
-    text = "\n".join([f"## {args.part} ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain HalfCheetah-v5 loop "
-                      f"{ref:,.0f} env steps/s, same run)", *lines, ""])
+    text = "\n".join(
+        [
+            f"## {args.part} ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain HalfCheetah-v5 loop "
+            f"{ref:,.0f} env steps/s, same run)",
+            *lines,
+            "",
+        ]
+    )
     print(text)
     with open(ROOT / "results.md", "a") as f:
         f.write(text + "\n")

@@ -21,8 +21,8 @@ import torch as th
 from common import reference, report
 
 from policykd.envs import EnvFactory
-from policykd.models import ALGOS
 from policykd.rl.model import set_temperature
+from policykd.sb3_models import ALGOS
 
 
 def play(path: str, algo: str, env_id: str, temperature: float, episodes: int) -> tuple[float, float, float]:
@@ -53,9 +53,13 @@ def main() -> None:
     parser.add_argument("--temperatures", nargs="+", type=float, default=[1.0, 0.33])
     parser.add_argument("--episodes", type=int, default=8)
     args = parser.parse_args()
-    lines = [f"## {args.student}, sampled play ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain {args.env} loop "
-             f"{reference(args.env):,.0f} env steps/s, same run; {args.episodes} games each)", "",
-             "| temperature | return | entropy (nats) |", "|---|---|---|"]
+    lines = [
+        f"## {args.student}, sampled play ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain {args.env} loop "
+        f"{reference(args.env):,.0f} env steps/s, same run; {args.episodes} games each)",
+        "",
+        "| temperature | return | entropy (nats) |",
+        "|---|---|---|",
+    ]
     for temperature in args.temperatures:
         mean, se, entropy = play(args.student, args.algo, args.env, temperature, args.episodes)
         lines.append(f"| {temperature:g} | {mean:+.2f} ± {se:.2f} | {entropy:.2f} |")

@@ -20,9 +20,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from common import reference, report
-
 import numpy as np
+from common import reference, report
 
 ROOT = Path("runs/bench-tiny")
 VARIANTS = {
@@ -56,18 +55,26 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(FIRST))
     args = parser.parse_args()
     ROOT.mkdir(parents=True, exist_ok=True)
-    lines = [f"## {args.env}, 16x16 students ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain {args.env} loop "
-             f"{reference(args.env):,.0f} env steps/s, same run)", "",
-             "| variant | " + " | ".join(f"seed {s}" for s in range(args.seeds)) + " | mean | wall (mean) |",
-             "|---|" + "---|" * (args.seeds + 2)]
+    lines = [
+        f"## {args.env}, 16x16 students ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain {args.env} loop "
+        f"{reference(args.env):,.0f} env steps/s, same run)",
+        "",
+        "| variant | " + " | ".join(f"seed {s}" for s in range(args.seeds)) + " | mean | wall (mean) |",
+        "|---|" + "---|" * (args.seeds + 2),
+    ]
     for name in args.variants:
         variant = VARIANTS[name]
         variant = variant if "--stages" in variant else ["--student-arch", "16,16", *variant]
-        results = [run(args.env, variant, seed, ROOT / f"{args.env}-{name.replace(' ', '_')}-{seed}")
-                   for seed in range(args.seeds)]
+        results = [
+            run(args.env, variant, seed, ROOT / f"{args.env}-{name.replace(' ', '_')}-{seed}")
+            for seed in range(args.seeds)
+        ]
         ratios = [r for r, _ in results]
-        lines.append(f"| {name} | " + " | ".join(f"{r:.1%}" for r in ratios) +
-                     f" | **{np.mean(ratios):.1%}** | {np.mean([w for _, w in results]) / 60:.1f} min |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{r:.1%}" for r in ratios)
+            + f" | **{np.mean(ratios):.1%}** | {np.mean([w for _, w in results]) / 60:.1f} min |"
+        )
         print(lines[-1], flush=True)
     report(ROOT, lines)
 

@@ -35,7 +35,9 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench-zoo")
     parser.add_argument("--only", default="", help="substring filter on the folder names")
     args = parser.parse_args()
-    print("| teacher folder | env | teacher return | student return | student / teacher params | env steps | wall-clock (s) |")
+    print(
+        "| teacher folder | env | teacher return | student return | student / teacher params | env steps | wall-clock (s) |"
+    )
     print("|---|---|---|---|---|---|---|")
     outs = []
     for folder, env_id in ROWS:
@@ -43,7 +45,18 @@ def main() -> None:
             continue
         out = Path(args.out) / folder.replace("/", "-")
         outs.append(out)
-        cmd = ["policykd", "distill", "--env", env_id, "--teacher", f"{args.zoo}/{folder}", "--out", str(out), "--overwrite", "--quiet"]
+        cmd = [
+            "policykd",
+            "distill",
+            "--env",
+            env_id,
+            "--teacher",
+            f"{args.zoo}/{folder}",
+            "--out",
+            str(out),
+            "--overwrite",
+            "--quiet",
+        ]
         start = time.time()
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:

@@ -21,21 +21,63 @@ from __future__ import annotations
 
 from typing import Any
 
-from policykd.api import (DistillResult, distill, distill_with, evaluate, evaluate_with, export, export_with, prune, prune_with,
-                          record, record_with, sweep, sweep_with, train_teacher, train_teacher_with)
+from policykd.api import (
+    DistillResult,
+    distill,
+    distill_with,
+    evaluate,
+    evaluate_with,
+    export,
+    export_with,
+    prune,
+    prune_with,
+    record,
+    record_with,
+    sweep,
+    sweep_with,
+    train_teacher,
+    train_teacher_with,
+)
 from policykd.errors import PolicykdError
-from policykd.settings import (DistillSettings, EvaluateSettings, ExportSettings, PruneSettings, RecordSettings,
-                               SweepSettings, TrainTeacherSettings)
+from policykd.settings import (
+    DistillSettings,
+    EvaluateSettings,
+    ExportSettings,
+    PruneSettings,
+    RecordSettings,
+    SweepSettings,
+    TrainTeacherSettings,
+)
 
 __all__ = [
     # commands
-    "distill", "distill_with", "evaluate", "evaluate_with", "record", "record_with", "train_teacher", "train_teacher_with",
-    "export", "export_with", "prune", "prune_with", "sweep", "sweep_with",
+    "distill",
+    "distill_with",
+    "evaluate",
+    "evaluate_with",
+    "record",
+    "record_with",
+    "train_teacher",
+    "train_teacher_with",
+    "export",
+    "export_with",
+    "prune",
+    "prune_with",
+    "sweep",
+    "sweep_with",
     # teachers
-    "load_teacher", "load_teachers",
+    "load_teacher",
+    "load_teachers",
     # settings and results
-    "DistillSettings", "EvaluateSettings", "ExportSettings", "PruneSettings", "RecordSettings", "SweepSettings",
-    "TrainTeacherSettings", "DistillResult", "RunSummary",
+    "DistillSettings",
+    "EvaluateSettings",
+    "ExportSettings",
+    "PruneSettings",
+    "RecordSettings",
+    "SweepSettings",
+    "TrainTeacherSettings",
+    "DistillResult",
+    "RunSummary",
     # errors
     "PolicykdError",
 ]
@@ -49,7 +91,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(teachers, name)
     if name == "RunSummary":
-        from policykd.report.summary import RunSummary
+        from policykd.run.summary import RunSummary
 
         return RunSummary
     raise AttributeError(f"module 'policykd' has no attribute {name!r}")

@@ -8,25 +8,68 @@ returns a typed result. Nothing here parses text: that is the CLI's job.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from policykd.errors import PolicykdError
+from policykd.errors import PolicykdError, option
 from policykd.fields import build
-from policykd.settings import (DistillSettings, EvaluateSettings, ExportSettings, PruneSettings, RecordSettings,
-                               SweepSettings, TrainTeacherSettings)
+from policykd.settings import (
+    DistillSettings,
+    EvaluateSettings,
+    ExportSettings,
+    PruneSettings,
+    RecordSettings,
+    SweepSettings,
+    TrainTeacherSettings,
+)
+
+if TYPE_CHECKING:  # torch, SB3 and Ray load on first use: `import policykd` stays light
+    from rich.console import Console
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    from policykd.run.loop import OnEvaluation
+    from policykd.run.summary import RunSummary
+    from policykd.sweeps.run import SweepResult
+    from policykd.teachers.train import TeacherCard
 
 
 @dataclass(frozen=True)
 class DistillResult:
     """What a distillation leaves: the student (a plain SB3 model), its summary, and the output folder."""
 
-    student: Any  # stable_baselines3 BaseAlgorithm; typed loosely so `import policykd` stays light
-    summary: Any  # policykd.report.summary.RunSummary
+    student: BaseAlgorithm
+    summary: RunSummary
     out: Path
     pruned: dict[str, Any] | None = None
     """With `prune_to`: the pruned student's summary (its student.zip is in `out/pruned`)."""
+
+
+class PolicyReturns(TypedDict):
+    """One policy's returns in `evaluate`'s result."""
+
+    path: str
+    algo: str
+    params: int
+    return_mean: float
+    return_std: float
+    returns: list[float]
+
+
+class _EvaluateResult(TypedDict):
+    env_id: str
+    episodes: int
+    seed: int
+    model: PolicyReturns
+
+
+class EvaluateResult(_EvaluateResult, total=False):
+    """What `evaluate` returns (and `policykd evaluate --json` prints): the model's returns, and the teacher's when
+    one was given, on the same episode seeds; with `perturb`, a row per perturbation."""
+
+    teacher: PolicyReturns
+    perturbed: list[dict[str, object]]
 
 
 def distill(env_id: str, teachers: Sequence[str | Path] = (), **settings: Any) -> DistillResult:
@@ -40,7 +83,9 @@ def distill(env_id: str, teachers: Sequence[str | Path] = (), **settings: Any) -
     return distill_with(resolve_distill(env_id, **given))
 
 
-def distill_with(settings: DistillSettings, *, console: Any = None, on_evaluation: Any = None) -> DistillResult:
+def distill_with(
+    settings: DistillSettings, *, console: Console | None = None, on_evaluation: OnEvaluation | None = None
+) -> DistillResult:
     """Distil with every setting explicit; writes `settings.out` (student.zip, summary.json, curves.png, tb/).
 
     `on_evaluation(evaluation, teacher_return, final)` is called after each evaluation (`run.loop.OnEvaluation`)."""
@@ -54,9 +99,9 @@ def distill_with(settings: DistillSettings, *, console: Any = None, on_evaluatio
     from policykd.run.phases import become_saved
 
     if settings.stages:
-        return _distill_stages(settings, console, on_evaluation)
-    if settings.resume and read_pointer(Path(settings.out)) is None:
-        raise PolicykdError(f"--resume: no checkpoint in {settings.out}")
+        return _prune_if_asked(_distill_stages(settings, console, on_evaluation), settings)
+    if settings.resume and read_pointer(settings.out_path) is None:
+        raise PolicykdError(f"{option('resume')}: no checkpoint in {settings.out}")
     # MLP students' tiny ops only lose to thread hand-offs; CNNs use every core.
     th.set_num_threads(settings.torch_threads or ((os.cpu_count() or 1) if is_atari(settings.env_id) else 1))
     th.manual_seed(settings.seed)
@@ -68,27 +113,39 @@ def distill_with(settings: DistillSettings, *, console: Any = None, on_evaluatio
         from policykd.report.rl_plot import write_rl_curves
 
         write_rl_curves(run.out)
-    pruned = None
-    if settings.prune_to is not None:
-        pruned = prune_with(PruneSettings(str(run.out), settings.prune_to, cycles=settings.prune_cycles, quiet=settings.quiet))
-    return DistillResult(run.student, summary, run.out, pruned)
+    return _prune_if_asked(DistillResult(run.student, summary, run.out), settings)
 
 
-def _distill_stages(settings: DistillSettings, console: Any, on_evaluation: Any) -> DistillResult:
-    """--stages: one distillation per stage (`policykd.run.stages`), the last one's student as the result."""
+def _prune_if_asked(result: DistillResult, settings: DistillSettings) -> DistillResult:
+    """`prune_to`: the finished run's student pruned into `out/pruned` (for a multi-stage run, its last stage's)."""
+    if settings.prune_to is None:
+        return result
+    pruned = prune_with(
+        PruneSettings(str(result.out), settings.prune_to, cycles=settings.prune_cycles, quiet=settings.quiet)
+    )
+    return replace(result, pruned=pruned)
+
+
+def _distill_stages(
+    settings: DistillSettings, console: Console | None, on_evaluation: OnEvaluation | None
+) -> DistillResult:
+    """--stages: one distillation per stage (`policykd.workflows.stages`), the last one's student as the result."""
     from policykd.report.plots import plot_runs
-    from policykd.report.summary import RunSummary
-    from policykd.run.stages import run_stages
+    from policykd.run.summary import RunSummary
     from policykd.teachers import load_teacher
+    from policykd.workflows.stages import run_stages
 
     def one(stage: DistillSettings) -> DistillResult:
         return distill_with(stage, console=console, on_evaluation=on_evaluation)
 
     last, summary = run_stages(settings, one)
-    out = Path(settings.out)
+    out = settings.out_path
     rows = summary["stages"]
-    plot_runs([out / f"stage-{r['stage']}" for r in rows], out / "curves.png",
-              [f"stage {r['stage']}: {','.join(map(str, r['student_arch']))}" for r in rows])
+    plot_runs(
+        [out / f"stage-{r['stage']}" for r in rows],
+        out / "curves.png",
+        [f"stage {r['stage']}: {','.join(map(str, r['student_arch']))}" for r in rows],
+    )
     student = last.student if last is not None else load_teacher(out / "student.zip", env_id=settings.env_id).model
     return DistillResult(student, RunSummary.from_dict(summary), out)
 
@@ -100,76 +157,103 @@ def prune(run: str | Path, fraction: float, **settings: Any) -> dict[str, Any]:
 
 
 def prune_with(settings: PruneSettings) -> dict[str, Any]:
-    from policykd.run.prune import prune as run_prune
+    from policykd.workflows.prune import prune as run_prune
 
     return run_prune(settings, distill_with)
 
 
-def evaluate(env_id: str, model: str | Path, **settings: Any) -> dict[str, Any]:
+def evaluate(env_id: str, model: str | Path, **settings: Any) -> EvaluateResult:
     """Returns of `model` (and `teacher=`) on identical episode seeds; the dict `policykd evaluate --json` prints."""
     return evaluate_with(build(EvaluateSettings, {"env_id": env_id, "model": model, **settings}))
 
 
-def evaluate_with(settings: EvaluateSettings) -> dict[str, Any]:
+def evaluate_with(settings: EvaluateSettings) -> EvaluateResult:
     """An exported file (.onnx, .c, .so) as --model acts through its own `act`; SB3 models through `teacher_actor`."""
     import torch as th
 
-    from policykd.export.artifact import Artifact, is_artifact, load_artifact
-    from policykd.models import uses_images
+    from policykd.exporters.artifact import Artifact, is_artifact, load_artifact
     from policykd.robust.evaluate import check_gradients, robustness
-    from policykd.run.evaluate import run_episodes, teacher_actor
-    from policykd.teachers import load_teacher
+    from policykd.rollouts import run_episodes, teacher_actor
+    from policykd.sb3_models import uses_images
+    from policykd.teachers import SB3Teacher, load_teacher
 
-    load = dict(env_id=settings.env_id, zoo_folder=settings.zoo_folder, trust=settings.trust_teacher)
-    model = load_artifact(settings.model, settings.env_id) if is_artifact(settings.model) else load_teacher(settings.model, **load)
-    policies = {"model": model}
+    def load(spec: str) -> SB3Teacher:
+        return load_teacher(spec, env_id=settings.env_id, zoo_folder=settings.zoo_folder, trust=settings.trust_teacher)
+
+    model = load_artifact(settings.model, settings.env_id) if is_artifact(settings.model) else load(settings.model)
+    policies: dict[str, Artifact | SB3Teacher] = {"model": model}
     if settings.teacher:
-        policies["teacher"] = load_teacher(settings.teacher, **load)
+        policies["teacher"] = load(settings.teacher)
     if not any(uses_images(p.observation_space) for p in policies.values()):
         th.set_num_threads(1)  # as distill and train-teacher evaluate MLPs: the same float sums, the same episodes
     perturbations = check_gradients(policies, settings.perturb)
     actors = {role: p.act if isinstance(p, Artifact) else teacher_actor(p) for role, p in policies.items()}
-    results: dict[str, Any] = {"env_id": settings.env_id, "episodes": settings.episodes, "seed": settings.seed}
+    measured: dict[str, PolicyReturns] = {}
     for role, policy in policies.items():
         returns = run_episodes(actors[role], policy.factory, settings.episodes, settings.seed)
-        results[role] = {"path": policy.name, "algo": policy.algo, "params": policy.acting_params,
-                         "return_mean": returns.mean, "return_std": returns.std, "returns": returns.returns.tolist()}
+        measured[role] = {
+            "path": policy.name,
+            "algo": policy.algo,
+            "params": policy.acting_params,
+            "return_mean": returns.mean,
+            "return_std": returns.std,
+            "returns": returns.returns.tolist(),
+        }
+    results: EvaluateResult = {
+        "env_id": settings.env_id,
+        "episodes": settings.episodes,
+        "seed": settings.seed,
+        "model": measured["model"],
+    }
+    if "teacher" in measured:
+        results["teacher"] = measured["teacher"]
     if perturbations:
         results["perturbed"] = robustness(policies, actors, perturbations, settings.episodes, settings.seed)
     return results
 
 
 def export(source: str | Path, format: str = "onnx", **settings: Any) -> Path:
-    """`policykd.export("runs/CartPole-v1", "c")`: the student of a run folder (or a student.zip) as an ONNX or C file
-    that gives its `predict(deterministic=True)` action; returns the file written."""
+    """`policykd.export("runs/CartPole-v1", "c")`: the student of a run folder (or a student.zip) in a registered
+    format (`policykd.exporters.registry`: onnx, c, ...) giving its `predict(deterministic=True)` action; `out=` a
+    file or a folder; returns the file written."""
     return export_with(build(ExportSettings, {"source": source, "format": format, **settings}))
 
 
 def export_with(settings: ExportSettings) -> Path:
-    from policykd.export.write import export_student
+    """Export with every setting explicit (`policykd.exporters.write`)."""
+    from policykd.exporters.write import export_student
 
     return export_student(settings)
 
 
-def sweep(env_id: str, grid: Sequence[str] = (), **settings: Any) -> Any:
-    """`policykd.sweep("CartPole-v1", ["student-width=8,16,32"], seeds=3)`: distillations as Ray Tune trials;
-    returns a `policykd.sweep.run.SweepResult` (rows as in sweep.csv, the --target search, the files written)."""
-    return sweep_with(build(SweepSettings, {"env_id": env_id, "grid": tuple(grid), **settings}))
+def sweep(env_id: str, grid: Sequence[str] = (), **settings: Any) -> SweepResult:
+    """`policykd.sweep("CartPole-v1", ["student-width=8,16,32"], seeds=3, steps=50_000)`: distillations as Ray Tune
+    trials. Keywords are SweepSettings fields, and any other distill setting is fixed for every trial (`steps=50_000`:
+    what `--steps 50000` does on the command line). Returns a `policykd.sweeps.run.SweepResult` (rows as in sweep.csv,
+    the --target search, the files written)."""
+    from dataclasses import fields
+
+    own = {f.name for f in fields(SweepSettings)}
+    given = {"env_id": env_id, "grid": tuple(grid), **{k: v for k, v in settings.items() if k in own}}
+    return sweep_with(build(SweepSettings, given), fixed={k: v for k, v in settings.items() if k not in own})
 
 
-def sweep_with(settings: SweepSettings) -> Any:
-    from policykd.sweep.run import sweep_with as run_sweep
+def sweep_with(settings: SweepSettings, *, fixed: dict[str, object] | None = None) -> SweepResult:
+    """The sweep, each trial one `distill_with` call in a Ray worker; `fixed`: distill settings by field name, the same
+    in every trial (a setting both fixed and in the grid is refused)."""
+    from policykd.sweeps.run import sweep_with as run_sweep
 
-    return run_sweep(settings)
+    return run_sweep(settings, distill_with, fixed=fixed)
 
 
-def record(env_id: str, dataset: str, episodes: int, **settings: Any) -> dict[str, Any]:
+def record(env_id: str, dataset: str, episodes: int, **settings: Any) -> dict[str, object]:
     """Record the env's shipped teacher (or `teacher=`, or a person with `human=True`) into a Minari dataset."""
     return record_with(build(RecordSettings, {"env_id": env_id, "dataset": dataset, "episodes": episodes, **settings}))
 
 
-def record_with(settings: RecordSettings) -> dict[str, Any]:
-    from policykd.data.record import Recording, check_dataset_id, record as run_record, teacher_policy
+def record_with(settings: RecordSettings) -> dict[str, object]:
+    from policykd.data.record import Recording, check_dataset_id, teacher_policy
+    from policykd.data.record import record as run_record
     from policykd.envs import EnvFactory, check_env_id
 
     check_env_id(settings.env_id)
@@ -177,28 +261,38 @@ def record_with(settings: RecordSettings) -> dict[str, Any]:
     if settings.human:
         from policykd.data.human import human_policy
 
-        factory, policy = human_policy(EnvFactory(settings.env_id), fps=settings.fps)  # RGB rendering on, and the window
+        human_factory, policy = human_policy(EnvFactory(settings.env_id), fps=settings.fps)  # RGB on, and the window
+        factory: EnvFactory = human_factory
         loaded = None
     else:
         from policykd.run.build import resolve_teacher_specs
         from policykd.teachers import load_teacher
 
         spec = settings.teacher or resolve_teacher_specs(settings.env_id, ())[0]
-        loaded = load_teacher(spec, env_id=settings.env_id, zoo_folder=settings.zoo_folder, trust=settings.trust_teacher)
+        loaded = load_teacher(
+            spec, env_id=settings.env_id, zoo_folder=settings.zoo_folder, trust=settings.trust_teacher
+        )
         factory, policy = loaded.factory, teacher_policy(loaded, actions_only=settings.actions_only)
     source = "human" if settings.human else ("teacher-actions" if settings.actions_only else "teacher")
-    recording = Recording(settings.env_id, settings.dataset, settings.episodes, settings.seed, source,
-                          None if settings.human else (settings.teacher or loaded.name))
+    recording = Recording(
+        settings.env_id,
+        settings.dataset,
+        settings.episodes,
+        settings.seed,
+        source,
+        None if loaded is None else (settings.teacher or loaded.name),
+    )
     return run_record(factory, policy, recording, teacher=loaded, overwrite=settings.overwrite, quiet=settings.quiet)
 
 
-def train_teacher(env_id: str, algo: str, **settings: Any) -> dict[str, Any]:
+def train_teacher(env_id: str, algo: str, **settings: Any) -> TeacherCard:
     """Train a teacher with rl-zoo's tuned hyperparameters; returns its model card's fields."""
     return train_teacher_with(build(TrainTeacherSettings, {"env_id": env_id, "algo": algo, **settings}))
 
 
-def train_teacher_with(settings: TrainTeacherSettings, log: Any = print) -> dict[str, Any]:
-    from policykd.teachers.train import resolve, train_teacher as run
+def train_teacher_with(settings: TrainTeacherSettings, log: Callable[[str], None] = print) -> TeacherCard:
+    from policykd.teachers.train import resolve
+    from policykd.teachers.train import train_teacher as run
 
     resolved, hyperparams = resolve(settings)
     return run(resolved, hyperparams, log=log)

@@ -7,8 +7,11 @@ torch `Distribution` lets the buffer store them and the losses compare them dire
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, NamedTuple, Sequence
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch as th
@@ -21,6 +24,7 @@ from stable_baselines3.common.distributions import (
     StateDependentNoiseDistribution,
 )
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from torch import nn
 
 from policykd.constants import AGREEMENT_TOLERANCE, DIST_FIELDS
 from policykd.errors import PolicykdError
@@ -45,11 +49,26 @@ class ActionDist(NamedTuple):
     squashed: bool = False
     q_values: bool = False
 
-    def detach(self) -> "ActionDist":
+    def detach(self) -> ActionDist:
         return self._replace(**{k: getattr(self, k).detach() for k in DIST_FIELDS if getattr(self, k) is not None})
 
-    def index(self, idx) -> "ActionDist":
+    # Shadows `tuple.index` (a NamedTuple's): here it selects states, as tensor indexing does.
+    def index(self, idx: int | slice | th.Tensor | np.ndarray) -> ActionDist:  # type: ignore[override]
         return self._replace(**{k: getattr(self, k)[idx] for k in DIST_FIELDS if getattr(self, k) is not None})
+
+    def tensor(self, name: Literal["logits", "mean", "log_std"]) -> th.Tensor:
+        """A field this kind always has (categorical: logits; gaussian: mean, log_std; deterministic: mean)."""
+        value: th.Tensor | None = getattr(self, name)
+        if value is None:
+            raise PolicykdError(f"a {self.kind} action distribution has no {name}")
+        return value
+
+
+def obs_tensor(policy: BasePolicy, obs: np.ndarray) -> th.Tensor:
+    """`policy.obs_to_tensor(obs)[0]`: an array of observations as a tensor on the policy's device."""
+    tensor, _ = policy.obs_to_tensor(obs)
+    assert isinstance(tensor, th.Tensor)  # SB3 gives a dict of tensors only for a dict of arrays
+    return tensor
 
 
 @contextmanager
@@ -99,10 +118,12 @@ def _policy_dist(policy: BasePolicy, obs: th.Tensor) -> ActionDist:
     name = type(policy).__name__
     if isinstance(policy, ActorCriticPolicy):  # PPO, A2C, TRPO
         return _actor_critic_dist(policy.get_distribution(obs), name)
-    if hasattr(policy, "q_net"):  # DQN
-        return ActionDist(CATEGORICAL, logits=policy.q_net(obs), q_values=True)
-    if hasattr(policy, "quantile_net"):  # QR-DQN: the mean over quantiles is the Q-value
-        return ActionDist(CATEGORICAL, logits=policy.quantile_net(obs).mean(dim=1), q_values=True)
+    q_net = _submodule(policy, "q_net")
+    if q_net is not None:  # DQN
+        return ActionDist(CATEGORICAL, logits=q_net(obs), q_values=True)
+    quantile_net = _submodule(policy, "quantile_net")
+    if quantile_net is not None:  # QR-DQN: the mean over quantiles is the Q-value
+        return ActionDist(CATEGORICAL, logits=quantile_net(obs).mean(dim=1), q_values=True)
     actor = getattr(policy, "actor", None)
     if actor is not None and hasattr(actor, "get_action_dist_params"):  # SAC, TQC
         mean, log_std, kwargs = actor.get_action_dist_params(obs)
@@ -111,14 +132,22 @@ def _policy_dist(policy: BasePolicy, obs: th.Tensor) -> ActionDist:
         return ActionDist(GAUSSIAN, mean=mean, log_std=log_std, squashed=True)
     if actor is not None:  # TD3, DDPG: a tanh-squashed deterministic actor
         return ActionDist(DETERMINISTIC, mean=actor(obs), squashed=True)
-    if hasattr(policy, "action_net"):  # ARS
-        out = policy.action_net(policy.extract_features(obs, policy.features_extractor))
+    action_net = _submodule(policy, "action_net")
+    if action_net is not None:  # ARS
+        out = action_net(policy.extract_features(obs, policy.features_extractor))
         if isinstance(policy.action_space, spaces.Discrete):
             return ActionDist(CATEGORICAL, logits=out)
         if policy.squash_output:  # the net ends in tanh: already in [-1, 1], as TD3's actor
             return ActionDist(DETERMINISTIC, mean=out, squashed=True)
-        return _clipped(out, policy.action_space)
+        if isinstance(policy.action_space, spaces.Box):
+            return _clipped(out, policy.action_space)
     raise PolicykdError(f"unsupported policy class {name}")
+
+
+def _submodule(policy: BasePolicy, name: str) -> nn.Module | None:
+    """The network a policy class keeps under `name` (`q_net`, `quantile_net`, `action_net`), None if it has none."""
+    module = getattr(policy, name, None)
+    return module if isinstance(module, nn.Module) else None
 
 
 def _clipped(out: th.Tensor, action_space: spaces.Box) -> ActionDist:
@@ -155,19 +184,23 @@ def check_finite(dist: ActionDist, value: th.Tensor | None, where: str) -> None:
         raise PolicykdError(f"{where} has a NaN or Inf value; stopping (the last checkpoint is kept)")
 
 
-def env_action(dist: ActionDist, action_space: spaces.Space) -> np.ndarray:
-    """The distribution's mode as an env action: what SB3's `predict(deterministic=True)` returns."""
+def env_action(dist: ActionDist, action_space: spaces.Space | None) -> np.ndarray:
+    """The distribution's mode as an env action: what SB3's `predict(deterministic=True)` returns.
+    Continuous actions need their `Box`; discrete ones need no space."""
     if dist.kind == CATEGORICAL:
-        return dist.logits.argmax(dim=-1).cpu().numpy()
+        return dist.tensor("logits").argmax(dim=-1).cpu().numpy()
+    if not isinstance(action_space, spaces.Box):
+        raise PolicykdError(f"a {dist.kind} action distribution needs a Box action space, not {action_space}")
+    mean = dist.tensor("mean")
     if not dist.squashed:
-        return np.clip(dist.mean.detach().cpu().numpy(), action_space.low, action_space.high)
+        return np.clip(mean.detach().cpu().numpy(), action_space.low, action_space.high)
     # torch's tanh, as SB3's actor applies it (numpy's differs in the last bit, and a MuJoCo
     # episode amplifies that into a different return from `evaluate_policy`'s).
-    scaled = (th.tanh(dist.mean) if dist.kind == GAUSSIAN else dist.mean).detach().cpu().numpy()
+    scaled = (th.tanh(mean) if dist.kind == GAUSSIAN else mean).detach().cpu().numpy()
     return action_space.low + 0.5 * (scaled + 1.0) * (action_space.high - action_space.low)
 
 
-def same_actions(a: np.ndarray, b: np.ndarray, action_space: spaces.Space) -> np.ndarray:
+def same_actions(a: np.ndarray, b: np.ndarray, action_space: spaces.Space | None) -> np.ndarray:
     """Per state, whether two batches of env actions count as the same action: equal (discrete), or
     every dimension within `AGREEMENT_TOLERANCE` of the range (continuous). The one definition of
     "action agreement", in env units so squashed and unsquashed policies are judged alike; an
@@ -180,25 +213,26 @@ def same_actions(a: np.ndarray, b: np.ndarray, action_space: spaces.Space) -> np
     return (np.abs(a - b) / span).reshape(len(a), -1).max(axis=-1) <= AGREEMENT_TOLERANCE
 
 
-def sample_action(dist: ActionDist, action_space: spaces.Space) -> np.ndarray:
+def sample_action(dist: ActionDist, action_space: spaces.Space | None) -> np.ndarray:
     """An env action drawn from the distribution (torch's RNG: seeded, checkpointed); Q-values and
     deterministic policies have no distribution to draw from and give their greedy action."""
     if dist.kind == CATEGORICAL and not dist.q_values:
-        return th.distributions.Categorical(logits=dist.logits).sample().cpu().numpy()
+        return th.distributions.Categorical(logits=dist.tensor("logits")).sample().cpu().numpy()
     if dist.kind != GAUSSIAN:
         return env_action(dist, action_space)
-    drawn = dist.mean + th.exp(dist.log_std) * th.randn_like(dist.mean)
+    mean = dist.tensor("mean")
+    drawn = mean + th.exp(dist.tensor("log_std")) * th.randn_like(mean)
     return env_action(dist._replace(mean=drawn), action_space)
 
 
 def entropy_per_state(dist: ActionDist) -> th.Tensor:
     """Each state's entropy (categorical, Q-values as softmax(Q); Gaussian, pre-tanh; deterministic: 0)."""
     if dist.kind == CATEGORICAL:
-        log_p = th.log_softmax(dist.logits, dim=-1)
+        log_p = th.log_softmax(dist.tensor("logits"), dim=-1)
         return -(log_p.exp() * log_p).sum(dim=-1)
     if dist.kind == GAUSSIAN:
-        return (dist.log_std + 0.5 * np.log(2 * np.pi * np.e)).sum(dim=-1)
-    return th.zeros(dist.mean.shape[0])
+        return (dist.tensor("log_std") + 0.5 * np.log(2 * np.pi * np.e)).sum(dim=-1)
+    return th.zeros(dist.tensor("mean").shape[0])
 
 
 def unsquashed(dist: ActionDist, action_space: spaces.Box) -> ActionDist:
@@ -207,13 +241,14 @@ def unsquashed(dist: ActionDist, action_space: spaces.Box) -> ActionDist:
     rescaling, the std by that map's local slope (delta method: half-range x (1 - tanh^2))."""
     if dist.kind == CATEGORICAL or not dist.squashed:
         return dist
-    low, high = (th.as_tensor(b, dtype=dist.mean.dtype) for b in (action_space.low, action_space.high))
+    squashed_mean = dist.tensor("mean")
+    low, high = (th.as_tensor(b, dtype=squashed_mean.dtype) for b in (action_space.low, action_space.high))
     half = (high - low) / 2
-    unit = th.tanh(dist.mean) if dist.kind == GAUSSIAN else dist.mean
+    unit = th.tanh(squashed_mean) if dist.kind == GAUSSIAN else squashed_mean
     mean = low + half * (unit + 1)
     if dist.kind == DETERMINISTIC:
         return ActionDist(DETERMINISTIC, mean=mean)
-    log_std = dist.log_std + th.log(half) + th.log((1 - unit**2).clamp_min(1e-6))
+    log_std = dist.tensor("log_std") + th.log(half) + th.log((1 - unit**2).clamp_min(1e-6))
     return ActionDist(GAUSSIAN, mean=mean, log_std=log_std)
 
 
@@ -223,19 +258,28 @@ def mix(dists: Sequence[ActionDist], weights: Sequence[float] | th.Tensor) -> Ac
     kinds = {(d.kind, d.squashed) for d in dists}
     if len(kinds) != 1:
         raise PolicykdError(f"ensemble teachers disagree on their action distribution: {sorted(kinds)}")
-    w = weights if th.is_tensor(weights) else th.as_tensor(np.asarray(weights, dtype=np.float32))
-    w = w.unsqueeze(0) if w.dim() == 1 else w
-    w = w / w.sum(dim=1, keepdim=True)
-    w = [w[:, i:i + 1] for i in range(w.shape[1])]  # a column per member: broadcasts over states and action dims
+    table = weights if isinstance(weights, th.Tensor) else th.as_tensor(np.asarray(weights, dtype=np.float32))
+    table = table.unsqueeze(0) if table.dim() == 1 else table
+    table = table / table.sum(dim=1, keepdim=True)
+    w = [
+        table[:, i : i + 1] for i in range(table.shape[1])
+    ]  # a column per member: broadcasts over states and action dims
     first = dists[0]
     if first.kind == CATEGORICAL:
         if all(d.q_values for d in dists):
-            return first._replace(logits=sum(wi * d.logits for wi, d in zip(w, dists)))
-        probs = sum(wi * th.softmax(d.logits, dim=-1) for wi, d in zip(w, dists))
+            return first._replace(logits=_weighted_sum(wi * d.tensor("logits") for wi, d in zip(w, dists)))
+        probs = _weighted_sum(wi * th.softmax(d.tensor("logits"), dim=-1) for wi, d in zip(w, dists))
         return ActionDist(CATEGORICAL, logits=th.log(probs.clamp_min(1e-12)))
-    mean = sum(wi * d.mean for wi, d in zip(w, dists))
+    mean = _weighted_sum(wi * d.tensor("mean") for wi, d in zip(w, dists))
     if first.kind == DETERMINISTIC:
         return first._replace(mean=mean)
-    second_moment = sum(wi * (th.exp(2 * d.log_std) + d.mean**2) for wi, d in zip(w, dists))
+    second_moment = _weighted_sum(
+        wi * (th.exp(2 * d.tensor("log_std")) + d.tensor("mean") ** 2) for wi, d in zip(w, dists)
+    )
     var = (second_moment - mean**2).clamp_min(1e-12)
     return first._replace(mean=mean, log_std=0.5 * th.log(var))
+
+
+def _weighted_sum(terms: Iterator[th.Tensor]) -> th.Tensor:
+    """`sum(terms)` typed as a tensor (the builtin starts from the int 0, which adds nothing)."""
+    return functools.reduce(operator.add, terms)

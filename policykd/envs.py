@@ -5,12 +5,14 @@ from __future__ import annotations
 import difflib
 import importlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
 import gymnasium as gym
+import numpy as np
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecTransposeImage
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs
 
 from policykd.errors import PolicykdError
 
@@ -73,6 +75,16 @@ def newest_version(env_id: str) -> str:
     return gym.envs.registration.get_env_id(namespace, name, max(versions))
 
 
+def array_obs(obs: VecEnvObs) -> np.ndarray:
+    """A vectorised env's observations as the one array that teachers, students and buffers read. SB3 also
+    allows a dict or tuple (Dict and Tuple observation spaces), which policykd does not handle."""
+    if not isinstance(obs, np.ndarray):
+        raise PolicykdError(
+            f"policykd needs Box observations, not a {type(obs).__name__} of them (Dict or Tuple spaces)"
+        )
+    return obs
+
+
 def _wrapper_class(name: str) -> Callable[..., gym.Env]:
     name = name.replace("gym.wrappers", "gymnasium.wrappers", 1)
     module, _, cls = name.rpartition(".")
@@ -84,8 +96,8 @@ def _wrapper_class(name: str) -> Callable[..., gym.Env]:
         raise PolicykdError(f"env_wrapper {name!r} cannot be imported") from None
 
 
-def wrapper_from_zoo(spec: Any) -> Callable[[gym.Env], gym.Env] | None:
-    """rl-zoo's `env_wrapper` (a class path, {path: kwargs}, or a list of those) as one callable."""
+def wrapper_from_zoo(spec: object) -> Callable[[gym.Env], gym.Env] | None:
+    """rl-zoo's `env_wrapper` (a class path, {path: kwargs}, or a list of those, as its YAML has it) as one callable."""
     if not spec:
         return None
     items = spec if isinstance(spec, list) else [spec]
@@ -110,7 +122,7 @@ class EnvFactory:
     """Builds the vectorised env; teacher, student and evaluation get the identical stack."""
 
     env_id: str
-    env_wrapper: Any = None  # rl-zoo `env_wrapper` spec
+    env_wrapper: object = None  # rl-zoo `env_wrapper` spec: see `wrapper_from_zoo`
     env_kwargs: dict = field(default_factory=dict)
     frame_stack: int = 4  # Atari only
 

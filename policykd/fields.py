@@ -11,11 +11,18 @@ from __future__ import annotations
 import ast
 import inspect
 import typing
-from dataclasses import MISSING, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, field, fields
 from functools import cache
-from typing import Any, Callable, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
 
-from policykd.errors import PolicykdError
+from policykd.errors import PolicykdError, option
+from policykd.registry import PERTURBATIONS
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 # --- rules: (test, what the value must be) -------------------------------------------------------
 Rule = tuple[Callable[[Any], bool], str]
@@ -28,22 +35,38 @@ ALL_POSITIVE: Rule = (lambda v: len(v) > 0 and min(v) > 0, "must list positive s
 
 
 # --- value forms beyond one rule: NAME=SIZE specs, multi-stage archs -------------------------------
-PERTURBATIONS = ("obs-noise", "sticky", "action-noise", "fgsm", "pgd")
-AUGMENTATIONS = ("obs-noise", "fgsm")
+Choices = Callable[[], tuple[str, ...]]
+"""A registry's names (`LOSSES.names`, `augmentations`), read when a value is checked: entries a user registers
+before the run count, and the CLI help lists what is registered when it is built."""
 
 
-def check_specs(specs: tuple[str, ...], flag: str, names: tuple[str, ...]) -> None:
-    """NAME=SIZE specs (`--perturb`, `--augment`): a known name and a size > 0 (sticky: at most 1)."""
+def spelled(name: str, flag: str | None = None) -> str:
+    """A setting named as its caller writes it: `--student-arch` (or its own `flag`) on the command line,
+    `student_arch` in Python (`policykd.errors.use_cli_spelling` decides which)."""
+    if not option(name).startswith("--"):  # errors.option is the one switch between the two spellings
+        return name
+    return flag or "--" + name.replace("_", "-")
+
+
+def check_specs(specs: tuple[str, ...], named: str, names: tuple[str, ...]) -> None:
+    """NAME=SIZE specs (`--perturb`, `--augment`): a registered name and a size > 0 (and at most the
+    perturbation's `at_most`, e.g. sticky's probability 1)."""
     for spec in specs:
         name, _, size = spec.partition("=")
         if name not in names:
-            raise PolicykdError(f"{flag} {spec!r}: unknown name {name!r}, choose from {', '.join(names)} (as NAME=SIZE)")
+            raise PolicykdError(
+                f"{named} {spec!r}: unknown name {name!r}, choose from {', '.join(names)} (as NAME=SIZE)"
+            )
         try:
             value = float(size)
         except ValueError:
-            raise PolicykdError(f"{flag} {spec!r}: the size must be a number, like {name}=0.05") from None
-        if not value > 0 or (name == "sticky" and value > 1):
-            raise PolicykdError(f"{flag} {spec!r}: the size must be > 0{' and at most 1' if name == 'sticky' else ''}")
+            raise PolicykdError(f"{named} {spec!r}: the size must be a number, like {name}=0.05") from None
+        limit = PERTURBATIONS[name].meta.get("at_most") if name in PERTURBATIONS else None
+        at_most = float(limit) if isinstance(limit, (int, float)) else None
+        if not value > 0 or (at_most is not None and value > at_most):
+            raise PolicykdError(
+                f"{named} {spec!r}: the size must be > 0{f' and at most {at_most:g}' if at_most else ''}"
+            )
 
 
 def stage_archs(text: str) -> list[tuple[int, ...]] | None:
@@ -58,20 +81,40 @@ def stage_archs(text: str) -> list[tuple[int, ...]] | None:
     return archs if all(sum(b) < sum(a) for a, b in zip(archs, archs[1:])) else None
 
 
-def opt(default: Any = MISSING, *, flag: str | None = None, negative: str | None = None, rule: Rule | None = None,
-        positional: bool = False, identity: bool = True) -> Any:
-    """A settings field. `identity=False`: not part of what a resumed run must repeat (quiet, overwrite)."""
-    meta = {"flag": flag, "negative": negative, "rule": rule, "positional": positional, "identity": identity}
+def opt(
+    default: Any = MISSING,
+    *,
+    flag: str | None = None,
+    negative: str | None = None,
+    rule: Rule | None = None,
+    positional: bool = False,
+    identity: bool = True,
+    choices: Choices | None = None,
+    specs: bool = False,
+) -> Any:
+    """A settings field. `identity=False`: not part of what a resumed run must repeat (quiet, overwrite).
+    `choices`: the registry whose names the value must be (checked, and listed in the CLI help); with `specs=True`
+    the values are NAME=SIZE and NAME must be one of them."""
+    meta = {
+        "flag": flag,
+        "negative": negative,
+        "rule": rule,
+        "positional": positional,
+        "identity": identity,
+        "choices": choices,
+        "specs": specs,
+    }
     if isinstance(default, (list, dict)):
         raise TypeError("settings defaults are immutable: use a tuple")
     return field(default=default, metadata=meta)
 
 
-def flag_of(f: Any) -> str:
+def flag_of(f: Field[object]) -> str:
+    """The field's command-line flag: its declared `flag`, else `--` and its name with dashes."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
-def choices(tp: Any) -> tuple[str, ...] | None:
+def choices(tp: object) -> tuple[str, ...] | None:
     """The allowed values of a Literal (or Optional Literal) type, else None."""
     for arg in (tp, *get_args(tp)):
         if typing.get_origin(arg) is Literal:
@@ -79,23 +122,36 @@ def choices(tp: Any) -> tuple[str, ...] | None:
     return None
 
 
-def check(settings: Any) -> None:
-    """Every value rule of a settings object, in field order: one line naming the flag on the first failure."""
+def field_choices(f: Field[object], tp: object) -> tuple[str, ...] | None:
+    """A field's allowed values: its registry's (`opt(choices=...)`), else its Literal type's, else None."""
+    registry = f.metadata.get("choices")
+    return registry() if registry is not None else choices(tp)
+
+
+def check(settings: object) -> None:
+    """Every value rule of a settings object, in field order: one line naming the setting as the caller
+    spells it (`--alpha` or `alpha`) on the first failure."""
     hints = typing.get_type_hints(type(settings))
-    for f in fields(settings):
+    for f in fields(settings):  # type: ignore[arg-type]
         value = getattr(settings, f.name)
-        if value is None:
-            continue
-        allowed = choices(hints[f.name])
-        if allowed is not None and value not in allowed:
-            raise PolicykdError(f"unknown {f.name.replace('_', ' ')} {value!r}: choose from {', '.join(allowed)}")
-        rule = f.metadata.get("rule")
-        if rule is not None and not rule[0](value):
-            shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-            raise PolicykdError(f"{flag_of(f)} {rule[1]}, got {shown}")
+        if value is not None:
+            _check_value(f, hints[f.name], value)
 
 
-def build(cls: type, values: dict[str, Any]) -> Any:
+def _check_value(f: Field[object], tp: object, value: object) -> None:
+    named = spelled(f.name, f.metadata.get("flag"))
+    allowed = field_choices(f, tp)
+    if allowed is not None and f.metadata.get("specs"):
+        check_specs(cast("tuple[str, ...]", value), named, allowed)
+    elif allowed is not None and value not in allowed:
+        raise PolicykdError(f"unknown {f.name.replace('_', ' ')} {value!r}: choose from {', '.join(allowed)}")
+    rule = f.metadata.get("rule")
+    if rule is not None and not rule[0](value):
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        raise PolicykdError(f"{named} {rule[1]}, got {shown}")
+
+
+def build(cls: type[T], values: Mapping[str, object]) -> T:
     """`cls(**values)` from loosely typed input (lists for tuples, Paths for strings, from JSON or Python)."""
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - names)
@@ -120,9 +176,16 @@ def build(cls: type, values: dict[str, Any]) -> Any:
 def field_docs(cls: type) -> dict[str, str]:
     """The attribute docstrings of a dataclass (the string after each field), as one-line help texts."""
     tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body
+    klass = tree.body[0]
+    assert isinstance(klass, ast.ClassDef), "getsource of a class starts with its definition"
+    body = klass.body
     docs = {}
     for node, after in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+        ):
             docs[node.target.id] = " ".join(str(after.value.value).split())
     return docs

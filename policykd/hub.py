@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import socket
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from policykd.errors import PolicykdError
 

@@ -8,19 +8,18 @@ precedence lives: the dataclass defaults < the env's preset < what the caller gi
 from __future__ import annotations
 
 import fnmatch
-from typing import Any
 
 import yaml
 
 from policykd.errors import PolicykdError
+from policykd.fields import build, spelled
 from policykd.resources import resource_path
-from policykd.fields import build
 from policykd.settings import DistillSettings
 
 PRESETS_DIR = resource_path("envs")
 
 
-def preset_for(env_id: str) -> dict[str, Any]:
+def preset_for(env_id: str) -> dict[str, object]:
     """Settings of the first preset whose `match` patterns cover `env_id` (empty if none)."""
     for path in sorted(PRESETS_DIR.glob("*.yaml")):
         preset = yaml.safe_load(path.read_text()) or {}
@@ -31,10 +30,10 @@ def preset_for(env_id: str) -> dict[str, Any]:
     return {}
 
 
-def resolve_distill(env_id: str, **given: Any) -> DistillSettings:
+def resolve_distill(env_id: str, **given: object) -> DistillSettings:
     """Defaults < the env's preset < `given` (None means "not given"); `out` defaults to runs/<env>."""
     if not env_id:
-        raise PolicykdError("--env is required (a Gymnasium env id, e.g. CartPole-v1)")
+        raise PolicykdError(f"{spelled('env_id', '--env')} is required (a Gymnasium env id, e.g. CartPole-v1)")
     given = {k: v for k, v in given.items() if v is not None}
     values = {**preset_for(env_id), **given, "env_id": env_id}
     values.setdefault("out", f"runs/{env_id.replace('/', '-')}")

@@ -12,24 +12,34 @@ Adding an option is one field here: its type, default, docstring and rule.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, Literal
 
 from policykd.constants import EVAL_SEED_OFFSET
-from policykd.errors import PolicykdError
-from policykd.fields import (ALL_POSITIVE, AUGMENTATIONS, FRACTION, HALF_OPEN_UNIT, NON_NEGATIVE, PERTURBATIONS,
-                             POSITIVE, UNIT, check, check_specs, opt, stage_archs)
+from policykd.errors import PolicykdError, option
+from policykd.fields import (
+    ALL_POSITIVE,
+    FRACTION,
+    HALF_OPEN_UNIT,
+    NON_NEGATIVE,
+    POSITIVE,
+    UNIT,
+    check,
+    opt,
+    spelled,
+    stage_archs,
+)
+from policykd.registry import EXPORTERS, LOSSES, PERTURBATIONS, STUDENT_FAMILIES, augmentations
 
-Loss = Literal["kl", "reverse_kl", "gaussian_kl", "ce", "nll", "mse_logits", "mse_q", "mse_action"]
 Driver = Literal["teacher", "student", "dagger"]
 BetaSchedule = Literal["linear", "exponential"]
 LrSchedule = Literal["constant", "linear"]
-StudentAlgo = Literal["ppo", "a2c", "dqn", "sac", "td3"]
 TeacherAlgo = Literal["ppo", "sac", "td3", "tqc"]
-ExportFormat = Literal["onnx", "c"]
 RlStart = Literal["distilled", "scratch"]
 KickSchedule = Literal["constant", "linear", "adaptive"]
 Weighting = Literal["uniform", "kl", "teacher-confidence"]
 TeacherWeighting = Literal["fixed", "confidence", "return"]
+
 
 @dataclass(frozen=True)
 class DistillSettings:
@@ -75,8 +85,8 @@ class DistillSettings:
     """DAgger beta: linear (1 in the first round to 0 in the last) or exponential (beta_decay ** round)."""
     beta_decay: float = opt(0.5, rule=FRACTION)
     """Decay per round of the exponential beta schedule."""
-    loss: Loss = "kl"
-    """kl, reverse_kl, gaussian_kl, ce (= nll), mse_logits, mse_q or mse_action."""
+    loss: str = opt("kl", choices=LOSSES.names)
+    """The distillation loss: a name in policykd.registry.LOSSES (docs/cli.md says what each compares)."""
     temperature: float = opt(1.0, rule=POSITIVE)
     """Softmax temperature of the KL losses (variance scale for Gaussians)."""
     alpha: float = opt(0.0, rule=UNIT)
@@ -90,7 +100,7 @@ class DistillSettings:
     relation_weight: float = opt(0.0, rule=NON_NEGATIVE)
     """Relational KD: weight of the distance and angle losses between student and teacher latents within each
     minibatch (0: off)."""
-    augment: tuple[str, ...] = ()
+    augment: tuple[str, ...] = opt((), choices=augmentations, specs=True)
     """Robust distillation, NAME=SIZE, repeatable: obs-noise=0.05 (the student reads its standardised observation
     plus Gaussian noise of this std; Atari: x 255 pixel levels) or fgsm=0.01 (the perturbation of that size that most
     raises the student's loss); the teacher labels the clean observation."""
@@ -101,8 +111,8 @@ class DistillSettings:
     """Entropy bonus on the student's distribution."""
     vf_coef: float = opt(0.5, rule=NON_NEGATIVE)
     """Weight of the value-distillation MSE (actor-critic teachers and students)."""
-    student_algo: StudentAlgo | None = None
-    """ppo, a2c, dqn, sac or td3 (default: the teacher's family)."""
+    student_algo: str | None = opt(None, choices=STUDENT_FAMILIES.names)
+    """The SB3 algorithm the student is saved as (default: the teacher's family)."""
     student_arch: tuple[int, ...] | None = opt(None, rule=ALL_POSITIVE)
     """Hidden layer sizes like 64,64, or conv1,conv2,conv3,features for images (default: the widest 2-layer MLP
     within --student-fraction)."""
@@ -165,8 +175,13 @@ class DistillSettings:
     baseline_scratch: bool = False
     """Also train the same algorithm and student net from the same random weights without teacher for --rl-steps:
     the from-scratch curve on the RL chart."""
-    stages: str | None = opt(None, rule=(lambda v: stage_archs(v) is not None, "must list shrinking hidden sizes, "
-                                         "one stage per colon, like 44,44:16,16"))
+    stages: str | None = opt(
+        None,
+        rule=(
+            lambda v: stage_archs(v) is not None,
+            "must list shrinking hidden sizes, one stage per colon, like 44,44:16,16",
+        ),
+    )
     """Multi-stage distillation: teacher -> assistant(s) -> student, e.g. 44,44:16,16; each stage distils the
     previous stage's student (the first the teacher) into these hidden sizes, in <out>/stage-<k>/."""
     seed: int = 0
@@ -174,17 +189,30 @@ class DistillSettings:
 
     def __post_init__(self) -> None:
         check(self)
-        check_specs(self.augment, "--augment", AUGMENTATIONS)
         if self.stages and self.student_arch:
-            raise PolicykdError("--stages names every stage's hidden sizes: leave out --student-arch")
+            raise PolicykdError(
+                f"{spelled('stages')} names every stage's hidden sizes: leave out {spelled('student_arch')}"
+            )
         if self.rl_start == "scratch" and not self.rl_steps:
-            raise PolicykdError("--rl-start scratch needs --rl-steps N (the RL env steps to kickstart for)")
+            raise PolicykdError(
+                f"{option('rl_start', 'scratch')} needs {spelled('rl_steps')} > 0 (the RL env steps to kickstart for)"
+            )
         if self.rl_steps and self.dataset and not self.teachers:
-            raise PolicykdError("--rl-steps with a dataset alone: RL needs a live --teacher for its distillation term "
-                                "(the kick), and the env for reward")
+            raise PolicykdError(
+                f"{spelled('rl_steps')} with a dataset alone: RL needs a live "
+                f"{spelled('teachers', '--teacher')} for its distillation term (the kick), and the env for reward"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def out_path(self) -> Path:
+        """`out` as a Path: `resolve_distill` (the library's `distill` and the CLI) defaults it to runs/<env>; a
+        settings object built by hand must give it."""
+        if self.out is None:
+            raise PolicykdError(f"{spelled('out')} is needed (`resolve_distill` defaults it to runs/<env>)")
+        return Path(self.out)
 
     def identity(self) -> dict[str, Any]:
         """What a resumed run must repeat: every setting but those marked `identity=False`."""
@@ -210,7 +238,7 @@ class EvaluateSettings:
     """Where zoo:<algo>/<ENV> specs are looked up."""
     trust_teacher: bool = False
     """Use SB3's full load (runs the zip's pickles)."""
-    perturb: tuple[str, ...] = ()
+    perturb: tuple[str, ...] = opt((), choices=PERTURBATIONS.names, specs=True)
     """Also evaluate under NAME=SIZE, repeatable: obs-noise=0.05 (Gaussian, x each observation dim's std), sticky=0.5,
     action-noise=0.1 (x half the action range; discrete: random-action probability), fgsm=0.01, pgd=0.01
     (adversarial, budget x the std; Atari: x 255 pixel levels). Same seeds for every condition."""
@@ -219,7 +247,6 @@ class EvaluateSettings:
 
     def __post_init__(self) -> None:
         check(self)
-        check_specs(self.perturb, "--perturb", PERTURBATIONS)
 
 
 @dataclass(frozen=True)
@@ -254,7 +281,9 @@ class RecordSettings:
     def __post_init__(self) -> None:
         check(self)
         if self.human and self.teacher:
-            raise PolicykdError("--human and --teacher exclude each other: record a person or a teacher")
+            raise PolicykdError(
+                f"{spelled('human')} and {spelled('teacher')} exclude each other: record a person or a teacher"
+            )
 
 
 @dataclass(frozen=True)
@@ -311,10 +340,11 @@ class ExportSettings:
 
     source: str = opt(positional=True)
     """A run folder written by distill (its student.zip), or a student.zip (a vecnormalize.pkl beside it is applied)."""
-    format: ExportFormat = "onnx"
-    """onnx (any student), or c (MLP students: policy.c and policy.h, libm only)."""
+    format: str = opt("onnx", choices=EXPORTERS.names)
+    """The file format: one of the registered exporters (policykd.registry.EXPORTERS; docs/export.md says what each
+    writes and for which students)."""
     out: str | None = None
-    """The file to write (default: student.onnx, or policy.c with policy.h, beside the student.zip; with --int8 student.int8.onnx or policy_int8.c with policy_int8.h). A .c file's header is its name with .h."""
+    """A file with the format's suffix, or a folder (existing, or a path without a suffix) to write the format's default name in; missing folders are created (default: beside the student.zip, student.onnx or policy.c with policy.h; with --int8 student.int8.onnx or policy_int8.c with policy_int8.h). A .c file's header is its name with .h."""
     env_id: str | None = opt(None, flag="--env")
     """The env the student acts in (default: the env_id of the summary.json beside the zip)."""
     int8: bool = False
@@ -327,7 +357,7 @@ class ExportSettings:
 @dataclass(frozen=True)
 class PruneSettings:
     """Prune a run's student to a smaller dense SB3 model: whole units and channels out by importance, then distilled
-    again from the same teacher, in a few cycles (docs/export.md). Re-run the same command to resume."""
+    again from the same teacher, in a few cycles (docs/prune.md). Re-run the same command to resume."""
 
     run: str = opt(positional=True)
     """A run folder written by distill (its config.json names the teacher and settings the recovery repeats)."""

@@ -1,7 +1,10 @@
-"""Shared fixtures: the rl-zoo agents from ../shared (skipped when absent) and teachers trained in seconds."""
+"""Shared fixtures: the rl-zoo agents from ../shared (skipped when absent) and teachers trained in seconds; the CLI
+in-process (`cli`) and in a fresh interpreter (`run_cli`, `run_fresh_python`)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -14,6 +17,19 @@ REPO = Path(__file__).resolve().parent.parent
 ZOO = Path(os.environ.get("POLICYKD_TEST_ZOO", REPO.parent / "shared" / "teachers" / "rl-zoo"))
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """One torch thread per test worker: two workers, each with torch's default of every core, oversubscribe a
+    2-core machine (a 3,000-step PPO fixture measured 55 s on a busy one, 2-3 s alone). `distill` sets its own count
+    per run (1 for MLPs; the tests pass --torch-threads 1 to their Atari runs)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +57,9 @@ def pendulum_td3_teacher(tmp_path_factory) -> Path:
     from stable_baselines3 import TD3
 
     path = tmp_path_factory.mktemp("teachers") / "td3_pendulum.zip"
-    model = TD3("MlpPolicy", "Pendulum-v1", learning_starts=100, policy_kwargs={"net_arch": [64, 64]}, seed=1, device="cpu")
+    model = TD3(
+        "MlpPolicy", "Pendulum-v1", learning_starts=100, policy_kwargs={"net_arch": [64, 64]}, seed=1, device="cpu"
+    )
     model.learn(300)
     model.save(path)
     return path
@@ -59,8 +77,26 @@ def sac_pendulum_teacher(tmp_path_factory) -> Path:
     return path
 
 
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`policykd ARGS` through the CLI's own entry point, `policykd.cli.main.main(argv)`, in this interpreter: the real
+    parsing, handlers, one-line errors and exit status, without a fresh interpreter's torch and SB3 import (2-3 s a
+    call). Its stdout and stderr come back as a subprocess's would. Use `run_cli` where a separate process is the
+    point: signals, kill -9, an interpreter without policykd."""
+    from policykd.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    before = Path.cwd()
+    os.chdir(cwd or REPO)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(["policykd", *args], code, out.getvalue(), err.getvalue())
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """The real `policykd` entry point in a subprocess."""
+    """The real `policykd` entry point in a subprocess (a fresh interpreter: signals, kill -9, the installed module)."""
     return subprocess.run(
         [sys.executable, "-m", "policykd.cli", *args],
         capture_output=True,

@@ -17,13 +17,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from conftest import cli
 from sb3_contrib import ARS
 from stable_baselines3 import TD3
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from conftest import run_cli
 from policykd.distributions import DETERMINISTIC, env_action, policy_dist
-from policykd.run.losses import mse_action
+from policykd.losses import mse_action
 from policykd.students.build import default_student_algo
 from policykd.teachers import load_teacher
 
@@ -104,6 +104,8 @@ def _reference(zip_path: Path) -> tuple[ARS, VecNormalize | None]:
 @pytest.mark.parametrize("kind", ["linear", "mlp", "legacy", "vecnormalize"])
 @pytest.mark.parametrize("trust", [False, True])
 def test_labels_act_as_ars_predict(ars_teachers, kind, trust):
+    """Every ARS layout (linear, MLP, legacy, VecNormalize), safe-loaded or trusted, labels with exactly what
+    `ARS.predict` does, both sides of the linear policy's clip included."""
     zip_path = ars_teachers["vecnormalize" if kind == "legacy" else kind]
     model, normalizer = _reference(zip_path)
     obs = _rollout_obs(model, normalizer)
@@ -123,6 +125,8 @@ def test_labels_act_as_ars_predict(ars_teachers, kind, trust):
 
 
 def test_default_td3_student_fits_the_ars_teacher(ars_teachers):
+    """A deterministic ARS teacher gets a TD3 student by default, and MSE on the action compares them (squashed against
+    clipped)."""
     teacher = load_teacher(ars_teachers["linear"], env_id=ENV)
     assert default_student_algo("ars", teacher.action_space) == "td3"
     student = TD3("MlpPolicy", ENV, policy_kwargs={"net_arch": [16]}, seed=0, device="cpu")
@@ -133,9 +137,26 @@ def test_default_td3_student_fits_the_ars_teacher(ars_teachers):
 
 
 def test_distill_from_an_ars_teacher_through_the_cli(ars_teachers, tmp_path):
+    """`distill --teacher` on a legacy ARS zip (the CLI in-process): a TD3 student, saved as plain SB3."""
     out = tmp_path / "ars"
-    result = run_cli("distill", "--env", ENV, "--teacher", str(ars_teachers["legacy"]), "--steps", "800",
-                     "--rounds", "2", "--epochs", "1", "--eval-episodes", "2", "--out", str(out), "--quiet")
+    result = cli(
+        "distill",
+        "--env",
+        ENV,
+        "--teacher",
+        str(ars_teachers["legacy"]),
+        "--steps",
+        "800",
+        "--rounds",
+        "2",
+        "--epochs",
+        "1",
+        "--eval-episodes",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (out / "student.zip").is_file()
     summary = json.loads((out / "summary.json").read_text())

@@ -5,12 +5,14 @@ import pytest
 import torch as th
 from torch import nn
 
-from policykd.students.averaging import averaged_weights, make_average
-from policykd.settings import DistillSettings
 from policykd.errors import PolicykdError
+from policykd.settings import DistillSettings
+from policykd.students.averaging import averaged_weights, make_average
 
 
 def test_the_average_is_swapped_in_and_the_trained_weights_come_back():
+    """The EMA update by hand (first copies, then mixes), swapped in within the block and the trained weights restored
+    after."""
     layer = nn.Linear(3, 2)
     assert make_average(layer, 0.0) is None
     average = make_average(layer, 0.5)
@@ -28,18 +30,27 @@ def test_the_average_is_swapped_in_and_the_trained_weights_come_back():
 
 
 def test_ema_must_be_below_one():
-    with pytest.raises(PolicykdError, match=r"--ema must be within \[0, 1\), got 1.0"):
+    """An average that never moves is refused, named as the library caller wrote it (`ema`, not `--ema`)."""
+    with pytest.raises(PolicykdError, match=r"^ema must be within \[0, 1\), got 1.0"):
         DistillSettings(env_id="CartPole-v1", ema=1.0)
 
 
 def test_the_saved_student_is_the_average_not_the_last_step(cartpole_ppo_teacher, tmp_path):
+    """--ema: student.zip acts as the averaged weights, not as the last gradient step's."""
     from stable_baselines3 import PPO
 
     from policykd.run.build import build_run
     from policykd.run.loop import execute
 
-    settings = DistillSettings(env_id="CartPole-v1", teachers=(str(cartpole_ppo_teacher),), out=str(tmp_path / "ema"), steps=1600,
-                               rounds=2, eval_episodes=2, ema=0.9)
+    settings = DistillSettings(
+        env_id="CartPole-v1",
+        teachers=(str(cartpole_ppo_teacher),),
+        out=str(tmp_path / "ema"),
+        steps=1600,
+        rounds=2,
+        eval_episodes=2,
+        ema=0.9,
+    )
     run = build_run(settings)
     execute(run, quiet=True)
     obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import run_cli, run_fresh_python
 
 
@@ -11,8 +10,21 @@ from conftest import run_cli, run_fresh_python
 def cartpole_run(zoo, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "cp"
     result = run_cli(
-        "distill", "--env", "CartPole-v1", "--teacher", str(zoo / "ppo/CartPole-v1_1"),
-        "--out", str(out), "--steps", "8000", "--rounds", "3", "--eval-episodes", "5", "--seed", "3",
+        "distill",
+        "--env",
+        "CartPole-v1",
+        "--teacher",
+        str(zoo / "ppo/CartPole-v1_1"),
+        "--out",
+        str(out),
+        "--steps",
+        "8000",
+        "--rounds",
+        "3",
+        "--eval-episodes",
+        "5",
+        "--seed",
+        "3",
     )
     assert result.returncode == 0, result.stderr
     return out, result
@@ -21,9 +33,22 @@ def cartpole_run(zoo, tmp_path_factory):
 def test_distill_writes_student_summary_and_zoo_layout(cartpole_run):
     out, result = cartpole_run
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("env_id", "teachers", "teacher_algo", "student_algo", "teacher_params", "student_params",
-                "env_steps", "wall_seconds", "teacher_return_mean", "teacher_return_std", "student_return_mean",
-                "student_return_std", "eval_episodes", "action_agreement"):
+    for key in (
+        "env_id",
+        "teachers",
+        "teacher_algo",
+        "student_algo",
+        "teacher_params",
+        "student_params",
+        "env_steps",
+        "wall_seconds",
+        "teacher_return_mean",
+        "teacher_return_std",
+        "student_return_mean",
+        "student_return_std",
+        "eval_episodes",
+        "action_agreement",
+    ):
         assert key in summary, key
     assert summary["teacher_algo"] == "ppo" and summary["student_algo"] == "ppo"
     assert summary["student_params"] <= 0.25 * summary["teacher_params"]
@@ -45,7 +70,7 @@ def test_student_loads_in_plain_sb3_in_a_fresh_process(cartpole_run):
 import sys, gymnasium as gym
 from stable_baselines3 import PPO
 from stable_baselines3.common.evaluation import evaluate_policy
-model = PPO.load({str(out / 'student.zip')!r}, device="cpu")
+model = PPO.load({str(out / "student.zip")!r}, device="cpu")
 mean, std = evaluate_policy(model, gym.make("CartPole-v1"), n_eval_episodes=5, deterministic=True)
 model.set_env(gym.make("CartPole-v1"))
 model.learn(1000)
@@ -59,15 +84,22 @@ print(mean)
 
 def test_tensorboard_has_both_returns_on_one_chart(cartpole_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.custom_scalar import metadata as cs_metadata
     from tensorboard.plugins.custom_scalar import layout_pb2
+    from tensorboard.plugins.custom_scalar import metadata as cs_metadata
 
     out, _ = cartpole_run
     acc = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"eval/teacher_return", "eval/student_return", "train/loss", "train/kl", "train/action_agreement",
-            "train/entropy", "time/env_steps"} <= tags
+    assert {
+        "eval/teacher_return",
+        "eval/student_return",
+        "train/loss",
+        "train/kl",
+        "train/action_agreement",
+        "train/entropy",
+        "time/env_steps",
+    } <= tags
     assert [e.step for e in acc.Scalars("eval/student_return")][-1] == 8000
     layout = layout_pb2.Layout()
     layout.ParseFromString(acc.Tensors(cs_metadata.CONFIG_SUMMARY_TAG)[0].tensor_proto.string_val[0])
@@ -78,8 +110,18 @@ def test_tensorboard_has_both_returns_on_one_chart(cartpole_run):
 
 def test_evaluate_prints_student_and_teacher_side_by_side(cartpole_run, zoo):
     out, _ = cartpole_run
-    result = run_cli("evaluate", "--env", "CartPole-v1", "--model", str(out / "student.zip"),
-                     "--teacher", str(zoo / "ppo/CartPole-v1_1"), "--episodes", "3", "--json")
+    result = run_cli(
+        "evaluate",
+        "--env",
+        "CartPole-v1",
+        "--model",
+        str(out / "student.zip"),
+        "--teacher",
+        str(zoo / "ppo/CartPole-v1_1"),
+        "--episodes",
+        "3",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["teacher"]["return_mean"] == 500.0
@@ -122,22 +164,43 @@ def test_teachers_lists_shipped_agents():
     assert "shipped teachers" in result.stdout
 
 
-@pytest.mark.parametrize("env_id, agent, algo", [("HalfCheetah-v5", "halfcheetah-sac-v5", "sac"),
-                                                 ("Hopper-v5", "hopper-tqc-v5", "tqc"),
-                                                 ("Walker2d-v5", "walker2d-tqc-v5", "tqc")])
+@pytest.mark.parametrize(
+    "env_id, agent, algo",
+    [
+        ("HalfCheetah-v5", "halfcheetah-sac-v5", "sac"),
+        ("Hopper-v5", "hopper-tqc-v5", "tqc"),
+        ("Walker2d-v5", "walker2d-tqc-v5", "tqc"),
+    ],
+)
 def test_mujoco_distils_from_the_shipped_teacher_with_no_teacher_argument(tmp_path, env_id, agent, algo):
     out = tmp_path / "run"
-    result = run_cli("distill", "--env", env_id, "--steps", "2000", "--rounds", "1", "--epochs", "1",
-                     "--eval-episodes", "1", "--out", str(out), "--quiet")
+    result = run_cli(
+        "distill",
+        "--env",
+        env_id,
+        "--steps",
+        "2000",
+        "--rounds",
+        "1",
+        "--epochs",
+        "1",
+        "--eval-episodes",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["teachers"][0].endswith(f"agents/{agent}") and summary["teacher_algo"] == algo
     assert summary["student_algo"] == "sac" and summary["params_ratio"] <= 0.05
-    assert summary["config"]["driver"] == "dagger" and summary["config"]["sample_actions"]  # the preset (envs/mujoco.yaml)
+    assert (
+        summary["config"]["driver"] == "dagger" and summary["config"]["sample_actions"]
+    )  # the preset (envs/mujoco.yaml)
     # the widest 2-layer MLP within 5 % of the actor: 4 units wider would not fit
     from stable_baselines3.common.env_util import make_vec_env
 
-    from policykd.models import acting_params
+    from policykd.sb3_models import acting_params
     from policykd.students.build import build_student
 
     width = summary["student_arch"][0]

@@ -1,7 +1,9 @@
 """Recorded datasets: record -> Minari -> distil, round trips, resume after kill -9, bad datasets.
 
 Every dataset here is recorded by the test itself (real teachers, real envs, real Minari
-files) under a temporary MINARI_DATASETS_PATH that the CLI subprocesses inherit.
+files) under a temporary MINARI_DATASETS_PATH. Commands run through the CLI's entry point in
+this interpreter (`cli`); the runs killed with kill -9 are processes of their own, which inherit
+that folder.
 """
 
 import json
@@ -16,8 +18,7 @@ import h5py
 import numpy as np
 import pytest
 import torch as th
-
-from conftest import REPO, run_cli
+from conftest import REPO, cli
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,19 @@ def datasets(tmp_path_factory, zoo):
     os.environ["MINARI_DATASETS_PATH"] = str(root)
     teacher = str(zoo / "ppo/CartPole-v1_1")
     for name, extra in (("cartpole/teacher-v0", []), ("cartpole/actions-v0", ["--actions-only"])):
-        result = run_cli("record", "--env", "CartPole-v1", "--teacher", teacher, "--episodes", "20",
-                         "--dataset", name, "--quiet", *extra)
+        result = cli(
+            "record",
+            "--env",
+            "CartPole-v1",
+            "--teacher",
+            teacher,
+            "--episodes",
+            "20",
+            "--dataset",
+            name,
+            "--quiet",
+            *extra,
+        )
         assert result.returncode == 0, result.stderr
     yield root
     if previous is None:
@@ -39,6 +51,7 @@ def datasets(tmp_path_factory, zoo):
 
 
 def test_recorded_distributions_equal_the_teachers_on_those_observations(datasets, zoo):
+    """Minari's own loader reads what `record` wrote, and the stored logits and values are the teacher's own."""
     import minari
 
     from policykd.teachers import load_teacher
@@ -48,7 +61,9 @@ def test_recorded_distributions_equal_the_teachers_on_those_observations(dataset
     teacher = load_teacher(zoo / "ppo/CartPole-v1_1", env_id="CartPole-v1")
     for episode in dataset.iterate_episodes(episode_indices=[0, 7]):
         dist, value = teacher.label(episode.observations)
-        np.testing.assert_allclose(episode.infos["teacher_logits"], dist.logits.numpy(), rtol=1e-5, atol=1e-5)  # batch 1 vs 501: float32 rounding
+        np.testing.assert_allclose(
+            episode.infos["teacher_logits"], dist.logits.numpy(), rtol=1e-5, atol=1e-5
+        )  # batch 1 vs 501: float32 rounding
         np.testing.assert_allclose(episode.infos["teacher_value"], value.numpy(), rtol=1e-5, atol=1e-5)
         assert np.array_equal(episode.actions, dist.logits[:-1].argmax(-1).numpy())  # it acted greedily
     meta = json.loads((datasets / "cartpole/teacher-v0/policykd.json").read_text())
@@ -56,6 +71,7 @@ def test_recorded_distributions_equal_the_teachers_on_those_observations(dataset
 
 
 def test_actions_only_dataset_stores_no_distributions(datasets):
+    """--actions-only: no teacher_* infos, and the metadata says there is no label kind."""
     import minari
 
     episode = next(minari.load_dataset("cartpole/actions-v0").iterate_episodes(episode_indices=[0]))
@@ -65,8 +81,10 @@ def test_actions_only_dataset_stores_no_distributions(datasets):
 
 @pytest.mark.parametrize("name,loss", [("cartpole/actions-v0", "nll"), ("cartpole/teacher-v0", "kl")])
 def test_offline_distillation_from_20_episodes_reaches_475(datasets, tmp_path, name, loss):
+    """20 recorded episodes are enough for a CartPole student at 475+, with BC on actions and KL on distributions,
+    and no env step but the evaluation's."""
     out = tmp_path / "out"
-    result = run_cli("distill", "--env", "CartPole-v1", "--dataset", name, "--out", str(out), "--quiet")
+    result = cli("distill", "--env", "CartPole-v1", "--dataset", name, "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["loss"] == loss  # behaviour cloning for actions only, KL with distributions
@@ -77,10 +95,26 @@ def test_offline_distillation_from_20_episodes_reaches_475(datasets, tmp_path, n
 
 
 def test_dataset_then_dagger_rounds_with_the_live_teacher(datasets, zoo, tmp_path):
+    """A dataset, then DAgger rounds: the live teacher relabels the action-only steps, the buffer holds both."""
     out = tmp_path / "out"
-    result = run_cli("distill", "--env", "CartPole-v1", "--dataset", "cartpole/actions-v0", "--teacher",
-                     str(zoo / "ppo/CartPole-v1_1"), "--steps", "4000", "--rounds", "2", "--eval-episodes", "3",
-                     "--out", str(out), "--quiet")
+    result = cli(
+        "distill",
+        "--env",
+        "CartPole-v1",
+        "--dataset",
+        "cartpole/actions-v0",
+        "--teacher",
+        str(zoo / "ppo/CartPole-v1_1"),
+        "--steps",
+        "4000",
+        "--rounds",
+        "2",
+        "--eval-episodes",
+        "3",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_steps"] == 4000 and summary["buffer_transitions"] == 10_000 + 4000
@@ -94,10 +128,21 @@ def _partial(root: Path, name: str) -> list[Path]:
 
 
 def test_record_killed_with_kill_9_resumes_to_the_same_dataset(datasets, zoo):
+    """A recording killed after 3 episodes, recorded again, equals one that was never killed, episode by episode."""
     import minari
 
-    args = ["record", "--env", "CartPole-v1", "--teacher", str(zoo / "dqn/CartPole-v1_1"), "--episodes", "12", "--quiet"]
-    assert run_cli(*args, "--dataset", "resume/reference-v0").returncode == 0
+    args = [
+        "record",
+        "--env",
+        "CartPole-v1",
+        "--teacher",
+        str(zoo / "dqn/CartPole-v1_1"),
+        "--episodes",
+        "12",
+        "--quiet",
+    ]
+    reference = cli(*args, "--dataset", "resume/reference-v0")
+    assert reference.returncode == 0, reference.stderr
     cmd = [sys.executable, "-m", "policykd.cli", *args, "--dataset", "resume/killed-v0"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -108,7 +153,7 @@ def test_record_killed_with_kill_9_resumes_to_the_same_dataset(datasets, zoo):
     assert proc.wait() == -signal.SIGKILL
     recorded = len(_partial(datasets, "resume/killed-v0"))
     assert 3 <= recorded < 12 and not (datasets / "resume/killed-v0").exists()
-    again = run_cli(*args, "--dataset", "resume/killed-v0")
+    again = cli(*args, "--dataset", "resume/killed-v0")
     assert again.returncode == 0, again.stderr
     a = list(minari.load_dataset("resume/reference-v0").iterate_episodes())
     b = list(minari.load_dataset("resume/killed-v0").iterate_episodes())
@@ -124,8 +169,8 @@ def test_atari_dataset_stores_frames_once_and_rebuilds_the_wrapper_stacks(tmp_pa
     the dataset equal those the wrapper gave the teacher, at under 7.5 KB per step on disk."""
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     from policykd.data.datasets import Dataset, DatasetMeta, open_dataset, stored_observation_space, write_dataset
-    from policykd.envs import EnvFactory
     from policykd.data.record import record_episode, teacher_policy
+    from policykd.envs import EnvFactory
     from policykd.teachers import load_teacher
 
     teacher = load_teacher("pong-ppo-v5", env_id="ALE/Pong-v5")
@@ -145,13 +190,20 @@ def test_atari_dataset_stores_frames_once_and_rebuilds_the_wrapper_stacks(tmp_pa
     venv.close()
     assert all(ep.truncations[-1] for ep in episodes) and episodes[0].observations.shape[1:] == (84, 84)
     meta = DatasetMeta("ALE/Pong-v5", frame_stack=4, label_kind="categorical", teacher="pong-ppo-v5")
-    write_dataset("pong/test-v0", episodes, meta, observation_space=stored_observation_space(teacher.observation_space, 4),
-                  action_space=teacher.action_space)
+    write_dataset(
+        "pong/test-v0",
+        episodes,
+        meta,
+        observation_space=stored_observation_space(teacher.observation_space, 4),
+        action_space=teacher.action_space,
+    )
     data: Dataset = open_dataset("pong/test-v0", "ALE/Pong-v5", teacher.observation_space, teacher.action_space)
     stacks = np.concatenate([obs for obs, _, _, _ in data.episodes()])
     # `seen` also holds each episode's final observation, which the dataset keeps but does not train on
     lengths = [len(ep.rewards) for ep in episodes]
-    expected = np.concatenate([np.stack(seen[:lengths[0]]), np.stack(seen[lengths[0] + 1 : lengths[0] + 1 + lengths[1]])])
+    expected = np.concatenate(
+        [np.stack(seen[: lengths[0]]), np.stack(seen[lengths[0] + 1 : lengths[0] + 1 + lengths[1]])]
+    )
     assert np.array_equal(stacks, expected)
     assert data.bytes_on_disk / data.total_steps <= 7.5 * 1024, data.bytes_on_disk / data.total_steps
 
@@ -217,9 +269,15 @@ BAD_DATASETS = {
 
 @pytest.mark.parametrize("case", list(BAD_DATASETS))
 def test_bad_dataset_row(case, datasets, tmp_path):
+    """Each bad dataset is one line on stderr, exit 2, and an earlier run's file in --out survives."""
     spec, env, message = BAD_DATASETS[case]
     source = datasets / "cartpole/teacher-v0"
-    makers = {"truncated": _truncated, "corrupt": _corrupt, "no_actions": _without_actions, "other_spaces": _other_spaces}
+    makers = {
+        "truncated": _truncated,
+        "corrupt": _corrupt,
+        "no_actions": _without_actions,
+        "other_spaces": _other_spaces,
+    }
     for key, make in makers.items():
         if "{" + key + "}" in spec:
             spec = str(make(source, tmp_path / key))
@@ -227,7 +285,7 @@ def test_bad_dataset_row(case, datasets, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("an earlier run's file")
-    result = run_cli("distill", "--env", env, "--dataset", spec, "--out", str(out), "--overwrite", "--quiet")
+    result = cli("distill", "--env", env, "--dataset", spec, "--out", str(out), "--overwrite", "--quiet")
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip() and "WARNING: compiler" not in line]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
@@ -235,21 +293,53 @@ def test_bad_dataset_row(case, datasets, tmp_path):
 
 
 def test_soft_loss_on_an_action_only_dataset_is_refused(datasets, tmp_path):
-    result = run_cli("distill", "--env", "CartPole-v1", "--dataset", "cartpole/actions-v0", "--loss", "mse_logits",
-                     "--out", str(tmp_path / "out"), "--quiet")
+    """A soft loss needs distributions: an action-only dataset has none to compare."""
+    result = cli(
+        "distill",
+        "--env",
+        "CartPole-v1",
+        "--dataset",
+        "cartpole/actions-v0",
+        "--loss",
+        "mse_logits",
+        "--out",
+        str(tmp_path / "out"),
+        "--quiet",
+    )
     assert result.returncode == 2 and "holds only actions" in result.stderr
 
 
 def test_offline_run_killed_with_kill_9_resumes_to_the_same_weights(datasets, tmp_path):
+    """An offline run killed mid-way resumes (re-reading the dataset, which the checkpoint does not copy) to the
+    uninterrupted run's weights."""
     from stable_baselines3 import PPO
 
-    args = ["distill", "--env", "CartPole-v1", "--dataset", "cartpole/teacher-v0", "--rounds", "6", "--epochs", "3",
-            "--eval-episodes", "2", "--seed", "3", "--quiet"]
+    args = [
+        "distill",
+        "--env",
+        "CartPole-v1",
+        "--dataset",
+        "cartpole/teacher-v0",
+        "--rounds",
+        "6",
+        "--epochs",
+        "3",
+        "--eval-episodes",
+        "2",
+        "--seed",
+        "3",
+        "--quiet",
+    ]
     reference = tmp_path / "reference"
-    assert run_cli(*args, "--out", str(reference)).returncode == 0
+    done = cli(*args, "--out", str(reference))
+    assert done.returncode == 0, done.stderr
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "policykd.cli", *args, "--out", str(out)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "policykd.cli", *args, "--out", str(out)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 120
     while not (out / "checkpoint.json").exists() or json.loads((out / "checkpoint.json").read_text())["number"] < 3:
         assert proc.poll() is None and time.time() < deadline
@@ -258,7 +348,7 @@ def test_offline_run_killed_with_kill_9_resumes_to_the_same_weights(datasets, tm
     assert proc.wait() == -signal.SIGKILL and not (out / "summary.json").exists()
     current = out / json.loads((out / "checkpoint.json").read_text())["folder"]
     assert (current / "tensors.pt").is_file() and not any(current.glob("arrays/buffer.*"))  # the dataset is re-read
-    resumed = run_cli(*args, "--out", str(out))
+    resumed = cli(*args, "--out", str(out))
     assert resumed.returncode == 0, resumed.stderr
     a = PPO.load(reference / "student.zip", device="cpu").policy.state_dict()
     b = PPO.load(out / "student.zip", device="cpu").policy.state_dict()

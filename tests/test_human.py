@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import REPO
+from conftest import cli
 
 ENV = "ALE/Pong-v5"
 SHORT = {"max_episode_steps": 200}  # ALE counts emulator frames: about 45 agent steps per episode
@@ -26,9 +23,9 @@ def recorded(tmp_path_factory):
     """Two short episodes played by a scripted key source through the real recorder and window."""
     import pygame
 
-    from policykd.envs import EnvFactory
     from policykd.data.human import human_policy
     from policykd.data.record import Recording, record
+    from policykd.envs import EnvFactory
 
     root = tmp_path_factory.mktemp("minari")
     calls: list[int] = []
@@ -50,6 +47,7 @@ def recorded(tmp_path_factory):
 
 
 def test_scripted_keys_are_recorded_as_their_actions(recorded):
+    """Each scripted key set is recorded as the action Pong's own key table maps it to, with frames and no labels."""
     import minari
     from minari.dataset.minari_dataset import MinariDataset
 
@@ -64,7 +62,7 @@ def test_scripted_keys_are_recorded_as_their_actions(recorded):
     for ep in episodes:
         steps = len(ep.actions)
         assert 20 < steps < 100  # the 200-frame limit, not Pong's thousands of steps
-        assert np.asarray(ep.actions).tolist() == expected[start:start + steps]
+        assert np.asarray(ep.actions).tolist() == expected[start : start + steps]
         start += steps + 1
         assert ep.observations.shape == (steps + 1, 84, 84) and ep.observations.dtype == np.uint8
         assert not any(k.startswith("teacher_") for k in ep.infos)
@@ -77,6 +75,7 @@ def test_scripted_keys_are_recorded_as_their_actions(recorded):
 
 
 def test_the_window_shows_the_emulator_frame_and_closes_with_the_env(recorded):
+    """The window shows the emulator frame at 3x before keys are read, and closes with the env."""
     sizes = {size for size, _ in recorded["surfaces"]}
     assert sizes == {(160 * 3, 210 * 3)}
     assert all(brightest > 0 for _, brightest in recorded["surfaces"])  # the frame is drawn before the keys are read
@@ -84,10 +83,11 @@ def test_the_window_shows_the_emulator_frame_and_closes_with_the_env(recorded):
 
 
 def test_real_pygame_events_drive_the_policy(monkeypatch, tmp_path):
+    """Real pygame key events (posted to its queue) drive the actions; Escape stops with KeyboardInterrupt."""
     import pygame
 
-    from policykd.envs import EnvFactory
     from policykd.data.human import human_policy
+    from policykd.envs import EnvFactory
 
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     factory, policy = human_policy(EnvFactory(ENV, env_kwargs=SHORT), fps=0)
@@ -95,8 +95,15 @@ def test_real_pygame_events_drive_the_policy(monkeypatch, tmp_path):
     obs = venv.reset()
     seen = []
     try:
-        for event in [None, (pygame.KEYDOWN, pygame.K_d), (pygame.KEYDOWN, pygame.K_SPACE), (pygame.KEYUP, pygame.K_d),
-                      (pygame.KEYUP, pygame.K_SPACE), (pygame.KEYDOWN, pygame.K_a), (pygame.KEYDOWN, pygame.K_x)]:
+        for event in [
+            None,
+            (pygame.KEYDOWN, pygame.K_d),
+            (pygame.KEYDOWN, pygame.K_SPACE),
+            (pygame.KEYUP, pygame.K_d),
+            (pygame.KEYUP, pygame.K_SPACE),
+            (pygame.KEYDOWN, pygame.K_a),
+            (pygame.KEYDOWN, pygame.K_x),
+        ]:
             if event is not None:
                 pygame.event.post(pygame.event.Event(event[0], key=event[1]))
             action, dist, value = policy(obs)
@@ -116,11 +123,12 @@ def test_real_pygame_events_drive_the_policy(monkeypatch, tmp_path):
 
 
 def test_escape_stops_the_recording_and_a_rerun_resumes(monkeypatch, tmp_path):
+    """Escape mid-episode keeps the finished episodes; a rerun records only the rest."""
     import pygame
 
-    from policykd.envs import EnvFactory
     from policykd.data.human import human_policy
     from policykd.data.record import Recording, partial_folder, record
+    from policykd.envs import EnvFactory
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
@@ -145,40 +153,61 @@ def test_escape_stops_the_recording_and_a_rerun_resumes(monkeypatch, tmp_path):
     assert set(first.actions.tolist()) == {2} and set(second.actions.tolist()) == {3}
 
 
-def _cli(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "policykd.cli", *args], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=timeout)
+def _headless(monkeypatch: pytest.MonkeyPatch, minari_root: Path) -> None:
+    """No display of any kind, and datasets under `minari_root`."""
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))
 
 
-def _headless_env(minari_root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
-    return {**env, "MINARI_DATASETS_PATH": str(minari_root)}
-
-
-def test_without_a_display_record_human_fails_in_one_line_before_any_work(tmp_path):
-    result = _cli(["record", "--env", ENV, "--human", "--episodes", "1", "--dataset", "human/refused-v0"], _headless_env(tmp_path))
+def test_without_a_display_record_human_fails_in_one_line_before_any_work(tmp_path, monkeypatch):
+    """No $DISPLAY: one line that says so, exit 2, and nothing written (the CLI in-process)."""
+    _headless(monkeypatch, tmp_path)
+    result = cli("record", "--env", ENV, "--human", "--episodes", "1", "--dataset", "human/refused-v0")
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "display" in lines[0] and "$DISPLAY" in lines[0], result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
-def test_without_pygame_record_human_fails_in_one_line(tmp_path):
-    code = ("import sys; sys.modules['pygame'] = None; from policykd.cli import main; "
-            f"sys.argv = ['policykd', 'record', '--env', '{ENV}', '--human', '--episodes', '1', '--dataset', 'human/refused-v0']; main()")
-    env = {**_headless_env(tmp_path), "SDL_VIDEODRIVER": "dummy"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+def test_without_pygame_record_human_fails_in_one_line(tmp_path, monkeypatch):
+    """pygame missing (an import of it fails here): one line that says how to install it, and nothing written."""
+    _headless(monkeypatch, tmp_path)
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    monkeypatch.setitem(sys.modules, "pygame", None)
+    result = cli("record", "--env", ENV, "--human", "--episodes", "1", "--dataset", "human/refused-v0")
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install pygame" in lines[0], result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
-def test_distilling_from_a_human_dataset_is_behaviour_cloning(recorded, tmp_path):
+def test_distilling_from_a_human_dataset_is_behaviour_cloning(recorded, tmp_path, monkeypatch):
+    """A human dataset has actions only: the student is trained with NLL on them, and the summary says so."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(recorded["root"]))
     out = tmp_path / "run"
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(recorded["root"])}
-    result = _cli(["distill", "--env", ENV, "--dataset", DATASET, "--steps", "1000", "--rounds", "1", "--epochs", "1",
-                   "--eval-episodes", "1", "--student-arch", "8,8,8,8", "--out", str(out), "--quiet"], env)
+    result = cli(
+        "distill",
+        "--env",
+        ENV,
+        "--dataset",
+        DATASET,
+        "--steps",
+        "1000",
+        "--rounds",
+        "1",
+        "--epochs",
+        "1",
+        "--eval-episodes",
+        "1",
+        "--student-arch",
+        "8,8,8,8",
+        "--torch-threads",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["loss"] == "nll"

@@ -5,15 +5,24 @@ import pytest
 import torch as th
 
 from policykd.distributions import policy_dist, policy_value
-from policykd.students.folding import fit_obs_stats, folded, supports_folding
-from policykd.students.build import build_student
 from policykd.envs import EnvFactory
+from policykd.students.build import build_student
+from policykd.students.folding import fit_obs_stats, folded, supports_folding
 
 
-@pytest.mark.parametrize("algo, env_id, arch", [("ppo", "Pendulum-v1", (16, 16)), ("ppo", "CartPole-v1", ()),
-                                                 ("dqn", "CartPole-v1", (8, 8)), ("sac", "Pendulum-v1", (8, 8)),
-                                                 ("td3", "Pendulum-v1", (8, 8))])
+@pytest.mark.parametrize(
+    "algo, env_id, arch",
+    [
+        ("ppo", "Pendulum-v1", (16, 16)),
+        ("ppo", "CartPole-v1", ()),
+        ("dqn", "CartPole-v1", (8, 8)),
+        ("sac", "Pendulum-v1", (8, 8)),
+        ("td3", "Pendulum-v1", (8, 8)),
+    ],
+)
 def test_folded_student_on_raw_obs_equals_student_on_standardised_obs(algo, env_id, arch):
+    """Folding the statistics into the first layer: the same distribution and value on raw input, for every family
+    (DQN's target net too), and the exact weights back after."""
     venv = EnvFactory(env_id).make(1, 0)
     student = build_student(algo, venv, arch, seed=0)
     assert supports_folding(student)
@@ -39,6 +48,7 @@ def test_folded_student_on_raw_obs_equals_student_on_standardised_obs(algo, env_
 
 
 def test_near_constant_inputs_get_a_floor_on_their_std():
+    """A constant input gets a std floor, so folding never divides by zero."""
     obs = np.zeros((10, 3), dtype=np.float32)
     obs[:, 0] = np.arange(10)
     stats = fit_obs_stats(obs)

@@ -7,19 +7,24 @@ x-axis has to fall back to gradient steps.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from matplotlib.image import imread
 
-from conftest import REPO
 from policykd.errors import PolicykdError
-from policykd.report.plots import load_run, plot_benchmark, plot_runs, write_curves
+from policykd.report.plots import Series, _size_panel, curves_figure, load_run, plot_benchmark, plot_runs, write_curves
+from policykd.run.console import tensorboard_logger
 
 TEACHER = REPO / "policykd/resources/agents/cartpole-ppo-v1/cartpole_ppo_v1.zip"
 TINY = ("--env", "CartPole-v1", "--epochs", "2", "--eval-episodes", "2", "--seed", "0", "--quiet")
@@ -27,8 +32,14 @@ TINY = ("--env", "CartPole-v1", "--epochs", "2", "--eval-episodes", "2", "--seed
 
 def _start(*args: str, env: dict | None = None) -> subprocess.Popen:
     """The real entry point, started; `_finish` waits for it."""
-    return subprocess.Popen([sys.executable, "-m", "policykd.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "policykd.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
 
 
 def _finish(*processes: subprocess.Popen) -> None:
@@ -45,14 +56,50 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("plots")
     folders = {"8x8": root / "arch-8x8", "16x16": root / "arch-16x16", "offline": root / "offline"}
     env = {**os.environ, "MINARI_DATASETS_PATH": str(root / "minari")}
-    online = [_start("distill", *TINY, "--teacher", str(TEACHER), "--steps", "1600", "--rounds", "2",
-                     "--student-arch", arch, "--out", str(folders[arch.replace(",", "x")]))
-              for arch in ("8,8", "16,16")]
-    record = _start("record", "--env", "CartPole-v1", "--teacher", str(TEACHER), "--episodes", "2",
-                    "--dataset", "plots/teacher-v0", "--quiet", env=env)
+    online = [
+        _start(
+            "distill",
+            *TINY,
+            "--teacher",
+            str(TEACHER),
+            "--steps",
+            "1600",
+            "--rounds",
+            "2",
+            "--student-arch",
+            arch,
+            "--out",
+            str(folders[arch.replace(",", "x")]),
+        )
+        for arch in ("8,8", "16,16")
+    ]
+    record = _start(
+        "record",
+        "--env",
+        "CartPole-v1",
+        "--teacher",
+        str(TEACHER),
+        "--episodes",
+        "2",
+        "--dataset",
+        "plots/teacher-v0",
+        "--quiet",
+        env=env,
+    )
     _finish(record)
-    offline = _start("distill", *TINY, "--dataset", "plots/teacher-v0", "--rounds", "1", "--student-arch", "8,8",
-                     "--out", str(folders["offline"]), env=env)
+    offline = _start(
+        "distill",
+        *TINY,
+        "--dataset",
+        "plots/teacher-v0",
+        "--rounds",
+        "1",
+        "--student-arch",
+        "8,8",
+        "--out",
+        str(folders["offline"]),
+        env=env,
+    )
     _finish(*online, offline)
     return folders
 
@@ -119,7 +166,7 @@ def test_plot_benchmark_skips_failed_rows_and_groups_by_env(runs, tmp_path):
 def test_bad_input_is_refused_in_one_line(runs, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(PolicykdError, match=r"is not a policykd run folder \(no summary.json\)"):
+    with pytest.raises(PolicykdError, match=r"is not a finished policykd run folder \(no summary.json"):
         write_curves(empty)
     with pytest.raises(PolicykdError, match="is not a folder"):
         plot_runs([tmp_path / "missing"], tmp_path / "x.png")
@@ -141,3 +188,90 @@ def test_bad_input_is_refused_in_one_line(runs, tmp_path):
         plot_runs([runs["8x8"], other], tmp_path / "x.png")
     with pytest.raises(PolicykdError, match="no run folders"):
         plot_runs([], tmp_path / "x.png")
+
+
+def _drawn(run) -> Figure:
+    """curves.png's figure, laid out as it is saved (tick labels and limits final)."""
+    fig = curves_figure(run)
+    FigureCanvasAgg(fig).draw()
+    return fig
+
+
+def test_the_title_names_the_env_once(runs, tmp_path):
+    named_after_env = tmp_path / "CartPole-v1"  # the default folder, runs/<env>
+    shutil.copytree(runs["8x8"], named_after_env)
+    title = _drawn(load_run(named_after_env)).get_suptitle()
+    assert title.startswith("CartPole-v1  (1,600 env steps") and title.count("CartPole-v1") == 1
+    assert _drawn(load_run(runs["8x8"])).get_suptitle().startswith("CartPole-v1: arch-8x8  (")
+
+
+def test_the_gradient_axis_marks_only_gradient_steps_the_run_reached(runs):
+    """Each tick of the top axis sits at env steps the run reached and reads the gradient steps it had done there;
+    the last reads the run's total (a scale drawn between or past the evaluations would read counts it never had)."""
+    summary = json.loads((runs["8x8"] / "summary.json").read_text())
+    fig = _drawn(load_run(runs["8x8"]))
+    (axis,) = fig.axes[0].child_axes
+    lo, hi = axis.get_xlim()
+    ticks = [(t.get_position()[0], t.get_text()) for t in axis.get_xticklabels() if lo <= t.get_position()[0] <= hi]
+    assert ticks == [(0, "0")] + [(e["env_steps"], f"{e['gradient_steps']:,}") for e in summary["evals"]]
+    assert ticks[-1][1] == f"{summary['gradient_steps']:,}"
+
+
+def _loss_lines(run) -> list[tuple[str, str]]:
+    return [(line.get_label(), line.get_linestyle()) for line in _drawn(run).axes[1].get_lines()]
+
+
+def test_the_total_loss_is_drawn_on_top_or_said_to_equal_its_one_part(runs):
+    run = load_run(runs["8x8"])
+    assert _loss_lines(run) == [("train/policy_loss", "-"), ("train/value_loss", "-"), ("train/loss", "--")]
+    policy = run.scalars["train/policy_loss"]
+    no_value = {**run.scalars, "train/loss": policy, "train/value_loss": Series(policy.steps, 0 * policy.values)}
+    assert _loss_lines(dataclasses.replace(run, scalars=no_value)) == [
+        ("train/loss (= train/policy_loss: no value term)", "--")
+    ]  # a SAC student: no value loss
+
+
+def test_action_agreement_says_what_it_counts(runs):
+    run = load_run(runs["8x8"])
+    assert run.continuous is False  # CartPole's Discrete(2), read from student.zip
+    label = _drawn(run).axes[-1].get_ylabel()
+    assert label == "action agreement\n(the same action)"
+    label = _drawn(dataclasses.replace(run, continuous=True)).axes[-1].get_ylabel()
+    assert label == "action agreement\n(every dim within\n5 % of its range)"  # AGREEMENT_TOLERANCE = 0.05
+
+
+def test_the_size_panel_shows_the_return_ratio_of_negative_returns(runs):
+    """A student at -300 against a teacher at -150 is 0 % (1 + (s - t)/|t|), not the 200 % of s / t."""
+    runs_ = [load_run(runs["8x8"]), load_run(runs["16x16"])]
+    runs_ = [
+        dataclasses.replace(
+            r,
+            summary={
+                **r.summary,
+                "teacher_return_mean": -150.0,
+                "teacher_return_std": 0.0,
+                "student_return_mean": s,
+                "student_return_std": 15.0,
+            },
+        )
+        for r, s in zip(runs_, (-300.0, -150.0))
+    ]
+    ax = Figure().subplots()
+    _size_panel(ax, runs_, ["8,8", "16,16"], ["tab:blue", "tab:red"])
+    points = [line.get_ydata()[0] for line in ax.get_lines() if line.get_marker() == "o"]
+    assert points == pytest.approx([0.0, 100.0])
+    assert ax.get_ylabel() == "return ratio to teacher (%)"
+
+
+def test_rl_continuation_scalars_stay_out_of_the_distillation_curves(runs, tmp_path):
+    """RL continuation's SB3 model logs its own train/loss to tb/rl on RL env steps; read with the distillation's, it
+    stretched the x-axis (and the gradient axis with it) far past the run's last evaluation."""
+    folder = tmp_path / "with-rl"
+    shutil.copytree(runs["8x8"], folder)
+    logger = tensorboard_logger(folder / "tb" / "rl")
+    logger.record("train/loss", 7.0)
+    logger.dump(5000)
+    logger.close()
+    run = load_run(folder)
+    assert run.scalars["train/loss"].steps.tolist() == [800, 1600]
+    assert _drawn(run).axes[1].get_xlim()[1] < 2000

@@ -8,18 +8,22 @@ import json
 import numpy as np
 import pytest
 import torch as th
+from conftest import cli, run_fresh_python
 
 import policykd
 from policykd.envs import EnvFactory
-from policykd.models import acting_params
+from policykd.sb3_models import acting_params
 from policykd.students.build import build_student
 from policykd.students.folding import ObsStats, folded, unfold
 from policykd.students.pruning import activations, cuts_of, prune_student, remove_units
-from conftest import run_cli, run_fresh_python
 
-CASES = [("CartPole-v1", "ppo", (12, 10), (7, 6)), ("CartPole-v1", "dqn", (12, 10), (7, 6)),
-         ("Pendulum-v1", "sac", (12, 10), (7, 6)), ("Pendulum-v1", "td3", (12, 10), (7, 6)),
-         ("ALE/Pong-v5", "ppo", (8, 8, 8, 12), (5, 6, 4, 7))]
+CASES = [
+    ("CartPole-v1", "ppo", (12, 10), (7, 6)),
+    ("CartPole-v1", "dqn", (12, 10), (7, 6)),
+    ("Pendulum-v1", "sac", (12, 10), (7, 6)),
+    ("Pendulum-v1", "td3", (12, 10), (7, 6)),
+    ("ALE/Pong-v5", "ppo", (8, 8, 8, 12), (5, 6, 4, 7)),
+]
 
 
 def _make_units(policy, arch, small, rng, *, constant):
@@ -31,7 +35,9 @@ def _make_units(policy, arch, small, rng, *, constant):
             producer = policy.get_submodule(cut.producer)
             chosen = th.as_tensor(rng.choice(arch[cut.layer], arch[cut.layer] - small[cut.layer], replace=False))
             producer.weight[chosen] = 0.0
-            producer.bias[chosen] = th.as_tensor(rng.uniform(0.5, 1.0, len(chosen)) if constant else 0.0, dtype=th.float32)
+            producer.bias[chosen] = th.as_tensor(
+                rng.uniform(0.5, 1.0, len(chosen)) if constant else 0.0, dtype=th.float32
+            )
             keep[cut.producer] = th.as_tensor(sorted(set(range(arch[cut.layer])) - set(chosen.tolist())))
     return keep
 
@@ -41,7 +47,10 @@ def _outputs(model, obs):
     with th.no_grad():
         x = model.policy.obs_to_tensor(obs)[0]
         if hasattr(model.policy, "mlp_extractor"):
-            return [model.policy.get_distribution(x).distribution.logits.numpy(), model.policy.predict_values(x).numpy()]
+            return [
+                model.policy.get_distribution(x).distribution.logits.numpy(),
+                model.policy.predict_values(x).numpy(),
+            ]
         return [model.predict(obs, deterministic=True)[0]]
 
 
@@ -67,6 +76,7 @@ def test_pruning_dead_units_or_removing_constant_ones_keeps_every_output(env_id,
 
 
 def test_unfold_undoes_folding():
+    """Unfolding the input statistics out of the first layer gives back a student that reads standardised input."""
     venv = EnvFactory("Pendulum-v1").make(1, 0)
     try:
         model = build_student("sac", venv, (8, 8), seed=0)
@@ -84,10 +94,22 @@ def test_unfold_undoes_folding():
 def cartpole_run(tmp_path_factory, cartpole_ppo_teacher):
     """A 24x24 CartPole student, pruned after distilling (`--prune-to`) into run/pruned."""
     out = tmp_path_factory.mktemp("prune") / "run"
-    result = policykd.distill("CartPole-v1", [cartpole_ppo_teacher], steps=2000, rounds=2, student_arch=(24, 24), out=out,
-                              eval_episodes=3, quiet=True, prune_to=0.05, prune_cycles=2)
-    assert result.pruned is not None and result.pruned["student_arch"] == json.loads(
-        (out / "pruned" / "summary.json").read_text())["student_arch"]
+    result = policykd.distill(
+        "CartPole-v1",
+        [cartpole_ppo_teacher],
+        steps=2000,
+        rounds=2,
+        student_arch=(24, 24),
+        out=out,
+        eval_episodes=3,
+        quiet=True,
+        prune_to=0.05,
+        prune_cycles=2,
+    )
+    assert (
+        result.pruned is not None
+        and result.pruned["student_arch"] == json.loads((out / "pruned" / "summary.json").read_text())["student_arch"]
+    )
     # the library's student is the saved one (standardisation folded in): what the first prune cycle cuts
     from stable_baselines3 import PPO
 
@@ -97,6 +119,8 @@ def cartpole_run(tmp_path_factory, cartpole_ppo_teacher):
 
 
 def test_prune_gives_a_smaller_dense_model_plain_sb3_loads(cartpole_run):
+    """--prune-to: cycles within the fraction, a plain dense PPO that SB3 loads in a fresh interpreter without
+    policykd, and a pruned folder that `export` takes like any run folder."""
     out = cartpole_run / "pruned"
     summary = json.loads((cartpole_run / "summary.json").read_text())
     pruned = json.loads((out / "summary.json").read_text())
@@ -110,50 +134,69 @@ def test_prune_gives_a_smaller_dense_model_plain_sb3_loads(cartpole_run):
         f"m = PPO.load({str(out / 'student.zip')!r}, device='cpu')\n"
         "assert 'policykd' not in sys.modules\n"
         f"assert m.policy_kwargs['net_arch'] == {{'pi': {width}, 'vf': {width}}}, m.policy_kwargs\n"
-        "print(evaluate_policy(m, gym.make('CartPole-v1'), n_eval_episodes=1)[0])")
+        "print(evaluate_policy(m, gym.make('CartPole-v1'), n_eval_episodes=1)[0])"
+    )
     assert check.returncode == 0, check.stderr
     assert float(check.stdout.split()[-1]) > 0
-    exported = run_cli("export", str(out))  # a pruned folder is an export source like any run folder
+    exported = cli("export", str(out))  # a pruned folder is an export source like any run folder
     assert exported.returncode == 0, exported.stderr
     assert (out / "student.onnx").is_file()
 
 
 def test_an_unfinished_prune_resumes_without_redoing_finished_cycles(cartpole_run, tmp_path):
+    """`policykd prune` stopped before its last cycle finishes it and leaves the finished cycle's files alone."""
     out = tmp_path / "pruned"
     args = ("prune", str(cartpole_run), "--fraction", "0.05", "--cycles", "2", "--steps", "1000", "--out", str(out))
-    first = run_cli(*args)
+    first = cli(*args)
     assert first.returncode == 0, first.stderr
     assert "after distilling" in first.stdout  # the summary table
     finished = (out / "cycle-1" / "student.zip").stat().st_mtime_ns
     (out / "summary.json").unlink()  # as if stopped before the end
     for name in ("summary.json", "student.zip"):
         (out / "cycle-2" / name).unlink()
-    again = run_cli(*args)
+    again = cli(*args)
     assert again.returncode == 0, again.stderr
     assert (out / "cycle-1" / "student.zip").stat().st_mtime_ns == finished
     assert len(json.loads((out / "summary.json").read_text())["cycles"]) == 2 and (out / "student.zip").is_file()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--fraction", "0.5"], "already within --fraction"),
-    (["--fraction", "0.00001"], "the smallest PPO student of this shape"),
-    (["--fraction", "1.5"], "--fraction must be within (0, 1]"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--fraction", "0.5"], "already within --fraction"),
+        (["--fraction", "0.00001"], "the smallest PPO student of this shape"),
+        (["--fraction", "1.5"], "--fraction must be within (0, 1]"),
+    ],
+)
 def test_bad_prune_input_is_one_line(cartpole_run, args, message):
-    result = run_cli("prune", str(cartpole_run), *args, "--out", str(cartpole_run / "never"))
+    """Each refusal is one line, exit 2, and no output folder."""
+    result = cli("prune", str(cartpole_run), *args, "--out", str(cartpole_run / "never"))
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (cartpole_run / "never").exists()
 
 
 def test_a_folder_without_a_run_is_one_line(tmp_path):
-    result = run_cli("prune", str(tmp_path), "--fraction", "0.1")
+    """A folder that holds no finished run is named as such, not a traceback."""
+    result = cli("prune", str(tmp_path), "--fraction", "0.1")
     assert result.returncode == 2 and "not a finished distill run folder" in result.stderr
 
 
 def test_init_student_of_another_size_is_one_line(cartpole_run, tmp_path):
-    result = run_cli("distill", "--env", "CartPole-v1", "--init-student", str(cartpole_run / "student.zip"),
-                     "--student-arch", "8,8", "--steps", "500", "--out", str(tmp_path / "x"))
+    """--init-student with other layer sizes than --student-arch is refused before any work."""
+    result = cli(
+        "distill",
+        "--env",
+        "CartPole-v1",
+        "--init-student",
+        str(cartpole_run / "student.zip"),
+        "--student-arch",
+        "8,8",
+        "--steps",
+        "500",
+        "--out",
+        str(tmp_path / "x"),
+    )
     assert result.returncode == 2 and "other layer sizes" in result.stderr, result.stderr
 
 

@@ -6,9 +6,9 @@ import pickle
 
 import numpy as np
 import pytest
+from conftest import run_fresh_python
 from stable_baselines3.common.buffers import ReplayBuffer
 
-from conftest import run_fresh_python
 from policykd.envs import EnvFactory
 from policykd.rl.model import RLConfig, learn_segment, load_rl_model, restore_rl, save_rl
 from policykd.rl.replay import FramesOnceReplayBuffer, plain_sb3
@@ -55,20 +55,28 @@ def _same_as_sb3(sb3: ReplayBuffer, ours: FramesOnceReplayBuffer) -> int:
     alive = ours.store.alive(ours.oldest)
     rows, envs = rows[alive], envs[alive]
     got = ours.samples(rows, envs)
-    want = (sb3.observations[rows, envs], sb3.actions[rows, envs], sb3.next_observations[rows, envs],
-            (sb3.dones[rows, envs] * (1 - sb3.timeouts[rows, envs])).reshape(-1, 1), sb3.rewards[rows, envs, None])
+    want = (
+        sb3.observations[rows, envs],
+        sb3.actions[rows, envs],
+        sb3.next_observations[rows, envs],
+        (sb3.dones[rows, envs] * (1 - sb3.timeouts[rows, envs])).reshape(-1, 1),
+        sb3.rewards[rows, envs, None],
+    )
     for name, a, b in zip(got._fields, got, want):
         assert np.array_equal(a.numpy(), b), name
     return len(rows)
 
 
 def test_frames_once_replay_gives_sb3s_transitions_at_an_eighth_of_the_memory(filled):
+    """Fed the same real Pong steps as SB3's ReplayBuffer (ring wrapped, timeouts), ours returns the same transitions
+    field by field, samples only whole ones, at under a sixth of the bytes."""
     sb3, ours, ends = filled
     assert ends >= 6 and sb3.full and ours.full and sb3.timeouts.any()
     readable = _same_as_sb3(sb3, ours)
     assert readable >= 0.99 * 600
-    sb3_bytes = sum(a.nbytes for a in (sb3.observations, sb3.next_observations, sb3.actions, sb3.rewards,
-                                       sb3.dones, sb3.timeouts))
+    sb3_bytes = sum(
+        a.nbytes for a in (sb3.observations, sb3.next_observations, sb3.actions, sb3.rewards, sb3.dones, sb3.timeouts)
+    )
     assert ours.nbytes < sb3_bytes / 6  # 8 frames a transition against one (plus slack for a small ring)
     batch = ours.sample(256)
     assert batch.observations.shape == (256, 4, 84, 84) and batch.next_observations.dtype == batch.observations.dtype
@@ -79,6 +87,8 @@ def test_frames_once_replay_gives_sb3s_transitions_at_an_eighth_of_the_memory(fi
 
 
 def test_a_pickled_buffer_reads_back_the_same_and_holds_only_frames_written(filled):
+    """Pickling (what SB3's save_replay_buffer does) keeps every transition and writes only the frames filled, not the
+    ring."""
     sb3, ours, _ = filled
     again = pickle.loads(pickle.dumps(ours))
     assert _same_as_sb3(sb3, again) == _same_as_sb3(sb3, ours)
@@ -89,6 +99,8 @@ def test_a_pickled_buffer_reads_back_the_same_and_holds_only_frames_written(fill
 
 
 def test_a_dqn_student_on_pong_learns_from_it_resumes_it_and_saves_a_plain_sb3_zip(tmp_path):
+    """A DQN student on Pong trains from the frames-once buffer, restores it from a checkpoint, and is saved as a zip
+    that plain SB3 (without policykd) loads."""
     factory = EnvFactory("ALE/Pong-v5")
     venv = factory.make(N_ENVS, 0)
     student = build_student("dqn", venv, (8, 8, 8, 8), seed=0)
@@ -111,7 +123,7 @@ import sys
 sys.modules["policykd"] = None
 from stable_baselines3 import DQN
 from stable_baselines3.common.buffers import ReplayBuffer
-model = DQN.load({str(tmp_path / 'student.zip')!r}, device="cpu")
+model = DQN.load({str(tmp_path / "student.zip")!r}, device="cpu")
 assert model.replay_buffer_class in (None, ReplayBuffer), model.replay_buffer_class
 print("ok")
 """

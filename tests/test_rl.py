@@ -9,8 +9,7 @@ import time
 import numpy as np
 import pytest
 import torch as th
-
-from conftest import REPO, run_cli, run_fresh_python
+from conftest import REPO, cli, run_fresh_python
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +29,16 @@ def lifted(weak_teacher, tmp_path_factory):
     import policykd
 
     out = tmp_path_factory.mktemp("rl") / "run"
-    policykd.distill("CartPole-v1", [weak_teacher], steps=4000, rounds=2, out=str(out), rl_steps=20_000,
-                     baseline_scratch=True, quiet=True)
+    policykd.distill(
+        "CartPole-v1",
+        [weak_teacher],
+        steps=4000,
+        rounds=2,
+        out=str(out),
+        rl_steps=20_000,
+        baseline_scratch=True,
+        quiet=True,
+    )
     return out
 
 
@@ -44,6 +51,8 @@ def _scalars(folder, tag):
 
 
 def test_rl_lifts_the_student_above_its_weak_teacher_and_beats_scratch(lifted):
+    """RL after distillation lifts the student to 1.5x a weak teacher and above the same RL from scratch on the same
+    steps; the saved student is the RL one."""
     summary = json.loads((lifted / "summary.json").read_text())
     rl, teacher = summary["rl"], summary["teacher_return_mean"]
     assert teacher < 200
@@ -58,6 +67,8 @@ def test_rl_lifts_the_student_above_its_weak_teacher_and_beats_scratch(lifted):
 
 
 def test_tensorboard_has_teacher_student_and_scratch_and_adaptive_lambda_is_zero_once_the_student_passes(lifted):
+    """The RL curves read back from TensorBoard, and the adaptive kick weight of each segment equals the QDagger formula
+    on the return before it (0 once the student passes)."""
     tb = lifted / "tb"
     teacher = _scalars(tb, "rl/teacher_return")
     student = _scalars(tb, "rl/student_return")
@@ -78,13 +89,14 @@ def test_tensorboard_has_teacher_student_and_scratch_and_adaptive_lambda_is_zero
 
 
 def test_the_rl_student_loads_evaluates_and_learns_in_plain_sb3(lifted):
+    """The RL student is a plain PPO zip: a fresh interpreter without policykd loads, evaluates and trains it."""
     code = f"""
 import sys
 sys.modules["policykd"] = None
 import gymnasium as gym
 from stable_baselines3 import PPO
 from stable_baselines3.common.evaluation import evaluate_policy
-model = PPO.load({str(lifted / 'student.zip')!r}, device="cpu", env=gym.make("CartPole-v1"))
+model = PPO.load({str(lifted / "student.zip")!r}, device="cpu", env=gym.make("CartPole-v1"))
 mean, _ = evaluate_policy(model, model.get_env(), n_eval_episodes=3)
 model.learn(256)
 print(mean)
@@ -102,8 +114,17 @@ def test_kickstarting_from_scratch_follows_the_teacher(zoo, tmp_path):
     agreement, returns = {}, {}
     for weight in (0.0, 5.0):
         out = tmp_path / f"kick-{weight}"
-        policykd.distill("CartPole-v1", [zoo / "ppo/CartPole-v1_1"], out=str(out), rl_start="scratch", rl_steps=2048,
-                         kick_schedule="constant", kick_weight=weight, eval_episodes=3, quiet=True)
+        policykd.distill(
+            "CartPole-v1",
+            [zoo / "ppo/CartPole-v1_1"],
+            out=str(out),
+            rl_start="scratch",
+            rl_steps=2048,
+            kick_schedule="constant",
+            kick_weight=weight,
+            eval_episodes=3,
+            quiet=True,
+        )
         summary = json.loads((out / "summary.json").read_text())
         assert summary["env_steps"] == 0 and summary["rl"]["start"] == "scratch"
         agreement[weight], returns[weight] = summary["action_agreement"], summary["student_return_mean"]
@@ -120,18 +141,43 @@ def _checkpoint_number(out):
 
 @pytest.mark.parametrize("algo", ["ppo", "sac"])
 def test_kill_9_during_rl_resumes_to_the_uninterrupted_weights(algo, weak_teacher, sac_pendulum_teacher, tmp_path):
-    """Checkpoints 1-2 are the distillation's, 3 on are RL segments (the models, SAC's replay buffer and critic)."""
+    """Checkpoints 1-2 are the distillation's, 3 on are RL segments (the models, SAC's replay buffer and critic): a
+    run killed in RL and resumed ends with the uninterrupted run's weights and evaluations. Only the killed run needs
+    a process of its own; the reference and the resume run through the CLI in-process."""
     from stable_baselines3 import PPO, SAC
 
-    env, teacher, rl = (("CartPole-v1", weak_teacher, "3072") if algo == "ppo" else
-                        ("Pendulum-v1", sac_pendulum_teacher, "600"))
-    args = ["distill", "--env", env, "--teacher", str(teacher), "--steps", "1000", "--rounds", "1", "--rl-steps", rl,
-            "--eval-episodes", "2", "--seed", "3", "--quiet"]
+    env, teacher, rl = (
+        ("CartPole-v1", weak_teacher, "2048") if algo == "ppo" else ("Pendulum-v1", sac_pendulum_teacher, "300")
+    )
+    args = [
+        "distill",
+        "--env",
+        env,
+        "--teacher",
+        str(teacher),
+        "--steps",
+        "1000",
+        "--rounds",
+        "1",
+        "--rl-steps",
+        rl,
+        "--eval-episodes",
+        "2",
+        "--seed",
+        "3",
+        "--quiet",
+    ]
     reference = tmp_path / "reference"
-    assert run_cli(*args, "--out", str(reference)).returncode == 0
+    done = cli(*args, "--out", str(reference))
+    assert done.returncode == 0, done.stderr
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "policykd.cli", *args, "--out", str(out)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "policykd.cli", *args, "--out", str(out)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 240
     while _checkpoint_number(out) < 5:
         assert proc.poll() is None, proc.stderr.read()
@@ -140,7 +186,7 @@ def test_kill_9_during_rl_resumes_to_the_uninterrupted_weights(algo, weak_teache
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert not (out / "summary.json").exists()
-    resumed = run_cli(*args, "--out", str(out))
+    resumed = cli(*args, "--out", str(out))
     assert resumed.returncode == 0, resumed.stderr
     cls = PPO if algo == "ppo" else SAC
     a, b = (cls.load(path / "student.zip", device="cpu").policy.state_dict() for path in (reference, out))
@@ -152,6 +198,7 @@ def test_kill_9_during_rl_resumes_to_the_uninterrupted_weights(algo, weak_teache
 
 
 def test_kick_weight_schedules():
+    """The kick weight's schedules at chosen points, negative and tiny teacher returns included."""
     from policykd.rl.kick import kick_weight
 
     assert kick_weight("constant", 2.0, 500, 1000, 0.0, 10.0) == 2.0
@@ -166,6 +213,8 @@ def test_kick_weight_schedules():
 
 @pytest.mark.parametrize("algo,env_id", [("ppo", "CartPole-v1"), ("ppo", "Pendulum-v1"), ("sac", "Pendulum-v1")])
 def test_rl_temperature_sharpens_ppo_policies_and_the_kick_sees_them_at_one(algo, env_id):
+    """--rl-temperature divides PPO's logits (or scales its std) without changing the greedy action; the kick undoes it;
+    SAC is left alone."""
     from policykd.distributions import policy_dist
     from policykd.envs import EnvFactory
     from policykd.rl.kick import at_unit_temperature
@@ -194,6 +243,7 @@ def test_rl_temperature_sharpens_ppo_policies_and_the_kick_sees_them_at_one(algo
 
 
 def test_rl_segments_end_on_whole_rollouts():
+    """RL segments end on whole rollouts, the last one rounded up."""
     from policykd.rl.model import segment_ends
 
     assert segment_ends(20_000, 2_000, 256) == [2048, 4096, 6144, 8192, 10240, 12288, 14336, 16384, 18432, 20224]
@@ -202,11 +252,21 @@ def test_rl_segments_end_on_whole_rollouts():
 
 
 def test_stages_distil_through_an_assistant_into_one_folder_with_a_row_per_stage(zoo, tmp_path):
+    """--stages: the assistant distils from the teacher and teaches the last stage, one summary row per stage, evaluated
+    on the same seeds."""
     import policykd
 
     out = tmp_path / "staged"
-    result = policykd.distill("CartPole-v1", [zoo / "ppo/CartPole-v1_1"], out=str(out), stages="16,16:4,4",
-                              steps=3000, rounds=2, eval_episodes=3, quiet=True)
+    result = policykd.distill(
+        "CartPole-v1",
+        [zoo / "ppo/CartPole-v1_1"],
+        out=str(out),
+        stages="16,16:4,4",
+        steps=3000,
+        rounds=2,
+        eval_episodes=3,
+        quiet=True,
+    )
     summary = json.loads((out / "summary.json").read_text())
     first, second = summary["stages"]
     assert first["student_arch"] == [16, 16] and second["student_arch"] == [4, 4]
@@ -219,25 +279,39 @@ def test_stages_distil_through_an_assistant_into_one_folder_with_a_row_per_stage
     assert (out / "student.zip").is_file() and (out / "curves.png").is_file()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--stages", "16,16:32,32"], "--stages must list shrinking hidden sizes"),
-    (["--stages", "16,16:8,x"], "--stages must list shrinking hidden sizes"),
-    (["--stages", "16,16:8,8", "--student-arch", "8,8"], "leave out --student-arch"),
-    (["--rl-start", "scratch"], "--rl-start scratch needs --rl-steps"),
-    (["--rl-steps", "1000", "--kick-schedule", "cosine"], "unknown kick schedule 'cosine'"),
-    (["--rl-steps", "-1"], "--rl-steps must be non-negative"),
-], ids=["widening", "not a number", "with arch", "scratch without steps", "unknown schedule", "negative steps"])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--stages", "16,16:32,32"], "--stages must list shrinking hidden sizes"),
+        (["--stages", "16,16:8,x"], "--stages must list shrinking hidden sizes"),
+        (["--stages", "16,16:8,8", "--student-arch", "8,8"], "leave out --student-arch"),
+        (["--rl-start", "scratch"], "--rl-start scratch needs --rl-steps"),
+        (["--rl-steps", "1000", "--kick-schedule", "cosine"], "unknown kick schedule 'cosine'"),
+        (["--rl-steps", "-1"], "--rl-steps must be non-negative"),
+    ],
+    ids=["widening", "not a number", "with arch", "scratch without steps", "unknown schedule", "negative steps"],
+)
 def test_bad_rl_and_stage_input_is_one_line_before_any_work(zoo, tmp_path, args, message):
+    """Each refusal is one line on stderr, exit 2, and no output folder."""
     out = tmp_path / "out"
-    done = run_cli("distill", "--env", "CartPole-v1", "--teacher", str(zoo / "ppo/CartPole-v1_1"), "--out", str(out),
-                   *args)
+    done = cli("distill", "--env", "CartPole-v1", "--teacher", str(zoo / "ppo/CartPole-v1_1"), "--out", str(out), *args)
     assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not out.exists()
 
 
 def test_rl_with_a_dataset_alone_says_it_needs_a_teacher(tmp_path):
-    done = run_cli("distill", "--env", "CartPole-v1", "--dataset", "cartpole/teacher-v0", "--rl-steps", "1000",
-                   "--out", str(tmp_path / "out"))
+    """RL's kick needs a live teacher: a dataset alone is refused before the dataset is even opened."""
+    done = cli(
+        "distill",
+        "--env",
+        "CartPole-v1",
+        "--dataset",
+        "cartpole/teacher-v0",
+        "--rl-steps",
+        "1000",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert done.returncode == 2 and "needs a live --teacher" in done.stderr
 
 

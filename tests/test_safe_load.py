@@ -62,15 +62,18 @@ def _assert_same_labels(safe, trusted) -> None:
 
 
 def test_every_zoo_folder_is_covered(zoo):
+    """The list of zoo agents below is every agent in the zoo folder, so none escapes the safe-load comparison."""
     assert sorted(str(p.relative_to(zoo)) for p in zoo.glob("*/*_1") if p.is_dir()) == ZOO_FOLDERS
 
 
 @pytest.mark.parametrize("folder", ZOO_FOLDERS)
 def test_safe_load_matches_sb3_load_on_every_zoo_agent(zoo, folder):
+    """The safe loader labels exactly as SB3's full (pickle-running) load does, agent by agent."""
     _assert_same_labels(load_teacher(zoo / folder), load_teacher(zoo / folder, trust=True))
 
 
 def test_safe_load_matches_sb3_load_on_pong_cnn():
+    """The same for the shipped Pong CNN."""
     if not (PONG / "pong_ppo_v5.zip").is_file():
         pytest.skip("the shipped Pong agent is absent")
     safe = load_teacher(PONG)
@@ -109,6 +112,7 @@ def _cartpole(zoo: Path) -> tuple[Path, dict]:
 
 
 def test_crafted_pickles_in_the_json_never_run(zoo, tmp_path):
+    """A zip whose every pickled field is a payload: refused in one line, and the payload never ran."""
     src, data = _cartpole(zoo)
     marker = tmp_path / "pwned"
     blob = base64.b64encode(pickle.dumps(_Payload(marker))).decode()
@@ -131,6 +135,7 @@ def test_crafted_pickles_in_the_json_never_run(zoo, tmp_path):
 
 
 def test_crafted_pickle_in_policy_pth_never_runs(zoo, tmp_path):
+    """A payload in policy.pth is never unpickled: refused in one line."""
     src, _ = _cartpole(zoo)
     marker = tmp_path / "pwned"
     buffer = io.BytesIO()
@@ -151,15 +156,17 @@ def test_crafted_pickle_in_policy_pth_never_runs(zoo, tmp_path):
     ],
 )
 def test_classes_off_the_allow_list_are_refused_with_one_line(zoo, tmp_path, key, value):
+    """A class off the allow-list anywhere in the zip's data is refused in one line that names the way out."""
     src, data = _cartpole(zoo)
     data["policy_kwargs"] = {":type:": "<class 'dict'>", ":serialized:": "gASVAA==", key: value}
     crafted = _rewrite(src, tmp_path / "crafted.zip", data)
-    with pytest.raises(PolicykdError, match=r"cannot be loaded safely.*--trust-teacher") as err:
+    with pytest.raises(PolicykdError, match=r"cannot be loaded safely.*trust_teacher=True") as err:  # library spelling
         load_teacher(crafted, env_id="CartPole-v1")
     assert "\n" not in str(err.value)
 
 
 def test_foreign_policy_module_and_mismatched_weights_are_refused(zoo, tmp_path):
+    """A policy class outside SB3 and weights that do not fit the declared net are each refused in one line."""
     src, data = _cartpole(zoo)
     foreign = json.loads(json.dumps(data))
     foreign["policy_class"]["__module__"] = "evil.policies"

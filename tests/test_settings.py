@@ -1,39 +1,80 @@
 """Settings declared once: the CLI is generated from the dataclasses, and precedence is defaults < preset < flags."""
 
 import json
-import os
-import subprocess
-import sys
 import typing
 from dataclasses import fields
 
 import pytest
-
 from conftest import run_cli
+
+from policykd.cli.main import main
 from policykd.errors import PolicykdError
+from policykd.fields import field_choices, flag_of
 from policykd.presets import preset_for, resolve_distill
-from policykd.fields import flag_of
-from policykd.settings import COMMANDS, DistillSettings, Driver, Loss, StudentAlgo
+from policykd.registry import LOSSES, PERTURBATIONS, STUDENT_FAMILIES, augmentations
+from policykd.settings import COMMANDS, DistillSettings, EvaluateSettings
 
 
-def test_literal_types_are_the_registries():
-    from policykd.run.losses import LOSSES
-    from policykd.students.build import STUDENT_ALGOS
+def _choices(cls, name):
+    f = next(f for f in fields(cls) if f.name == name)
+    return field_choices(f, typing.get_type_hints(cls)[name])
 
-    assert typing.get_args(Loss) == tuple(LOSSES)
-    assert typing.get_args(StudentAlgo) == tuple(STUDENT_ALGOS)
-    assert typing.get_args(Driver) == ("teacher", "student", "dagger")
+
+def test_choices_are_read_from_the_registries_when_checked():
+    """A loss registered after import is a valid `loss` (and listed); unregistered, the same value is refused."""
+    assert _choices(DistillSettings, "loss") == LOSSES.names()
+    assert _choices(DistillSettings, "student_algo") == STUDENT_FAMILIES.names()
+    assert _choices(DistillSettings, "augment") == augmentations() and set(augmentations()) < set(PERTURBATIONS)
+    assert _choices(EvaluateSettings, "perturb") == PERTURBATIONS.names()
+    LOSSES.register("test_only_loss", lambda *a, **k: None, "a loss registered by a user", needs_distribution=False)
+    try:
+        assert DistillSettings(env_id="CartPole-v1", loss="test_only_loss").loss == "test_only_loss"
+        assert "test_only_loss" in _choices(DistillSettings, "loss")
+    finally:
+        LOSSES.unregister("test_only_loss")
+    with pytest.raises(PolicykdError, match="unknown loss 'test_only_loss': choose from kl, "):
+        DistillSettings(env_id="CartPole-v1", loss="test_only_loss")
+    with pytest.raises(PolicykdError, match="unknown name 'pgd', choose from obs-noise, fgsm"):
+        DistillSettings(env_id="CartPole-v1", augment=("pgd=0.1",))  # pgd perturbs evaluations, it does not augment
+    with pytest.raises(PolicykdError, match="at most 1"):
+        EvaluateSettings(env_id="CartPole-v1", model="m.zip", perturb=("sticky=2",))
+
+
+def _help(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # rich cuts long option names in a narrow terminal
+    assert main([command, "--help"]) == 0
+    return " ".join(capsys.readouterr().out.split())
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_every_field_is_an_option_with_its_docstring(command):
-    """One field, one option: its flag and (the start of) its docstring are in --help."""
-    wide = {**os.environ, "COLUMNS": "200"}  # rich cuts long option names in a narrow terminal
-    result = subprocess.run([sys.executable, "-m", "policykd.cli", command, "--help"], capture_output=True, text=True, env=wide)
-    help_text = " ".join(result.stdout.split())
+def test_every_field_is_an_option_with_its_docstring(command, capsys, monkeypatch):
+    """One field, one option: its flag is in --help; flags show no type, arguments their names, choices their
+    registry's names."""
+    help_text = _help(command, capsys, monkeypatch)
     for f in fields(COMMANDS[command]):
-        if not f.metadata.get("positional"):
-            assert flag_of(f) in help_text, (command, f.name)
+        assert (f.name.upper() if f.metadata.get("positional") else flag_of(f)) in help_text, (command, f.name)
+    assert "<bool>" not in help_text and "{" not in help_text.split("Usage:")[1].split("╭")[0]
+
+
+def test_help_lists_registered_choices_and_the_right_docs(capsys, monkeypatch):
+    distill = _help("distill", capsys, monkeypatch)
+    assert "<ppo|a2c|dqn|sac|td3>" in distill and "<obs-noise|fgsm>=SIZE" in distill
+    loss_help = distill.split("--loss")[1].split("--temperature")[0]
+    assert "Choices:" in loss_help and all(name in loss_help for name in LOSSES.names())
+    assert "<onnx|c>" in _help("export", capsys, monkeypatch)
+    prune = _help("prune", capsys, monkeypatch)
+    assert "docs/prune.md" in prune and "docs/export.md" not in prune
+
+
+def test_a_library_caller_reads_keywords_and_the_cli_reads_flags(capsys):
+    """The same bad value: `steps=0` in Python is named `steps`, on the command line `--steps`."""
+    with pytest.raises(PolicykdError) as python_error:
+        DistillSettings(env_id="CartPole-v1", steps=0)
+    assert str(python_error.value) == "steps must be positive, got 0"
+    assert main(["distill", "--env", "CartPole-v1", "--steps", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --steps must be positive, got 0"
+    with pytest.raises(PolicykdError, match=r"^rl_start='scratch' needs rl_steps > 0"):
+        DistillSettings(env_id="CartPole-v1", rl_start="scratch")  # the CLI spelling did not leak out of main()
 
 
 def test_defaults_then_preset_then_given():
@@ -50,8 +91,23 @@ def test_defaults_then_preset_then_given():
 
 def test_config_json_records_the_resolved_settings(tmp_path):
     out = tmp_path / "cp"
-    result = run_cli("distill", "--env", "CartPole-v1", "--steps", "800", "--rounds", "1", "--eval-episodes", "1",
-                     "--student-arch", "8,8", "--greedy-actions", "--quiet", "--out", str(out))
+    result = run_cli(
+        "distill",
+        "--env",
+        "CartPole-v1",
+        "--steps",
+        "800",
+        "--rounds",
+        "1",
+        "--eval-episodes",
+        "1",
+        "--student-arch",
+        "8,8",
+        "--greedy-actions",
+        "--quiet",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["steps"] == 800 and config["student_arch"] == [8, 8] and config["sample_actions"] is False
@@ -59,12 +115,15 @@ def test_config_json_records_the_resolved_settings(tmp_path):
     assert config["teachers"] == [] and json.loads((out / "summary.json").read_text())["config"] == config
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--student-arch", "64,x"], "--student-arch must be comma-separated ints like 64,64, got '64,x'"),
-    (["--teacher-weights", "1,-1"], "--teacher-weights must be non-negative, got 1.0,-1.0"),
-    (["--driver", "robot"], "unknown driver 'robot': choose from teacher, student, dagger"),
-    (["--alpha", "1.5"], "--alpha must be within [0, 1], got 1.5"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--student-arch", "64,x"], "--student-arch must be comma-separated ints like 64,64, got '64,x'"),
+        (["--teacher-weights", "1,-1"], "--teacher-weights must be non-negative, got 1.0,-1.0"),
+        (["--driver", "robot"], "unknown driver 'robot': choose from teacher, student, dagger"),
+        (["--alpha", "1.5"], "--alpha must be within [0, 1], got 1.5"),
+    ],
+)
 def test_bad_values_are_one_line_before_any_work(args, message):
     result = run_cli("distill", "--env", "CartPole-v1", *args)
     assert result.returncode == 2 and result.stderr.strip() == f"error: {message}", result.stderr
@@ -100,3 +159,19 @@ def test_a_run_saved_before_a_setting_existed_resumes_when_that_setting_is_at_it
     assert _settings_differing(tmp_path, settings) == []
     changed = DistillSettings(env_id="CartPole-v1", out=str(tmp_path), weighting="kl")
     assert _settings_differing(tmp_path, changed) == ["weighting"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["distill", "--env", "CartPole-v1", "--bogus"], "No such option: --bogus"),
+        (["distill", "--env", "CartPole-v1", "--steps", "x"], "Invalid value for '--steps'"),
+        (["distill"], "Missing option '--env'"),
+        (["nope"], "No such command 'nope'"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(args, message, capsys):
+    """Typer's own parse errors (it vendors click: catching click's exceptions missed them, exit 1 and a traceback)."""
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from policykd.errors import PolicykdError
-from policykd.run.evaluate import run_episodes, teacher_actor
-from policykd.models import detect_algo, read_zip_data
+from policykd.rollouts import run_episodes, teacher_actor
+from policykd.sb3_models import detect_algo, read_zip_data
 from policykd.teachers import load_teacher, load_teachers
 from policykd.teachers.zoo import resolve_zoo_spec
 
@@ -30,11 +30,14 @@ ZOO_FOLDERS = {
 
 
 def test_no_legacy_gym_installed():
+    """policykd runs on gymnasium alone: the legacy gym package is not installed to make something work."""
     assert importlib.util.find_spec("gym") is None, "policykd must not need the legacy gym package"
 
 
 @pytest.mark.parametrize("folder", sorted(ZOO_FOLDERS))
 def test_every_zoo_folder_loads_on_current_env(zoo, folder):
+    """Every zoo agent loads on today's env version, with its algorithm, label kind, value head, parameter count and
+    VecNormalize where the zoo has one."""
     algo, env_id, kind, params = ZOO_FOLDERS[folder]
     teacher = load_teacher(zoo / folder)
     assert (teacher.algo, teacher.factory.env_id) == (algo, env_id)
@@ -50,6 +53,8 @@ def test_every_zoo_folder_loads_on_current_env(zoo, folder):
 
 
 def test_halfcheetah_teacher_reproduces_its_return_with_vecnormalize(zoo):
+    """The zoo's HalfCheetah PPO reaches its README return with its VecNormalize statistics, and falls apart without
+    them."""
     teacher = load_teacher(zoo / "ppo/HalfCheetah-v3_1", env_id="HalfCheetah-v5")
     assert teacher.normalizer is not None and not teacher.normalizer.training
     returns = run_episodes(teacher_actor(teacher), teacher.factory, episodes=1, seed=0)
@@ -69,23 +74,28 @@ def test_teacher_actions_are_bitwise_sb3_predict(zoo, spec):
     rng = np.random.default_rng(0)
     obs = np.concatenate([env.reset(), rng.normal(size=(255, *env.observation_space.shape))]).astype(np.float32)
     ours = teacher_actor(teacher)(obs)
-    sb3 = teacher.model.predict(teacher.normalizer.normalize_obs(obs) if teacher.normalizer else obs, deterministic=True)[0]
+    sb3 = teacher.model.predict(
+        teacher.normalizer.normalize_obs(obs) if teacher.normalizer else obs, deterministic=True
+    )[0]
     assert ours.dtype == sb3.dtype and np.array_equal(ours, sb3)
     assert np.array_equal(env_action(teacher.label(obs)[0], teacher.action_space), sb3)
 
 
 def test_algorithm_detected_from_zip(zoo):
+    """The algorithm is read from the zip's data for every zoo agent."""
     for folder, (algo, *_rest) in ZOO_FOLDERS.items():
         zip_path = next((zoo / folder).glob("*.zip"))
         assert detect_algo(read_zip_data(zip_path)) == algo
 
 
 def test_space_mismatch_names_both_spaces(zoo):
+    """A teacher on another env's spaces is refused with both spaces named."""
     with pytest.raises(PolicykdError, match=r"Box\(4,\).*Acrobot-v1's Box\(6,\)"):
         load_teacher(zoo / "ppo/CartPole-v1_1", env_id="Acrobot-v1")
 
 
 def test_bad_specs_fail_with_one_clear_line(zoo, tmp_path):
+    """A missing or corrupt teacher file is one line that says which."""
     with pytest.raises(PolicykdError, match="not found"):
         load_teacher(tmp_path / "missing.zip", env_id="CartPole-v1")
     corrupt = tmp_path / "corrupt.zip"
@@ -106,6 +116,7 @@ def test_bad_specs_fail_with_one_clear_line(zoo, tmp_path):
 
 
 def test_zoo_spec_uses_folder_and_fails_offline_with_one_line(zoo, tmp_path):
+    """zoo:<algo>/<env> resolves in the zoo folder; offline, a spec not there is one line."""
     assert resolve_zoo_spec("zoo:ppo/CartPole-v1", zoo) == zoo / "ppo" / "CartPole-v1_1"
     teacher = load_teacher("zoo:dqn/CartPole-v1", zoo_folder=zoo)
     assert teacher.algo == "dqn"
@@ -115,6 +126,7 @@ def test_zoo_spec_uses_folder_and_fails_offline_with_one_line(zoo, tmp_path):
 
 
 def test_ensemble_averages_members(zoo):
+    """A weighted ensemble's label is the weighted mixture of its members' probabilities."""
     ensemble = load_teachers([zoo / "ppo/CartPole-v1_1", zoo / "a2c/CartPole-v1_1"], weights=[3, 1])
     obs = ensemble.factory.make(4, 0).reset()
     dist, value = ensemble.label(obs)

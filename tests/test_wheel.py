@@ -26,17 +26,26 @@ def _run(args, cwd, timeout=600):
 
 
 def test_wheel_in_a_fresh_venv_has_presets_and_shipped_teachers(tmp_path):
+    """The built wheel, installed alone in a fresh venv and run from another folder, lists and uses its shipped teachers
+    and presets (package data), not the repository's."""
     source = tmp_path / "src"
     shutil.copytree(REPO, source, ignore=IGNORE, symlinks=True)
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path / "dist"), str(source)], tmp_path)
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path / "dist"), str(source)],
+        tmp_path,
+    )
     (wheel,) = (tmp_path / "dist").glob("policykd-*.whl")
 
     env = tmp_path / "venv"
     venv.create(env, with_pip=False)
     python = env / "bin" / "python"
-    site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path).stdout.strip())
+    site = Path(
+        _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path).stdout.strip()
+    )
     (site / "parent-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--quiet", str(wheel)], tmp_path)
+    _run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--quiet", str(wheel)], tmp_path
+    )
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -46,8 +55,20 @@ def test_wheel_in_a_fresh_venv_has_presets_and_shipped_teachers(tmp_path):
     for name in ("cartpole-ppo-v1", "halfcheetah-sac-v5", "pong-ppo-v5"):
         assert name in teachers
 
-    _run([str(env / "bin" / "policykd"), "distill", "--env", "HalfCheetah-v5", "--steps", "2000", "--eval-episodes", "1",
-          "--quiet"], elsewhere)
+    _run(
+        [
+            str(env / "bin" / "policykd"),
+            "distill",
+            "--env",
+            "HalfCheetah-v5",
+            "--steps",
+            "2000",
+            "--eval-episodes",
+            "1",
+            "--quiet",
+        ],
+        elsewhere,
+    )
     summary = json.loads((elsewhere / "runs" / "HalfCheetah-v5" / "summary.json").read_text())
     assert summary["teachers"] == [str(site / "policykd" / "resources" / "agents" / "halfcheetah-sac-v5")]
     assert summary["config"]["rounds"] == 15 and summary["config"]["student_fraction"] == 0.05  # the MuJoCo preset

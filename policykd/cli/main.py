@@ -8,23 +8,42 @@ send before a kill) both stop a run the same way, its work so far written.
 
 from __future__ import annotations
 
+import contextvars
+import inspect
 import json
 import signal
 import sys
-from typing import Any, Callable
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, cast
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from policykd.cli.generate import command_for
-from policykd.errors import PolicykdError
+from policykd.cli.generate import Command, Group, Handler, command_for, given_values, paragraphs
+from policykd.errors import PolicykdError, use_cli_spelling
 from policykd.fields import build
-from policykd.settings import (DistillSettings, EvaluateSettings, ExportSettings, PlotSettings, PruneSettings, RecordSettings,
-                               SweepSettings, TrainTeacherSettings)
+from policykd.run.console import print_table
+from policykd.settings import (
+    DistillSettings,
+    EvaluateSettings,
+    ExportSettings,
+    PlotSettings,
+    PruneSettings,
+    RecordSettings,
+    SweepSettings,
+    TrainTeacherSettings,
+)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Distil a heavy RL policy into a small SB3 student.")
+if TYPE_CHECKING:
+    from signal import _HANDLER
+
+app = typer.Typer(
+    cls=Group, add_completion=False, no_args_is_help=True, help="Distil a heavy RL policy into a small SB3 student."
+)
 err_console = Console(stderr=True)
 
 
@@ -32,14 +51,14 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the run is so that it stops as on Ctrl-C (student written, checkpoint kept)."""
 
 
-def _distill(given: dict[str, Any]) -> None:
+def _distill(given: dict[str, object]) -> None:
     from policykd.api import distill_with
     from policykd.presets import resolve_distill
 
-    distill_with(resolve_distill(given.pop("env_id"), **given))
+    distill_with(resolve_distill(str(given.pop("env_id")), **given))
 
 
-def _evaluate(given: dict[str, Any]) -> None:
+def _evaluate(given: dict[str, object]) -> None:
     from policykd.api import evaluate_with
 
     settings = build(EvaluateSettings, given)
@@ -47,22 +66,25 @@ def _evaluate(given: dict[str, Any]) -> None:
     if settings.as_json:
         print(json.dumps(results, indent=2))
         return
-    table = Table(title=f"{settings.env_id}: {settings.episodes} episodes, seeds {settings.seed}..{settings.seed + settings.episodes - 1}")
+    table = Table(
+        title=f"{settings.env_id}: {settings.episodes} episodes, seeds {settings.seed}..{settings.seed + settings.episodes - 1}"
+    )
     for column in ("", "algo", "params", "return"):
         table.add_column(column)
-    for role in ("model", "teacher"):
-        if role in results:
-            r = results[role]
-            table.add_row(role, r["algo"], f"{r['params']:,}", f"{r['return_mean']:.2f} ± {r['return_std']:.2f}")
+    measured = [("model", results["model"])] + ([("teacher", results["teacher"])] if "teacher" in results else [])
+    for role, r in measured:
+        table.add_row(role, r["algo"], f"{r['params']:,}", f"{r['return_mean']:.2f} ± {r['return_std']:.2f}")
     for row in results.get("perturbed", []):
         for role in ("model", "teacher"):
             if role in row:
-                r = row[role]
-                table.add_row(f"{role}, {row['perturbation']}", "", "", f"{r['return_mean']:.2f} ± {r['return_std']:.2f}")
-    Console().print(table)
+                under = cast("dict[str, float]", row[role])
+                table.add_row(
+                    f"{role}, {row['perturbation']}", "", "", f"{under['return_mean']:.2f} ± {under['return_std']:.2f}"
+                )
+    print_table(Console(), table)
 
 
-def _record(given: dict[str, Any]) -> None:
+def _record(given: dict[str, object]) -> None:
     from policykd.api import record_with
     from policykd.data.record import partial_folder
 
@@ -70,18 +92,20 @@ def _record(given: dict[str, Any]) -> None:
     try:
         record_with(settings)
     except KeyboardInterrupt:
-        err_console.print(f"interrupted: the episodes recorded so far are in {partial_folder(settings.dataset)}; "
-                          "run the same command again to resume")
+        err_console.print(
+            f"interrupted: the episodes recorded so far are in {partial_folder(settings.dataset)}; "
+            "run the same command again to resume"
+        )
         raise
 
 
-def _train_teacher(given: dict[str, Any]) -> None:
+def _train_teacher(given: dict[str, object]) -> None:
     from policykd.api import train_teacher_with
 
     train_teacher_with(build(TrainTeacherSettings, given), log=lambda line: print(line, flush=True))
 
 
-def _plot(given: dict[str, Any]) -> None:
+def _plot(given: dict[str, object]) -> None:
     from pathlib import Path
 
     from policykd.report.plots import plot_runs, write_curves
@@ -95,61 +119,104 @@ def _plot(given: dict[str, Any]) -> None:
     print(path)
 
 
-def _export(given: dict[str, Any]) -> None:
+def _export(given: dict[str, object]) -> None:
     from policykd.api import export_with
 
     print(export_with(build(ExportSettings, given)))
 
 
-def _prune(given: dict[str, Any]) -> None:
+def _prune(given: dict[str, object]) -> None:
     from policykd.api import prune_with
 
     summary = prune_with(build(PruneSettings, given))
-    table = Table(title=f"{summary['env_id']}: pruned from {summary['unpruned_params']:,} acting parameters "
-                        f"(teacher {summary['teacher_params']:,})")
+    table = Table(
+        title=f"{summary['env_id']}: pruned from {summary['unpruned_params']:,} acting parameters "
+        f"(teacher {summary['teacher_params']:,})"
+    )
     for column in ("cycle", "arch", "params", "% of teacher", "after the cut", "after distilling"):
         table.add_column(column)
     for c in summary["cycles"]:
-        table.add_row(str(c["cycle"]), ",".join(map(str, c["arch"])), f"{c['params']:,}",
-                      f"{100 * c['params'] / summary['teacher_params']:.2f} %", f"{c['return_pruned']:.2f}",
-                      f"{c['return_mean']:.2f} ± {c['return_std']:.2f}")
-    Console().print(table)
+        table.add_row(
+            str(c["cycle"]),
+            ",".join(map(str, c["arch"])),
+            f"{c['params']:,}",
+            f"{100 * c['params'] / summary['teacher_params']:.2f} %",
+            f"{c['return_pruned']:.2f}",
+            f"{c['return_mean']:.2f} ± {c['return_std']:.2f}",
+        )
+    print_table(Console(), table)
 
 
-def _sweep(given: dict[str, Any]) -> None:
+def _sweep(given: dict[str, object], fixed: dict[str, object]) -> None:
     from policykd.api import sweep_with
-    from policykd.sweep.report import search_lines
+    from policykd.sweeps.report import search_lines
 
     settings = build(SweepSettings, given)
     try:
-        result = sweep_with(settings)
+        result = sweep_with(settings, fixed=fixed)
     except KeyboardInterrupt:
-        err_console.print(f"interrupted: Tune saved the sweep and each trial's checkpoint is in its run folder under "
-                          f"{settings.out or 'runs/sweep-<env>'}; run the same command again to resume", highlight=False)
+        err_console.print(
+            f"interrupted: Tune saved the sweep and each trial's checkpoint is in its run folder under "
+            f"{settings.out or 'runs/sweep-<env>'}; run the same command again to resume",
+            highlight=False,
+        )
         raise
     if not settings.quiet:
         table = Table(title=f"{settings.env_id}: {len(result.rows)} trials in {result.out}")
         for column in ("trial", "status", "params", "student", "teacher", "ratio"):
             table.add_column(column, no_wrap=column == "trial")
         for r in result.rows:
-            table.add_row(r["trial"], r["status"], f"{r['student_params']:,}" if r["student_params"] else "-",
-                          _num(r["student_return"]), _num(r["teacher_return"]), _num(r["return_ratio"], 3))
-        Console().print(table)
+            table.add_row(
+                r["trial"],
+                r["status"],
+                f"{r['student_params']:,}" if r["student_params"] else "-",
+                _num(r["student_return"]),
+                _num(r["teacher_return"]),
+                _num(r["return_ratio"], 3),
+            )
+        print_table(Console(), table)
         if result.search is not None:
             print(search_lines(result.search)[0].replace("**", ""))
     print("\n".join(map(str, result.files)))
 
 
-def _num(value: Any, digits: int = 2) -> str:
+def _sweep_command() -> Callable[..., None]:
+    """sweep's own options, then every distill setting a trial takes, fixed for every trial (`--steps 4000`): distill's
+    own options (flags, help, parsing) generated from the same fields, in a help panel of their own."""
+    from policykd.sweeps.grid import TRIAL_SETTINGS
+
+    def run(values: dict[str, object]) -> None:
+        fixed = {k: v for k, v in given_values(DistillSettings, values).items() if k in TRIAL_SETTINGS}
+        _sweep(given_values(SweepSettings, values), fixed)
+
+    handle = _stoppable(run)
+    own = inspect.signature(command_for(SweepSettings, handle)).parameters.values()
+    trial = [
+        p
+        for p in inspect.signature(command_for(DistillSettings, handle)).parameters.values()
+        if p.name in TRIAL_SETTINGS
+    ]
+    for p in trial:
+        p.default.rich_help_panel = "Distill settings, the same in every trial (default: the env's preset)"
+
+    def command(**values: object) -> None:
+        handle(values)
+
+    command.__signature__ = inspect.Signature([*own, *trial])  # type: ignore[attr-defined]
+    command.__doc__ = paragraphs(SweepSettings.__doc__ or "")
+    return command
+
+
+def _num(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _stoppable(handle: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+def _stoppable(handle: Handler) -> Handler:
     """Ctrl-C or SIGTERM: the command has written what it had and said where; exit 130 or 143.
 
     Turned into an exit code here because click would otherwise turn the interrupt into its own Abort."""
 
-    def run(given: dict[str, Any]) -> None:
+    def run(given: dict[str, object]) -> None:
         try:
             handle(given)
         except Terminated:
@@ -160,17 +227,17 @@ def _stoppable(handle: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, 
     return run
 
 
-app.command("distill")(command_for(DistillSettings, _stoppable(_distill)))
-app.command("evaluate")(command_for(EvaluateSettings, _stoppable(_evaluate)))
-app.command("record")(command_for(RecordSettings, _stoppable(_record)))
-app.command("train-teacher")(command_for(TrainTeacherSettings, _stoppable(_train_teacher)))
-app.command("plot")(command_for(PlotSettings, _plot))
-app.command("export")(command_for(ExportSettings, _stoppable(_export)))
-app.command("prune")(command_for(PruneSettings, _stoppable(_prune)))
-app.command("sweep")(command_for(SweepSettings, _stoppable(_sweep)))
+app.command("distill", cls=Command)(command_for(DistillSettings, _stoppable(_distill)))
+app.command("evaluate", cls=Command)(command_for(EvaluateSettings, _stoppable(_evaluate)))
+app.command("record", cls=Command)(command_for(RecordSettings, _stoppable(_record)))
+app.command("train-teacher", cls=Command)(command_for(TrainTeacherSettings, _stoppable(_train_teacher)))
+app.command("plot", cls=Command)(command_for(PlotSettings, _plot))
+app.command("export", cls=Command)(command_for(ExportSettings, _stoppable(_export)))
+app.command("prune", cls=Command)(command_for(PruneSettings, _stoppable(_prune)))
+app.command("sweep", cls=Command)(_sweep_command())
 
 
-@app.command()
+@app.command(cls=Command)
 def teachers() -> None:
     """The teachers this package ships, and what each was measured at."""
     from policykd.teachers.shipped import shipped_agents
@@ -179,40 +246,79 @@ def teachers() -> None:
     for column in ("name", "env", "algo", "env steps", "return", "episodes"):
         table.add_column(column, no_wrap=column in ("name", "env"))  # names are what a user types: never cut
     for card in shipped_agents():
-        table.add_row(card.name, card.env_id, card.algo, f"{card.env_steps:,}", f"{card.return_mean:+.2f} ± {card.return_std:.2f}",
-                      str(card.episodes))
-    Console().print(table)
+        table.add_row(
+            card.name,
+            card.env_id,
+            card.algo,
+            f"{card.env_steps:,}",
+            f"{card.return_mean:+.2f} ± {card.return_std:.2f}",
+            str(card.episodes),
+        )
+    print_table(Console(), table)
 
 
-def _terminate(signum: int, frame: Any) -> None:
+def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
 
-def main() -> None:
-    # Ctrl-C must reach the run (it writes the student and exits 130) even when the parent shell
-    # started us with SIGINT ignored, as non-interactive shells do for background jobs.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminate)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `policykd ARGV` (default: the process's arguments) and return its exit status: 0, 2 for bad input
+    (one line on stderr), 130 on Ctrl-C, 143 on SIGTERM. Tests call it in-process; the `policykd` script exits with it.
+
+    It runs in a copy of the caller's context, so the CLI spelling of messages (`--overwrite`) stays here and
+    a library call in the same process still reads `overwrite=True`."""
+    return contextvars.copy_context().run(_main, list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
+    use_cli_spelling()
+    previous = _catch_signals()
     try:
-        code = app(standalone_mode=False)  # click returns typer.Exit codes in this mode
-        if isinstance(code, int) and code:
-            sys.exit(code)
+        code = app(args=argv, prog_name="policykd", standalone_mode=False)  # returns typer.Exit codes in this mode
+        return code if isinstance(code, int) else 0
     except PolicykdError as err:
-        err_console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True, highlight=False)
-        sys.exit(2)
+        return _error(str(err))
     except KeyboardInterrupt:
         err_console.print("interrupted")
-        sys.exit(130)
+        return 130
     except typer.Exit as exit_:
-        sys.exit(exit_.exit_code)
-    except Exception as err:  # click usage errors
-        import click
+        return exit_.exit_code
+    except typer.Abort:
+        return 130
+    except typer.TyperException as err:  # usage errors: unknown option, a value that is not a number, ...
+        return _error(_usage_error(err))
+    finally:
+        _restore_signals(previous)
 
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            sys.exit(2)
-        raise
+
+def _usage_error(err: typer.TyperException) -> str:
+    """Typer's usage error as one line, with the help of the command it concerns."""
+    message = getattr(err, "format_message", lambda: str(err))().rstrip(".")
+    ctx = getattr(err, "ctx", None)
+    return f"{message} (see {ctx.command_path if ctx is not None else 'policykd'} --help)"
+
+
+def _error(message: str) -> int:
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
+    return 2
+
+
+def _catch_signals() -> dict[int, _HANDLER]:
+    """Ctrl-C must reach the run (it writes the student and exits 130) even when the parent shell started us with
+    SIGINT ignored, as non-interactive shells do for background jobs; SIGTERM stops it the same way. Only the main
+    thread can set handlers (an in-process caller on another thread keeps its own)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous: dict[int, _HANDLER] = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
+    return previous
+
+
+def _restore_signals(previous: dict[int, _HANDLER]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,8 +13,8 @@ import numpy as np
 import torch as th
 
 from policykd.constants import DIST_FIELDS
-from policykd.distributions import ActionDist
 from policykd.data.frames import ArrayStore, FrameStackStore, make_store
+from policykd.distributions import ActionDist
 
 
 class Batch(NamedTuple):
@@ -42,6 +42,12 @@ class DistillationBuffer:
     def __len__(self) -> int:
         return self.capacity if self.full else self.pos
 
+    def _stored(self) -> tuple[ArrayStore | FrameStackStore, ActionDist]:
+        """The observation store and the distributions' template, which the first `add` (or `restore`) allocates."""
+        if self.obs is None or self.template is None:
+            raise ValueError("the buffer holds nothing yet")
+        return self.obs, self.template
+
     def _allocate(self, obs: np.ndarray, dist: ActionDist) -> None:
         self.obs = make_store(self.capacity, obs)
         for key in DIST_FIELDS:
@@ -57,7 +63,7 @@ class DistillationBuffer:
             self._allocate(obs[:1] if sequential else obs, dist)
         n = len(obs)
         idx = (self.pos + np.arange(n)) % self.capacity
-        self.obs.put(idx, obs, sequential=sequential)
+        self._stored()[0].put(idx, obs, sequential=sequential)
         for key, array in self.labels.items():
             array[idx] = getattr(dist, key).cpu().numpy()
         self.value[idx] = np.nan if value is None else value.cpu().numpy()
@@ -70,8 +76,10 @@ class DistillationBuffer:
             self.obs.end_sequence()
 
     def get(self, idx: np.ndarray) -> Batch:
+        store, template = self._stored()
         labels = {key: th.as_tensor(array[idx]) for key, array in self.labels.items()}
-        return Batch(self.obs.get(idx), self.template._replace(**labels), th.as_tensor(self.value[idx]))
+        teacher = template._replace(logits=labels.get("logits"), mean=labels.get("mean"), log_std=labels.get("log_std"))
+        return Batch(store.get(idx), teacher, th.as_tensor(self.value[idx]))
 
     def valid_indices(self) -> np.ndarray:
         """Slots that can be sampled (all of them, except Atari stacks whose frames were recycled)."""
@@ -81,11 +89,12 @@ class DistillationBuffer:
         """Everything needed to rebuild the buffer exactly (for checkpoints), as named arrays."""
         if self.obs is None:
             return {}
-        meta = np.array([self.pos, int(self.full), int(self.template.squashed), int(self.template.q_values)])
+        store, template = self._stored()
+        meta = np.array([self.pos, int(self.full), int(template.squashed), int(template.q_values)])
         n = len(self)  # only the filled part: an early checkpoint of a large buffer stays small
-        arrays = {"meta": meta, "kind": np.array(self.template.kind), "value": self.value[:n]}
+        arrays = {"meta": meta, "kind": np.array(template.kind), "value": self.value[:n]}
         arrays.update({f"label.{k}": v[:n] for k, v in self.labels.items()})
-        arrays.update({f"obs.{k}": v for k, v in self.obs.state(n).items()})
+        arrays.update({f"obs.{k}": v for k, v in store.state(n).items()})
         arrays["obs.example"] = np.zeros((1, *self._obs_shape()), dtype=self._obs_dtype())
         return arrays
 
@@ -97,20 +106,34 @@ class DistillationBuffer:
         example = arrays["obs.example"]
         if example.ndim == 4 and "obs.frame_serial" in arrays:  # a frame store was saved: rebuild one
             example = np.zeros((max(len(arrays["obs.last_envs"]), 1), *example.shape[1:]), dtype=example.dtype)
-        self._allocate(example, ActionDist(str(arrays["kind"]), squashed=bool(squashed), q_values=bool(q_values), **labels))
-        self.obs.restore({k.removeprefix("obs."): v for k, v in arrays.items() if k.startswith("obs.") and k != "obs.example"})
+        self._allocate(
+            example,
+            ActionDist(
+                str(arrays["kind"]),
+                logits=labels.get("logits"),
+                mean=labels.get("mean"),
+                log_std=labels.get("log_std"),
+                squashed=bool(squashed),
+                q_values=bool(q_values),
+            ),
+        )
+        self._stored()[0].restore(
+            {k.removeprefix("obs."): v for k, v in arrays.items() if k.startswith("obs.") and k != "obs.example"}
+        )
         for key in self.labels:
             self.labels[key][: len(arrays[f"label.{key}"])] = arrays[f"label.{key}"]
         self.value[: len(arrays["value"])] = arrays["value"]
         self.pos, self.full = pos, bool(full)
 
     def _obs_shape(self) -> tuple[int, ...]:
-        if isinstance(self.obs, ArrayStore):
-            return self.obs.data.shape[1:]
-        return (self.obs.k, *self.obs.frames.shape[1:])
+        store = self._stored()[0]
+        if isinstance(store, ArrayStore):
+            return store.data.shape[1:]
+        return (store.k, *store.frames.shape[1:])
 
     def _obs_dtype(self) -> np.dtype:
-        return self.obs.data.dtype if isinstance(self.obs, ArrayStore) else self.obs.frames.dtype
+        store = self._stored()[0]
+        return store.data.dtype if isinstance(store, ArrayStore) else store.frames.dtype
 
     def nbytes(self) -> int:
         """Memory held by the stored arrays (observations and labels)."""

@@ -18,9 +18,10 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
@@ -29,12 +30,13 @@ from gymnasium import spaces
 
 from policykd.constants import DIST_FIELDS
 from policykd.distributions import CATEGORICAL, DETERMINISTIC, ActionDist
-from policykd.errors import PolicykdError
-from policykd.files import atomic_write, atomic_write_text
+from policykd.errors import PolicykdError, option
 from policykd.hub import hub_access
-from policykd.models import describe_space
+from policykd.sb3_models import describe_space
+from policykd.storage import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
+    from minari import MinariDataset
     from stable_baselines3.common.vec_env import VecNormalize
 
 META_FILE = "policykd.json"
@@ -81,21 +83,36 @@ class Episode:
     def save(self, path: Path) -> None:
         """One .npz, written atomically and durably (a kill or power cut leaves it whole or absent):
         a resumed recording trusts every episode file it finds."""
-        arrays = {"observations": self.observations, "actions": self.actions, "rewards": self.rewards,
-                  "terminations": self.terminations, "truncations": self.truncations,
-                  "seed": np.array(self.seed), "score": np.array(self.score)}
+        arrays = {
+            "observations": self.observations,
+            "actions": self.actions,
+            "rewards": self.rewards,
+            "terminations": self.terminations,
+            "truncations": self.truncations,
+            "seed": np.array(self.seed),
+            "score": np.array(self.score),
+        }
         arrays.update({f"label.{k}": v for k, v in self.labels.items()})
         if self.values is not None:
             arrays["values"] = self.values
-        atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays), fsync=True)
+        # numpy's stub lets `**arrays` fill `allow_pickle`, which these names never do
+        atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays), fsync=True)  # type: ignore[arg-type]
 
     @classmethod
-    def load(cls, path: Path) -> "Episode":
+    def load(cls, path: Path) -> Episode:
         with np.load(path, allow_pickle=False) as data:
             labels = {k.removeprefix("label."): data[k] for k in data.files if k.startswith("label.")}
-            return cls(data["observations"], data["actions"], data["rewards"], data["terminations"],
-                       data["truncations"], labels, data["values"] if "values" in data.files else None,
-                       int(data["seed"]), float(data["score"]))
+            return cls(
+                data["observations"],
+                data["actions"],
+                data["rewards"],
+                data["terminations"],
+                data["truncations"],
+                labels,
+                data["values"] if "values" in data.files else None,
+                int(data["seed"]),
+                float(data["score"]),
+            )
 
 
 def episode_score_and_steps(path: Path) -> tuple[float, int]:
@@ -107,6 +124,7 @@ def episode_score_and_steps(path: Path) -> tuple[float, int]:
 def stored_observation_space(space: spaces.Space, frame_stack: int) -> spaces.Space:
     """The dataset's observation space: one frame of a (k, H, W) stack when frames are stored once."""
     if frame_stack:
+        assert space.shape is not None  # stacked frames: a Box of images
         return spaces.Box(0, 255, space.shape[1:], dtype=np.uint8)
     return space
 
@@ -145,8 +163,16 @@ def dataset_folder(spec: str) -> Path:
     return dataset_root() / spec
 
 
-def write_dataset(dataset_id: str, episodes: Iterable[Episode], meta: DatasetMeta, *, observation_space: spaces.Space,
-                  action_space: spaces.Space, normalizer: "VecNormalize | None" = None, overwrite: bool = False) -> Path:
+def write_dataset(
+    dataset_id: str,
+    episodes: Iterable[Episode],
+    meta: DatasetMeta,
+    *,
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    normalizer: VecNormalize | None = None,
+    overwrite: bool = False,
+) -> Path:
     """A Minari dataset under its root, with `policykd.json` (and the teacher's VecNormalize) beside it.
 
     `episodes` is consumed one at a time (a generator keeps one episode in memory, not the dataset).
@@ -157,7 +183,9 @@ def write_dataset(dataset_id: str, episodes: Iterable[Episode], meta: DatasetMet
     folder = dataset_root() / dataset_id
     if folder.exists():
         if not overwrite:
-            raise PolicykdError(f"dataset {dataset_id} already exists at {folder}; pass --overwrite to replace it")
+            raise PolicykdError(
+                f"dataset {dataset_id} already exists at {folder}; pass {option('overwrite')} to replace it"
+            )
         shutil.rmtree(folder)
 
     def buffers() -> Iterator[EpisodeBuffer]:
@@ -165,20 +193,33 @@ def write_dataset(dataset_id: str, episodes: Iterable[Episode], meta: DatasetMet
             infos = {LABEL_KEYS[k]: v for k, v in ep.labels.items()}
             if ep.values is not None:
                 infos[VALUE_KEY] = ep.values
-            yield EpisodeBuffer(id=i, seed=ep.seed, observations=ep.observations, actions=ep.actions,
-                                rewards=ep.rewards, terminations=ep.terminations, truncations=ep.truncations, infos=infos)
+            yield EpisodeBuffer(
+                id=i,
+                seed=ep.seed,
+                observations=ep.observations,
+                actions=ep.actions,
+                rewards=ep.rewards,
+                terminations=ep.terminations,
+                truncations=ep.truncations,
+                infos=infos,
+            )
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Minari warns about unset author, permalink, eval env
         create_dataset_from_buffers(
-            dataset_id, buffers(), env=gym.spec(meta.env_id), observation_space=observation_space,
-            action_space=action_space, algorithm_name=f"policykd record ({meta.source}: {meta.teacher or 'human'})",
+            dataset_id,
+            buffers(),
+            env=gym.spec(meta.env_id),
+            observation_space=observation_space,
+            action_space=action_space,
+            algorithm_name=f"policykd record ({meta.source}: {meta.teacher or 'human'})",
             description="Recorded with policykd; teacher distributions in infos (see policykd.json).",
             jpeg_encoding=False,  # lossless: the student must see what the teacher saw
         )
     if meta.frame_stack:
         compact_frames(folder / "data")
     if normalizer is not None:
-        atomic_write(folder / NORMALIZER_FILE, normalizer.save)
+        atomic_write(folder / NORMALIZER_FILE, lambda tmp: normalizer.save(str(tmp)))
     atomic_write_text(folder / META_FILE, json.dumps(asdict(meta), indent=2))
     return folder
 
@@ -207,8 +248,14 @@ def compact_frames(data: Path, rows: int = 64) -> None:
                         src.copy(item, out, name=key)
                         continue
                     frames = item[()]
-                    out.create_dataset(key, data=frames, chunks=(min(rows, len(frames)), *frames.shape[1:]),
-                                       maxshape=(None, *frames.shape[1:]), compression="gzip", compression_opts=1)
+                    out.create_dataset(
+                        key,
+                        data=frames,
+                        chunks=(min(rows, len(frames)), *frames.shape[1:]),
+                        maxshape=(None, *frames.shape[1:]),
+                        compression="gzip",
+                        compression_opts=1,
+                    )
 
     atomic_write(path, rewrite)
     storage = MinariStorage.read(data)
@@ -222,7 +269,7 @@ class Dataset:
     name: str
     folder: Path
     meta: DatasetMeta
-    minari: object  # minari.MinariDataset
+    minari: MinariDataset
     total_steps: int
     total_episodes: int
 
@@ -255,13 +302,16 @@ class Dataset:
         for ep in self.minari.iterate_episodes():
             obs = ep.observations[:-1]
             obs = restack(obs, k) if k else obs
-            labels = {name: np.asarray(ep.infos[key][:-1], dtype=np.float32)
-                      for name, key in LABEL_KEYS.items() if key in ep.infos}
+            labels = {
+                name: np.asarray(ep.infos[key][:-1], dtype=np.float32)
+                for name, key in LABEL_KEYS.items()
+                if key in ep.infos
+            }
             values = np.asarray(ep.infos[VALUE_KEY][:-1], dtype=np.float32) if VALUE_KEY in ep.infos else None
             yield obs, np.asarray(ep.actions), labels, values
 
 
-def _open_minari(spec: str, folder: Path):
+def _open_minari(spec: str, folder: Path) -> MinariDataset:
     """The Minari dataset, local or downloaded, with its first and last episodes read once:
     that finds truncated or corrupt files and missing actions before any work."""
     from minari.dataset.minari_dataset import MinariDataset
@@ -282,13 +332,15 @@ def _open_minari(spec: str, folder: Path):
             raise PolicykdError(f"dataset {spec} has no actions") from None
         raise PolicykdError(f"dataset {spec} is corrupt or truncated (missing {err})") from None
     except Exception as err:  # h5py, json and Minari raise many types for damaged files
-        raise PolicykdError(f"dataset {spec} is corrupt or truncated ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        raise PolicykdError(
+            f"dataset {spec} is corrupt or truncated ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
     if steps <= 0:
         raise PolicykdError(f"dataset {spec} holds no steps")
     return dataset
 
 
-def _download(spec: str):
+def _download(spec: str) -> MinariDataset:
     """Remote Minari datasets (e.g. mujoco/halfcheetah/expert-v0) through Minari's own download."""
     import minari
 
@@ -322,15 +374,19 @@ def open_dataset(spec: str, env_id: str, observation_space: spaces.Space, action
         raise PolicykdError(f"dataset {spec} was recorded on {recorded_on}, not {env_id}")
     expected_obs = stored_observation_space(observation_space, meta.frame_stack)
     if dataset.observation_space.shape != expected_obs.shape or dataset.observation_space.dtype != expected_obs.dtype:
-        raise PolicykdError(f"dataset {spec}: its observation space {describe_space(dataset.observation_space)} "
-                            f"does not match {env_id}'s {describe_space(expected_obs)}")
+        raise PolicykdError(
+            f"dataset {spec}: its observation space {describe_space(dataset.observation_space)} "
+            f"does not match {env_id}'s {describe_space(expected_obs)}"
+        )
     if dataset.action_space != action_space:
-        raise PolicykdError(f"dataset {spec}: its action space {describe_space(dataset.action_space)} "
-                            f"does not match {env_id}'s {describe_space(action_space)}")
+        raise PolicykdError(
+            f"dataset {spec}: its action space {describe_space(dataset.action_space)} "
+            f"does not match {env_id}'s {describe_space(action_space)}"
+        )
     return Dataset(spec, folder, meta, dataset, int(dataset.total_steps), int(dataset.total_episodes))
 
 
-def _read_meta(folder: Path, dataset, spec: str) -> DatasetMeta:
+def _read_meta(folder: Path, dataset: MinariDataset, spec: str) -> DatasetMeta:
     path = folder / META_FILE
     if path.is_file():
         try:
@@ -356,6 +412,7 @@ def action_labels(actions: np.ndarray, action_space: spaces.Space, *, squashed: 
         return ActionDist(CATEGORICAL, logits=ONE_HOT_MARGIN * logits.float())
     mean = np.asarray(actions, dtype=np.float32).reshape(len(actions), -1)
     if squashed:
+        assert isinstance(action_space, spaces.Box)  # squashed (SAC, TD3) students act in Box spaces
         low, high = action_space.low, action_space.high
         mean = 2.0 * (mean - low) / (high - low) - 1.0
     return ActionDist(DETERMINISTIC, mean=th.as_tensor(mean, dtype=th.float32), squashed=squashed)
@@ -363,5 +420,14 @@ def action_labels(actions: np.ndarray, action_space: spaces.Space, *, squashed: 
 
 def stored_labels(meta: DatasetMeta, labels: dict[str, np.ndarray]) -> ActionDist:
     """The teacher's recorded distribution for a run of steps."""
+    if meta.label_kind is None:
+        raise PolicykdError("the dataset holds actions only, no distributions")
     tensors = {k: th.as_tensor(v) for k, v in labels.items()}
-    return ActionDist(meta.label_kind, squashed=meta.squashed, q_values=meta.q_values, **tensors)
+    return ActionDist(
+        meta.label_kind,
+        logits=tensors.get("logits"),
+        mean=tensors.get("mean"),
+        log_std=tensors.get("log_std"),
+        squashed=meta.squashed,
+        q_values=meta.q_values,
+    )

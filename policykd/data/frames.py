@@ -137,9 +137,13 @@ class FrameStackStore:
         envs = sorted(self.last)
         used = min(self.next_serial, self.frame_capacity)
         return {
-            "frames": self.frames[:used], "frame_serial": self.frame_serial[:used], "index": self.index[:n],
-            "oldest": self.oldest[:n], "frame_capacity": np.array(self.frame_capacity),
-            "next_serial": np.array(self.next_serial), "last_envs": np.array(envs, dtype=np.int64),
+            "frames": self.frames[:used],
+            "frame_serial": self.frame_serial[:used],
+            "index": self.index[:n],
+            "oldest": self.oldest[:n],
+            "frame_capacity": np.array(self.frame_capacity),
+            "next_serial": np.array(self.next_serial),
+            "last_envs": np.array(envs, dtype=np.int64),
             "last_slots": np.array([self.last[e] for e in envs], dtype=np.int64).reshape(len(envs), self.k),
         }
 

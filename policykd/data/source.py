@@ -55,8 +55,17 @@ def open_source(spec: str, env_id: str) -> DatasetSource:
     return DatasetSource(dataset, factory, obs_space, action_space, normalizer)
 
 
-def label_steps(dataset: Dataset, obs: np.ndarray, actions: np.ndarray, labels: dict[str, np.ndarray],
-                values: np.ndarray | None, part: slice, *, live: Teacher | None, squashed: bool):
+def label_steps(
+    dataset: Dataset,
+    obs: np.ndarray,
+    actions: np.ndarray,
+    labels: dict[str, np.ndarray],
+    values: np.ndarray | None,
+    part: slice,
+    *,
+    live: Teacher | None,
+    squashed: bool,
+):
     """Labels for steps `part` of one episode: the `live` teacher's when one is given (to relabel),
     else the stored distributions, else the actions."""
     if live is not None:

@@ -1,2 +1,2 @@
-"""What a run shows and leaves behind: TensorBoard, the progress bar and summary table, the summary,
-curves.png, and the output folder (student.zip, rl-zoo layout)."""
+"""Pictures of finished runs, drawn from their folders alone: curves.png and comparison figures (plots), rl.png
+(rl_plot). What a run prints while it works is `policykd.run.console`; what its folder holds, `policykd.run.folder`."""

@@ -8,9 +8,8 @@ switch, nothing that a notebook or another library in the same process would not
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,14 +22,27 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator, NullLocator
 
+from policykd.constants import AGREEMENT_TOLERANCE
 from policykd.errors import PolicykdError
-from policykd.files import atomic_write
+from policykd.rollouts import return_ratio
+from policykd.run.console import plus_minus
+from policykd.run.folder import SUMMARY, RunFolder
+from policykd.sb3_models import read_zip_data, saved_space
+from policykd.storage import atomic_write
 
 DPI = 100
 CURVES_SIZE = (8.0, 8.0)  # inches: 800 x 800 px
 RUNS_SIZE, RUNS_SIZE_WITH_PARAMS = (10.0, 8.0), (12.0, 8.0)  # 1000 x 800 px; 1200 x 800 with the size panel
-REQUIRED = ("env_id", "env_steps", "gradient_steps", "evals", "teacher_return_mean", "teacher_return_std",
-            "student_return_mean", "student_return_std")
+REQUIRED = (
+    "env_id",
+    "env_steps",
+    "gradient_steps",
+    "evals",
+    "teacher_return_mean",
+    "teacher_return_std",
+    "student_return_mean",
+    "student_return_std",
+)
 
 
 class Series(NamedTuple):
@@ -55,6 +67,8 @@ class RunCurves:
     mean: np.ndarray
     std: np.ndarray  # nan where the run did not record it
     scalars: dict[str, Series] = field(repr=False)
+    steps_pairs: Series = field(repr=False)  # (env steps, gradient steps) the run really passed through
+    continuous: bool | None = None  # the student's actions: a Box (None: no student.zip to tell)
 
     @property
     def offline(self) -> bool:
@@ -66,13 +80,14 @@ class RunCurves:
 
 
 def read_scalars(run_dir: Path) -> dict[str, Series]:
-    """Every scalar in the run's TensorBoard files, merged across files (a resumed run writes
-    a second file; the later value of a repeated step wins)."""
+    """Every scalar the distillation logged, merged across its files (a resumed run writes a second file; the later
+    value of a repeated step wins). Only tb/ itself: RL continuation's SB3 models log to tb/rl and tb/scratch on
+    their own env steps, with their own train/loss; mixed in, they would stretch the x-axis past the distillation."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     merged: dict[str, dict[int, float]] = {}
     tb = Path(run_dir) / "tb"
-    files = tb.rglob("events.out.tfevents.*") if tb.is_dir() else []
+    files = tb.glob("events.out.tfevents.*") if tb.is_dir() else []
     for path in sorted(files, key=lambda p: (p.stat().st_mtime, p.name)):
         acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
         acc.Reload()
@@ -82,21 +97,29 @@ def read_scalars(run_dir: Path) -> dict[str, Series]:
 
 
 def _read_summary(run_dir: Path) -> dict[str, Any]:
-    """summary.json, refused in one line when absent, unreadable or not a policykd summary."""
-    if not run_dir.is_dir():
-        raise PolicykdError(f"{run_dir} is not a folder (expected a policykd run folder)")
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        raise PolicykdError(f"{run_dir} is not a policykd run folder (no summary.json)")
-    try:
-        summary = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise PolicykdError(f"{path} is not valid JSON ({err.msg}, line {err.lineno}): "
-                            "the run was interrupted while writing it, or it was edited") from None
-    missing = [key for key in REQUIRED if not isinstance(summary, dict) or key not in summary]
+    """summary.json through `RunFolder` (absent or unreadable: refused in one line), and the keys a figure needs."""
+    summary = RunFolder(run_dir).summary()
+    missing = [key for key in REQUIRED if key not in summary]
     if missing:
-        raise PolicykdError(f"{path} lacks {', '.join(missing)}: not written by this version of policykd")
+        raise PolicykdError(f"{run_dir / SUMMARY} lacks {', '.join(missing)}: not written by this version of policykd")
     return summary
+
+
+def _continuous(run_dir: Path) -> bool | None:
+    """Whether the run's student acts in a Box, read from student.zip's JSON (nothing unpickled); None without one."""
+    try:
+        return saved_space(read_zip_data(RunFolder(run_dir).student_zip), "action_space").startswith("Box")
+    except PolicykdError:
+        return None
+
+
+def _steps_pairs(scalars: dict[str, Series], env_steps: np.ndarray, gradient_steps: np.ndarray) -> Series:
+    """Gradient steps done by each env step count the run reached, as it logged them: every round's
+    `time/gradient_steps`, else the evaluations'. Starts at (0, 0)."""
+    logged = scalars.get("time/gradient_steps")
+    x, y = (logged.steps, logged.values) if logged is not None and len(logged.steps) else (env_steps, gradient_steps)
+    known = np.isfinite(x) & np.isfinite(y) & (x > 0)
+    return Series(np.concatenate([[0.0], x[known]]), np.concatenate([[0.0], y[known]]))
 
 
 def load_run(run_dir: Path) -> RunCurves:
@@ -114,20 +137,27 @@ def load_run(run_dir: Path) -> RunCurves:
     def column(key: str) -> np.ndarray:
         return np.array([e.get(key, np.nan) for e in evals], dtype=float)
 
-    return RunCurves(folder=run_dir, summary=summary, x=column(axis), gradient_steps=column("gradient_steps"),
-                     mean=column("student_return_mean"), std=column("student_return_std"), scalars=scalars)
+    x, gradient_steps = column(axis), column("gradient_steps")
+    return RunCurves(
+        folder=run_dir,
+        summary=summary,
+        x=x,
+        gradient_steps=gradient_steps,
+        mean=column("student_return_mean"),
+        std=column("student_return_std"),
+        scalars=scalars,
+        steps_pairs=_steps_pairs(scalars, x, gradient_steps),
+        continuous=_continuous(run_dir),
+    )
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _pm(mean: Any, std: Any) -> str:
-    """mean ± std, both at the mean's precision: 500.0 ± 0.0, -0.53 ± 0.12, 1.2e+05 ± 3.4e+03."""
-    if not _finite(mean):
-        return "n/a"
-    spec = ".3g" if abs(mean) >= 1e5 else ",.1f" if abs(mean) >= 10 else ".2f"
-    return f"{mean:{spec}} ± {std:{spec}}" if _finite(std) else f"{mean:{spec}}"
+def _pm(mean: float | None, std: float | None) -> str:
+    """mean ± std as the summary table writes it (`plus_minus`); "n/a" in a legend without a mean."""
+    return plus_minus(mean, std) if _finite(mean) else "n/a"
 
 
 def _params(summary: dict[str, Any], who: str) -> str:
@@ -137,15 +167,19 @@ def _params(summary: dict[str, Any], who: str) -> str:
 
 def _teacher_label(summary: dict[str, Any]) -> str:
     source = " (dataset episodes)" if summary.get("teacher_return_source") == "dataset episodes" else ""
-    return (f"teacher{source}: {_pm(summary['teacher_return_mean'], summary['teacher_return_std'])}"
-            f" ({_params(summary, 'teacher')})")
+    return (
+        f"teacher{source}: {_pm(summary['teacher_return_mean'], summary['teacher_return_std'])}"
+        f" ({_params(summary, 'teacher')})"
+    )
 
 
 def _student_label(summary: dict[str, Any], name: str = "student") -> str:
     arch = ",".join(map(str, summary.get("student_arch") or ()))
     arch = f" [{arch}]" if arch and arch != name else ""  # not "8,8 [8,8]"
-    return (f"{name}{arch}: {_pm(summary['student_return_mean'], summary['student_return_std'])}"
-            f" ({_params(summary, 'student')})")
+    return (
+        f"{name}{arch}: {_pm(summary['student_return_mean'], summary['student_return_std'])}"
+        f" ({_params(summary, 'student')})"
+    )
 
 
 def _draw_teacher(ax: Axes, summary: dict[str, Any], color: str, label: str | None) -> None:
@@ -162,50 +196,54 @@ def _draw_student(ax: Axes, run: RunCurves, color: str, label: str) -> None:
     ax.plot(run.x, run.mean, color=color, marker="o", markersize=4, linewidth=1.8, label=label)
     known = np.isfinite(run.std)
     if known.any():
-        ax.fill_between(run.x[known], (run.mean - run.std)[known], (run.mean + run.std)[known], color=color, alpha=0.2,
-                        linewidth=0)
+        ax.fill_between(
+            run.x[known], (run.mean - run.std)[known], (run.mean + run.std)[known], color=color, alpha=0.2, linewidth=0
+        )
         if known.sum() == 1:  # a band of one point is invisible: an error bar instead
             ax.errorbar(run.x[known], run.mean[known], yerr=run.std[known], color=color, capsize=4, linewidth=1)
 
 
-def _extrapolating(xp: np.ndarray, fp: np.ndarray) -> Callable[[Any], np.ndarray]:
-    """Piecewise-linear map through the points, continued linearly past both ends, so the
-    secondary axis stays invertible beyond the last evaluation (matplotlib's margins)."""
-    lo, hi = (fp[1] - fp[0]) / (xp[1] - xp[0]), (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
+def _count(n: float) -> str:
+    """A step count as a tick label: exact below 100k (391, 12,000), short above (1.2M)."""
+    return f"{n:,.0f}" if n < 1e5 else EngFormatter(places=1, sep="")(n)
 
-    def f(x: Any) -> np.ndarray:
-        x = np.asarray(x, dtype=float)
-        y = np.interp(x, xp, fp)
-        return np.where(x < xp[0], fp[0] + (x - xp[0]) * lo, np.where(x > xp[-1], fp[-1] + (x - xp[-1]) * hi, y))
 
-    return f
+def gradient_ticks(pairs: Series, most: int = 6) -> Series:
+    """Where the top axis marks gradient steps: at env step counts the run really reached, labelled with the
+    gradient steps it had done there (at most `most`, first and last kept). Gradient steps grow with the buffer,
+    not with env steps, so a scale drawn between these points would be invented."""
+    chosen = np.unique(np.round(np.linspace(0, len(pairs.steps) - 1, min(len(pairs.steps), most))).astype(int))
+    return Series(pairs.steps[chosen], pairs.values[chosen])
 
 
 def _gradient_axis(ax: Axes, run: RunCurves) -> None:
-    """Gradient steps on a top axis, mapped through the evaluations (both counts start at 0);
-    a note instead where the map is not one-to-one (an offline run's x already is gradient steps)."""
-    if run.offline:
+    """Gradient steps on a top axis, ticked only where the run logged how many it had done; none for an offline run
+    (its x already is gradient steps)."""
+    if run.offline or len(run.steps_pairs.steps) < 2:
         return
-    env = np.concatenate([[0.0], run.x])
-    grad = np.concatenate([[0.0], run.gradient_steps])
-    if np.all(np.isfinite(grad)) and np.all(np.diff(env) > 0) and np.all(np.diff(grad) > 0):
-        top = ax.secondary_xaxis("top", functions=(_extrapolating(env, grad), _extrapolating(grad, env)))
-        top.set_xlabel("gradient steps")
-        top.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
-        top.xaxis.set_major_formatter(EngFormatter(sep=""))
-    else:
-        ax.annotate(f"{run.summary['gradient_steps']:,} gradient steps in all", xy=(0.01, 0.02),
-                    xycoords="axes fraction", fontsize=8, color="0.3")
+    ticks = gradient_ticks(run.steps_pairs)
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(ticks.steps, labels=[_count(n) for n in ticks.values])
+    top.xaxis.set_minor_locator(NullLocator())
+    top.set_xlabel("gradient steps done by then")
 
 
-def _draw_scalars(ax: Axes, scalars: dict[str, Series], tags: Sequence[str], color: str | None = None,
-                  label: str | None = None) -> list[str]:
+def _draw_scalars(
+    ax: Axes, scalars: dict[str, Series], tags: Sequence[str], color: str | None = None, label: str | None = None
+) -> list[str]:
     """Plot the tags the run logged (each with its own colour unless `color`); returns the ones found."""
     found = [tag for tag in tags if tag in scalars and len(scalars[tag].steps)]
     for tag in found:
         steps, values = scalars[tag]
-        ax.plot(steps, values, marker="o", markersize=3, linewidth=1.4, color=color,
-                label=label if label is not None else tag)
+        ax.plot(
+            steps,
+            values,
+            marker="o",
+            markersize=3,
+            linewidth=1.4,
+            color=color,
+            label=label if label is not None else tag,
+        )
     return found
 
 
@@ -219,21 +257,48 @@ def _step_ticks(ax: Axes) -> None:
 
 def _legend_above(ax: Axes, handles: list) -> None:
     """One row above a short panel, where it can never hide a curve."""
-    ax.legend(handles, [h.get_label() for h in handles], loc="lower left", bbox_to_anchor=(0, 1), ncol=len(handles),
-              fontsize=8, frameon=False, borderaxespad=0.2)
+    ax.legend(
+        handles,
+        [h.get_label() for h in handles],
+        loc="lower left",
+        bbox_to_anchor=(0, 1),
+        ncol=len(handles),
+        fontsize=8,
+        frameon=False,
+        borderaxespad=0.2,
+    )
 
 
 def _no_data(ax: Axes, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} in the run's TensorBoard files", transform=ax.transAxes, ha="center", color="0.4")
 
 
+def _logged(scalars: dict[str, Series], tag: str) -> bool:
+    return tag in scalars and len(scalars[tag].steps) > 0
+
+
+def _same_series(a: Series, b: Series) -> bool:
+    return a.steps.shape == b.steps.shape and np.array_equal(a.steps, b.steps) and np.allclose(a.values, b.values)
+
+
 def _loss_panel(ax: Axes, run: RunCurves) -> None:
-    """The distillation loss and its parts; log scale when positive (the value loss dwarfs the KL)."""
-    found = _draw_scalars(ax, run.scalars, ("train/loss", "train/policy_loss", "train/value_loss"))
-    if not found:
+    """The distillation loss and its parts; log scale when positive (the value loss dwarfs the KL). A part that is
+    all zeros (no value term, e.g. a SAC student) is left out, and a total equal to its one part is drawn once and
+    says so: otherwise the total would hide under the policy loss. The total is dashed, on top."""
+    scalars = run.scalars
+    parts = [t for t in ("train/policy_loss", "train/value_loss") if _logged(scalars, t) and np.any(scalars[t].values)]
+    total = "train/loss" if _logged(scalars, "train/loss") else None
+    label = total
+    if total and parts == ["train/policy_loss"] and _same_series(scalars[total], scalars["train/policy_loss"]):
+        parts, label = [], "train/loss (= train/policy_loss: no value term)"
+    _draw_scalars(ax, scalars, parts)
+    if total:
+        _draw_scalars(ax, scalars, (total,), color="black", label=label)
+        ax.get_lines()[-1].set(linestyle="--", zorder=3)
+    if not (parts or total):
         _no_data(ax, "train/loss")
         return
-    if all(np.all(run.scalars[t].values > 0) for t in found):
+    if all(np.all(scalars[tag].values > 0) for tag in [*parts, *([total] if total else [])]):
         ax.set_yscale("log")
     ax.set_ylabel("loss")
     _legend_above(ax, ax.get_lines())
@@ -245,15 +310,24 @@ def _kl_agreement_panel(ax: Axes, run: RunCurves) -> None:
     ax.set_ylabel("KL (teacher ‖ student)")
     right = ax.twinx()
     agree = _draw_scalars(right, run.scalars, ("train/action_agreement", "eval/action_agreement"))
-    for line, style in zip(right.get_lines(), ("-", ":")):
-        line.set_linestyle(style)
+    for line, evaluated in zip(right.get_lines(), (False, True)):  # train solid, eval dotted
+        line.set_linestyle(":" if evaluated else "-")
         line.set_color("tab:green")
     right.set_ylim(-0.02, 1.02)
-    right.set_ylabel("action agreement")
+    right.set_ylabel(agreement_label(run.continuous), fontsize=8)
     if not kl and not agree:
         _no_data(ax, "train/kl or action agreement")
         return
     _legend_above(ax, ax.get_lines() + right.get_lines())
+
+
+def agreement_label(continuous: bool | None) -> str:
+    """The agreement axis's label, with what it counts (`policykd.distributions.same_actions`): for continuous
+    actions a tolerance, not equality, which a reader cannot guess. Three short lines: the panel is short."""
+    within = f"every dim within\n{100 * AGREEMENT_TOLERANCE:g} % of its range"
+    if continuous is None:
+        return f"action agreement\n(same action, or {within})"
+    return f"action agreement\n({within})" if continuous else "action agreement\n(the same action)"
 
 
 def _save(fig: Figure, out: Path) -> Path:
@@ -267,14 +341,27 @@ def _save(fig: Figure, out: Path) -> Path:
     return out
 
 
-def write_curves(run_dir: Path, out: Path | None = None) -> Path:
-    """curves.png of one run (in the run folder unless `out`): returns on top, training below.
+def run_title(summary: dict[str, Any], folder: Path) -> str:
+    """The figure's title: the run's folder, the env before it unless the folder's name already says it (runs/<env>
+    is the default folder), what was done, and the return ratio."""
+    env, name = summary["env_id"], folder.name
+    said = env.replace("/", "-") in name or env.rsplit("/", 1)[-1] in name
+    ratio = return_ratio(summary["student_return_mean"], summary["teacher_return_mean"])
+    done = f"{summary['env_steps']:,} env steps, {summary['gradient_steps']:,} gradient steps"
+    return (
+        f"{name if said else f'{env}: {name}'}  ({done}"
+        + (f"; return ratio {100 * ratio:.1f} %" if _finite(ratio) else "")
+        + ")"
+    )
 
-    Top: the teacher's return (line at its mean, band ± std) and the student's evaluation
-    returns against env steps (± std bands), gradient steps on the top axis; the legend gives
-    the final mean ± std and params of both. Below: loss, KL and action agreement from TensorBoard.
+
+def curves_figure(run: RunCurves) -> Figure:
+    """curves.png's figure: returns on top, training below.
+
+    Top: the teacher's return (line at its mean, band ± std) and the student's evaluation returns against env steps
+    (± std bands), gradient steps on the top axis; the legend gives the final mean ± std and params of both. Below:
+    loss, KL and action agreement from TensorBoard.
     """
-    run = load_run(Path(run_dir))
     s = run.summary
     fig = Figure(figsize=CURVES_SIZE, dpi=DPI, layout="constrained")
     top, loss, kl = fig.subplots(3, 1, sharex=True, height_ratios=(2.2, 1, 1))
@@ -283,18 +370,21 @@ def write_curves(run_dir: Path, out: Path | None = None) -> Path:
     top.set_ylabel("episode return")
     top.legend(loc="best", fontsize=9)
     top.grid(alpha=0.3)
-    _gradient_axis(top, run)
-    ratio = s.get("return_ratio") if _finite(s["teacher_return_mean"]) and s["teacher_return_mean"] > 0 else None
-    done = f"{s['env_steps']:,} env steps, {s['gradient_steps']:,} gradient steps"
-    fig.suptitle(f"{s['env_id']}: {run.folder.name}  ({done}"
-                 + (f"; student / teacher {100 * ratio:.1f} %" if _finite(ratio) else "") + ")", fontsize=11)
+    fig.suptitle(run_title(s, run.folder), fontsize=11)
     _loss_panel(loss, run)
     _kl_agreement_panel(kl, run)
     loss.grid(alpha=0.3)
     kl.grid(alpha=0.3)
     kl.set_xlabel(run.x_label)
     _step_ticks(kl)
-    return _save(fig, Path(out) if out is not None else run.folder / "curves.png")
+    _gradient_axis(top, run)  # after the x limits are set: its ticks are fixed, not located
+    return fig
+
+
+def write_curves(run_dir: Path, out: Path | None = None) -> Path:
+    """curves.png of one run (`curves_figure`), in the run folder unless `out`."""
+    run = load_run(Path(run_dir))
+    return _save(curves_figure(run), Path(out) if out is not None else run.folder / "curves.png")
 
 
 def _colors(n: int) -> list:
@@ -304,20 +394,25 @@ def _colors(n: int) -> list:
 
 def _shared_teacher(runs: Sequence[RunCurves]) -> bool:
     """True when every run has the same teacher measured the same way: draw it once."""
-    keys = {(tuple(r.summary.get("teachers") or ()), r.summary["teacher_return_mean"], r.summary["teacher_return_std"])
-            for r in runs}
+    keys = {
+        (tuple(r.summary.get("teachers") or ()), r.summary["teacher_return_mean"], r.summary["teacher_return_std"])
+        for r in runs
+    }
     return len(keys) == 1
 
 
 def _size_panel(ax: Axes, runs: Sequence[RunCurves], names: Sequence[str], colors: list) -> None:
-    """Final student / teacher return (%) against student params; raw returns where a teacher's
-    return is not positive (a ratio of negative returns reads backwards)."""
-    ratio = all(_finite(r.summary["teacher_return_mean"]) and r.summary["teacher_return_mean"] > 0 for r in runs)
-    for run, name, color in zip(runs, names, colors):
+    """Final return ratio (`1 + (s - t)/|t|`, %) against student params, the runs' teachers at 100 %; raw returns
+    where a run has no finite teacher return."""
+    ratio = all(_finite(r.summary["teacher_return_mean"]) and r.summary["teacher_return_mean"] != 0 for r in runs)
+    for run, color in zip(runs, colors):
         s = run.summary
-        scale = 100 / s["teacher_return_mean"] if ratio else 1.0
-        ax.errorbar(s.get("student_params", np.nan), s["student_return_mean"] * scale, color=color, marker="o",
-                    yerr=s["student_return_std"] * scale if _finite(s["student_return_std"]) else None, capsize=3)
+        teacher = s["teacher_return_mean"]
+        y = 100 * return_ratio(s["student_return_mean"], teacher) if ratio else s["student_return_mean"]
+        err = s["student_return_std"] * (100 / abs(teacher) if ratio else 1.0)
+        ax.errorbar(
+            s.get("student_params", np.nan), y, color=color, marker="o", yerr=err if _finite(err) else None, capsize=3
+        )
     if ratio:
         ax.axhline(100, color="black", linestyle="--", linewidth=1)
     ax.set_xscale("log")
@@ -328,7 +423,7 @@ def _size_panel(ax: Axes, runs: Sequence[RunCurves], names: Sequence[str], color
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.set_xlabel("student params")
-    ax.set_ylabel("student / teacher return (%)" if ratio else "final student return")
+    ax.set_ylabel("return ratio to teacher (%)" if ratio else "final student return")
     ax.set_title("final return vs size", fontsize=10)
     ax.grid(alpha=0.3)
 
@@ -371,7 +466,7 @@ def plot_runs(run_dirs: Sequence[Path], out: Path, labels: Sequence[str] | None 
     top.set_ylabel("episode return")
     top.set_title(f"{envs[0]}: teacher vs student evaluation returns", fontsize=11)
     kl.set_ylabel("train/kl")
-    agree.set_ylabel("train/action_agreement")
+    agree.set_ylabel(agreement_label(runs[0].continuous), fontsize=8)  # one env: one action space
     agree.set_ylim(-0.02, 1.02)
     mixed = len({r.offline for r in runs}) > 1
     for ax in (top, kl, agree):
@@ -383,8 +478,9 @@ def plot_runs(run_dirs: Sequence[Path], out: Path, labels: Sequence[str] | None 
     return _save(fig, Path(out))
 
 
-def plot_benchmark(run_dirs: Sequence[Path], out_dir: Path, name: str,
-                   labels: Sequence[str] | None = None) -> list[Path]:
+def plot_benchmark(
+    run_dirs: Sequence[Path], out_dir: Path, name: str, labels: Sequence[str] | None = None
+) -> list[Path]:
     """A benchmark's figures: its finished runs (folders with summary.json; failed rows are
     skipped) grouped by env, one `plot_runs` figure per env: `<name>.png`, or `<name>-<env>.png`
     when the benchmark covers several envs. `labels` (one per folder) default to folder names."""
@@ -394,5 +490,7 @@ def plot_benchmark(run_dirs: Sequence[Path], out_dir: Path, name: str,
         if (folder / "summary.json").is_file():
             by_env.setdefault(_read_summary(folder)["env_id"], []).append((folder, label))
     stem = {env: name if len(by_env) == 1 else f"{name}-{env.replace('/', '-')}" for env in by_env}
-    return [plot_runs([f for f, _ in rows], Path(out_dir) / f"{stem[env]}.png", labels=[label for _, label in rows])
-            for env, rows in by_env.items()]
+    return [
+        plot_runs([f for f, _ in rows], Path(out_dir) / f"{stem[env]}.png", labels=[label for _, label in rows])
+        for env, rows in by_env.items()
+    ]

@@ -7,19 +7,21 @@ distillation loss. The distilled student's return sits at step 0, where RL began
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from policykd.errors import PolicykdError
 from policykd.report.plots import DPI, _save
+from policykd.run.folder import RunFolder
 
 RL_SIZE = (8.0, 6.5)
 
 
-def _curve(ax: Any, evals: list[dict[str, Any]], start: float | None, color: str, label: str) -> None:
+def _curve(ax: Axes, evals: Sequence[Mapping[str, float]], start: float | None, color: str, label: str) -> None:
     steps = np.array([0] * (start is not None) + [e["env_steps"] for e in evals], dtype=float)
     mean = np.array([start] * (start is not None) + [e["return_mean"] for e in evals], dtype=float)
     std = np.array([0.0] * (start is not None) + [e["return_std"] for e in evals], dtype=float)
@@ -29,12 +31,18 @@ def _curve(ax: Any, evals: list[dict[str, Any]], start: float | None, color: str
 
 def write_rl_curves(run_dir: Path, out: Path | None = None) -> Path:
     """rl.png in the run folder (unless `out`) of a run that had --rl-steps."""
-    summary = json.loads((Path(run_dir) / "summary.json").read_text())
-    rl = summary["rl"]
+    summary = RunFolder(Path(run_dir)).summary()
+    rl = summary.get("rl")
+    if not rl:
+        raise PolicykdError(f"{run_dir} is a run without RL continuation (no rl_steps): it has no rl.png to draw")
     fig = Figure(figsize=RL_SIZE, dpi=DPI, layout="constrained")
     top, low = fig.subplots(2, 1, sharex=True, height_ratios=(2.2, 1))
-    top.axhline(summary["teacher_return_mean"], color="black", linestyle="--",
-                label=f"teacher: {summary['teacher_return_mean']:.1f}")
+    top.axhline(
+        summary["teacher_return_mean"],
+        color="black",
+        linestyle="--",
+        label=f"teacher: {summary['teacher_return_mean']:.1f}",
+    )
     _curve(top, rl["evals"], rl["return_before_rl"], "tab:blue", f"student ({rl['start']}, RL + kick)")
     if rl["scratch_evals"]:
         _curve(top, rl["scratch_evals"], None, "tab:red", "same net from scratch (RL only)")

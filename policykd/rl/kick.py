@@ -19,16 +19,17 @@ blowing the ratio up.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecNormalize
+from torch.utils.hooks import RemovableHandle
 
-from policykd.distributions import ActionDist, policy_dist
-from policykd.run.losses import LOSSES
+from policykd.distributions import ActionDist, obs_tensor, policy_dist
+from policykd.envs import array_obs
+from policykd.losses import loss_fn
 from policykd.teachers import Teacher
 
 
@@ -53,8 +54,8 @@ def acting_parts(model: BaseAlgorithm) -> tuple[th.nn.Module, th.optim.Optimizer
     if q_net is not None:
         return q_net.features_extractor, model.policy.optimizer
     policy = model.policy
-    extractor = policy.features_extractor if policy.share_features_extractor else policy.pi_features_extractor
-    return extractor, policy.optimizer
+    extractor = "features_extractor" if policy.share_features_extractor else "pi_features_extractor"
+    return policy.get_submodule(extractor), policy.optimizer
 
 
 def at_unit_temperature(dist: ActionDist, temperature: float) -> ActionDist:
@@ -64,15 +65,25 @@ def at_unit_temperature(dist: ActionDist, temperature: float) -> ActionDist:
         return dist
     if dist.logits is not None:
         return dist._replace(logits=dist.logits * temperature)
-    return dist._replace(log_std=dist.log_std - math.log(temperature))
+    return dist._replace(log_std=dist.tensor("log_std") - math.log(temperature))
 
 
 class Kick:
     """The distillation term of one RL model; `weight` is lambda_0 (0 switches it off)."""
 
-    def __init__(self, teacher: Teacher, loss: str, temperature: float, normalizer: VecNormalize | None, *,
-                 schedule: str, weight: float, total: int, teacher_return: float,
-                 student_temperature: float = 1.0) -> None:
+    def __init__(
+        self,
+        teacher: Teacher,
+        loss: str,
+        temperature: float,
+        normalizer: VecNormalize | None,
+        *,
+        schedule: str,
+        weight: float,
+        total: int,
+        teacher_return: float,
+        student_temperature: float = 1.0,
+    ) -> None:
         self.teacher, self.loss, self.temperature, self.normalizer = teacher, loss, temperature, normalizer
         self.student_temperature = student_temperature
         """The temperature RL's policy was set to (`--rl-temperature`): undone before comparing with the teacher."""
@@ -81,7 +92,7 @@ class Kick:
         """The student's return at the last RL evaluation (adaptive lambda)."""
         self.losses: list[float] = []
         self._obs: th.Tensor | None = None
-        self._handles: list[Any] = []
+        self._handles: list[RemovableHandle] = []
         self._model: BaseAlgorithm | None = None
 
     def attach(self, model: BaseAlgorithm) -> None:
@@ -89,13 +100,20 @@ class Kick:
         self.detach()
         extractor, optimizer = acting_parts(model)
         self._model = model
-        self._handles = [extractor.register_forward_pre_hook(self._record),
-                         optimizer.register_step_pre_hook(self._add_gradient)]
+        self._handles = [
+            extractor.register_forward_pre_hook(self._record),
+            optimizer.register_step_pre_hook(self._add_gradient),
+        ]
 
     def weight_now(self) -> float:
         """lambda now: from the model's RL env steps (linear) or the last evaluation (adaptive)."""
         done = int(self._model.num_timesteps) if self._model is not None else 0
         return kick_weight(self.schedule, self.weight, done, self.total, self.last_return, self.teacher_return)
+
+    def _attached(self) -> BaseAlgorithm:
+        if self._model is None:
+            raise RuntimeError("the kick acts only on a model it is attached to")
+        return self._model
 
     def detach(self) -> None:
         for handle in self._handles:
@@ -115,13 +133,13 @@ class Kick:
     def _policy_input(self, preprocessed: th.Tensor) -> np.ndarray:
         """The observations as the policy reads them before SB3's preprocessing (which the hook sees after: images
         / 255): the env's, behind the frozen VecNormalize where the run has one."""
-        policy = self._model.policy
+        policy = self._attached().policy
         obs = preprocessed.cpu().numpy()
         if is_image_space(policy.observation_space) and getattr(policy, "normalize_images", True):
             return np.rint(obs * 255.0).astype(policy.observation_space.dtype)
         return obs.astype(policy.observation_space.dtype, copy=False)
 
-    def _add_gradient(self, optimizer: th.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    def _add_gradient(self, optimizer: th.optim.Optimizer, args: tuple[object, ...], kwargs: dict[str, object]) -> None:
         weight = self.weight_now()
         logger = getattr(self._model, "_logger", None)  # SB3's, dumped with its own train/* at each update
         if logger is not None:
@@ -129,12 +147,12 @@ class Kick:
         if weight <= 0 or self._obs is None:
             return
         obs, self._obs = self._policy_input(self._obs), None
-        teacher_obs = self.normalizer.unnormalize_obs(obs) if self.normalizer is not None else obs
+        teacher_obs = array_obs(self.normalizer.unnormalize_obs(obs)) if self.normalizer is not None else obs
         teacher_dist, _ = self.teacher.label(teacher_obs)
-        policy = self._model.policy
+        policy = self._attached().policy
         with th.enable_grad():
-            student = at_unit_temperature(policy_dist(policy, policy.obs_to_tensor(obs)[0]), self.student_temperature)
-            loss = LOSSES[self.loss](student, teacher_dist, self.temperature)
+            student = at_unit_temperature(policy_dist(policy, obs_tensor(policy, obs)), self.student_temperature)
+            loss = loss_fn(self.loss)(student, teacher_dist, self.temperature)
             (weight * loss).backward()
         self.losses.append(loss.item())
         if logger is not None:

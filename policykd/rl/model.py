@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
@@ -24,8 +26,8 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from policykd.envs import EnvFactory
 from policykd.errors import PolicykdError
-from policykd.models import ALGOS
 from policykd.rl.replay import FramesOnceReplayBuffer, frames_once
+from policykd.sb3_models import ALGOS
 from policykd.teachers.hyperparams import action_noise, lookup, train_freq_steps
 
 NOT_FOR_STUDENTS = ("policy_kwargs", "use_sde", "sde_sample_freq")
@@ -47,7 +49,7 @@ class RLConfig:
         return self.n_envs * train_freq_steps(self.kwargs.get("train_freq", 1))
 
 
-def rl_config(algo: str, env_id: str, action_space: Any) -> RLConfig:
+def rl_config(algo: str, env_id: str, action_space: spaces.Space) -> RLConfig:
     """rl-zoo's entry for `algo` on `env_id`, without the teacher's network; SB3's defaults where the table has none."""
     try:
         hp = lookup(algo, env_id)
@@ -82,16 +84,19 @@ def load_rl_model(algo: str, source: Path | BaseAlgorithm, venv: VecEnv, config:
     kwargs = dict(config.kwargs)
     if issubclass(ALGOS[algo], OffPolicyAlgorithm) and frames_once(venv.observation_space):
         kwargs["replay_buffer_class"] = FramesOnceReplayBuffer  # a frame per transition, not eight
+    zip_file: Path | io.BytesIO
     if isinstance(source, BaseAlgorithm):
-        buffer = io.BytesIO()
-        source.save(buffer)
-        buffer.seek(0)
-        source = buffer
+        zip_file = io.BytesIO()
+        source.save(zip_file)
+        zip_file.seek(0)
+    else:
+        zip_file = source
     try:
-        return ALGOS[algo].load(source, env=venv, device="cpu", **kwargs)
+        return ALGOS[algo].load(zip_file, env=venv, device="cpu", **kwargs)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise PolicykdError(f"RL hyperparameters ({config.source}) do not fit the {algo.upper()} student: "
-                            f"{type(err).__name__}: {err}") from None
+        raise PolicykdError(
+            f"RL hyperparameters ({config.source}) do not fit the {algo.upper()} student: {type(err).__name__}: {err}"
+        ) from None
 
 
 def set_temperature(model: BaseAlgorithm, temperature: float) -> float | None:
@@ -109,34 +114,43 @@ def set_temperature(model: BaseAlgorithm, temperature: float) -> float | None:
         return None
     with th.no_grad():
         if isinstance(dist, CategoricalDistribution):
-            policy.action_net.weight.div_(temperature)
-            policy.action_net.bias.div_(temperature)
+            policy.get_parameter("action_net.weight").div_(temperature)
+            policy.get_parameter("action_net.bias").div_(temperature)
         else:
-            policy.log_std.add_(math.log(temperature))
+            policy.get_parameter("log_std").add_(math.log(temperature))
     return temperature
 
 
-def copy_teacher_critic(model: BaseAlgorithm, teacher_model: Any) -> bool:
+def copy_teacher_critic(model: BaseAlgorithm, teacher_model: BaseAlgorithm) -> bool:
     """SAC student, SAC teacher with a critic of the same shape: the student starts from the teacher's critic and
     entropy coefficient instead of random ones, so its first actor updates follow a critic that knows the task.
     Returns whether it copied."""
-    if not (hasattr(model, "critic") and type(teacher_model) is type(model)):
+    ours, theirs = _critics(model), _critics(teacher_model)
+    if ours is None or theirs is None or type(teacher_model) is not type(model):
         return False
     try:
-        model.critic.load_state_dict(teacher_model.critic.state_dict())
-        model.critic_target.load_state_dict(teacher_model.critic_target.state_dict())
+        for mine, source in zip(ours, theirs):  # the critic, then its target
+            mine.load_state_dict(source.state_dict())
     except RuntimeError:
         return False
-    if getattr(model, "log_ent_coef", None) is not None and getattr(teacher_model, "log_ent_coef", None) is not None:
-        model.log_ent_coef.data.copy_(teacher_model.log_ent_coef.data)
+    our_coef: th.Tensor | None = getattr(model, "log_ent_coef", None)
+    their_coef: th.Tensor | None = getattr(teacher_model, "log_ent_coef", None)
+    if our_coef is not None and their_coef is not None:
+        our_coef.data.copy_(their_coef.data)
     return True
+
+
+def _critics(model: BaseAlgorithm) -> tuple[th.nn.Module, th.nn.Module] | None:
+    """An actor-critic's (SAC, TD3, TQC) critic and target critic; None for the others."""
+    critic, target = getattr(model, "critic", None), getattr(model, "critic_target", None)
+    return (critic, target) if critic is not None and target is not None else None
 
 
 class _Until(BaseCallback):
     """Stops `learn()` at the first step past `end`. SB3 counts that step but neither stores nor trains on it, and the
     caller sets the count back, so a segment ends exactly after the rollout that reaches `end`."""
 
-    def __init__(self, end: int, on_steps: Any) -> None:
+    def __init__(self, end: int, on_steps: Callable[[int], object]) -> None:
         super().__init__()
         self.end, self.on_steps = end, on_steps
 
@@ -147,7 +161,9 @@ class _Until(BaseCallback):
         return True
 
 
-def learn_segment(model: BaseAlgorithm, venv: VecEnv, seed: int, end: int, total: int, on_steps: Any) -> None:
+def learn_segment(
+    model: BaseAlgorithm, venv: VecEnv, seed: int, end: int, total: int, on_steps: Callable[[int], object]
+) -> None:
     """RL from the model's count to `end` in fresh envs seeded with `seed`.
 
     Every segment starts the same way whether or not the process was restarted (new envs, every RNG reseeded, the
@@ -177,4 +193,3 @@ def restore_rl(algo: str, folder: Path, name: str) -> BaseAlgorithm | None:
     if isinstance(model, OffPolicyAlgorithm) and replay.is_file():
         model.load_replay_buffer(replay)
     return model
-

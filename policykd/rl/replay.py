@@ -15,8 +15,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -25,31 +28,42 @@ from policykd.data.frames import FrameStackStore
 
 def frames_once(observation_space: spaces.Space) -> bool:
     """Channel-first uint8 frame stacks (k, H, W), k in 2..16: what policykd's Atari env stack gives."""
-    shape = getattr(observation_space, "shape", None) or ()
-    return (isinstance(observation_space, spaces.Box) and observation_space.dtype == np.uint8
-            and len(shape) == 3 and 1 < shape[0] <= 16)
+    shape: tuple[int, ...] = getattr(observation_space, "shape", None) or ()
+    return (
+        isinstance(observation_space, spaces.Box)
+        and observation_space.dtype == np.uint8
+        and len(shape) == 3
+        and 1 < shape[0] <= 16
+    )
 
 
 @contextmanager
-def plain_sb3(model: Any) -> Iterator[None]:
+def plain_sb3(model: BaseAlgorithm) -> Iterator[None]:
     """While saving a model for plain SB3 (student.zip): its `replay_buffer_class` is SB3's own, so that `DQN.load`
     without policykd installed does not have to unpickle this one."""
-    kept = getattr(model, "replay_buffer_class", None)
-    if kept is FramesOnceReplayBuffer:
-        model.replay_buffer_class = ReplayBuffer
+    if not (isinstance(model, OffPolicyAlgorithm) and model.replay_buffer_class is FramesOnceReplayBuffer):
+        yield
+        return
+    model.replay_buffer_class = ReplayBuffer
     try:
         yield
     finally:
-        if kept is FramesOnceReplayBuffer:
-            model.replay_buffer_class = kept
+        model.replay_buffer_class = FramesOnceReplayBuffer
 
 
 class FramesOnceReplayBuffer(ReplayBuffer):
     """`ReplayBuffer` whose observations and next observations share one ring of frames (see the module)."""
 
-    def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Space,
-                 device: Any = "auto", n_envs: int = 1, optimize_memory_usage: bool = False,
-                 handle_timeout_termination: bool = True) -> None:
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+    ) -> None:
         BaseBuffer.__init__(self, buffer_size, observation_space, action_space, device, n_envs=n_envs)
         self.buffer_size = max(buffer_size // n_envs, 1)
         self.optimize_memory_usage = False  # nothing left to optimise: next observations cost one frame
@@ -66,8 +80,15 @@ class FramesOnceReplayBuffer(ReplayBuffer):
         self.dones = np.zeros(shape, dtype=np.float32)
         self.timeouts = np.zeros(shape, dtype=np.float32)
 
-    def add(self, obs: np.ndarray, next_obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
-            done: np.ndarray, infos: list[dict[str, Any]]) -> None:
+    def add(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
         for env in range(self.n_envs):
             ring = self.store.stack_slots(env, obs[env])
             after = self.store.stack_slots(env, next_obs[env])

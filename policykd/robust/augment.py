@@ -9,20 +9,20 @@ itself: the perturbation of the given l-inf size that most raises the student's 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch as th
+from stable_baselines3.common.policies import BasePolicy
 
 from policykd.distributions import ActionDist, policy_dist
-from policykd.run.losses import LOSSES
+from policykd.losses import loss_fn
 
 
 def _scale(obs: th.Tensor) -> float:
     return 255.0 if obs.dim() == 4 else 1.0
 
 
-def augment(policy: Any, obs: th.Tensor, specs: tuple[str, ...], teacher: ActionDist, loss: str,
-            temperature: float) -> th.Tensor:
+def augment(
+    policy: BasePolicy, obs: th.Tensor, specs: tuple[str, ...], teacher: ActionDist, loss: str, temperature: float
+) -> th.Tensor:
     """The minibatch's student input with every `--augment` spec applied in order."""
     for spec in specs:
         name, _, size = spec.partition("=")
@@ -31,7 +31,7 @@ def augment(policy: Any, obs: th.Tensor, specs: tuple[str, ...], teacher: Action
             obs = obs + step * th.randn_like(obs)
         else:  # fgsm
             x = obs.detach().clone().requires_grad_(True)
-            (grad,) = th.autograd.grad(LOSSES[loss](policy_dist(policy, x), teacher, temperature), x)
+            (grad,) = th.autograd.grad(loss_fn(loss)(policy_dist(policy, x), teacher, temperature), x)
             obs = obs + step * grad.sign()
         if obs.dim() == 4:
             obs = obs.clamp(0.0, 255.0)

@@ -19,19 +19,21 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from policykd.constants import EVAL_SEED_OFFSET
 from policykd.data.buffer import DistillationBuffer
 from policykd.data.source import DatasetSource, label_steps, needs_relabelling, open_source
-from policykd.distributions import DETERMINISTIC, ActionDist, check_finite, policy_dist
-from policykd.envs import EnvFactory, check_env_id
-from policykd.errors import PolicykdError
-from policykd.models import uses_images
+from policykd.distributions import DETERMINISTIC, ActionDist, check_finite, obs_tensor, policy_dist
+from policykd.envs import EnvFactory, array_obs, check_env_id
+from policykd.errors import PolicykdError, option
+from policykd.fields import spelled
+from policykd.losses import loss_fn
+from policykd.registry import LOSSES
 from policykd.rl.model import load_rl_model, make_env, rl_config, segment_ends
-from policykd.rl.phase import RLParts
-from policykd.files import check_out
 from policykd.run.checkpoint import resumable, unstarted
 from policykd.run.collect import Collector
 from policykd.run.knowledge import Knowledge, make_knowledge
-from policykd.run.losses import LOSSES
 from policykd.run.plan import Plan, make_plan
+from policykd.run.reinforce import RLParts
+from policykd.sb3_models import uses_images
 from policykd.settings import DistillSettings
+from policykd.storage import check_out
 from policykd.students.averaging import make_average
 from policykd.students.build import auto_arch, build_student, default_student_algo
 from policykd.students.folding import ObsStats
@@ -40,7 +42,6 @@ from policykd.teachers.ensemble import EnsembleTeacher
 from policykd.teachers.shipped import default_agent
 
 FALLBACK_ARCH = {False: (64, 64), True: (16, 32, 32, 32)}  # action-only datasets: no teacher size to scale from
-SOFT_LOSSES = ("kl", "reverse_kl", "gaussian_kl", "mse_logits", "mse_q")
 
 
 @dataclass
@@ -74,24 +75,53 @@ class Run:
     """With --rl-steps: the RL hyperparameters and segments, and (once RL has begun) the RL models."""
 
     @property
+    def known(self) -> Teacher | DatasetSource:
+        """The live teacher, else the dataset (`build_run` makes a run without a teacher from a dataset)."""
+        known = self.teacher or self.source
+        if known is None:
+            raise PolicykdError("a run needs a teacher or a dataset")
+        return known
+
+    @property
+    def live_teacher(self) -> Teacher:
+        """The live teacher of a run that has one (RL and collection need it; offline runs have none)."""
+        if self.teacher is None:
+            raise PolicykdError("this run has no live teacher (a dataset alone)")
+        return self.teacher
+
+    @property
+    def dataset_source(self) -> DatasetSource:
+        """The dataset of a run that has one (offline runs always have: they have no teacher)."""
+        if self.source is None:
+            raise PolicykdError("this run has no dataset")
+        return self.source
+
+    @property
     def factory(self) -> EnvFactory:
-        return (self.teacher or self.source).factory
+        return self.known.factory
 
     @property
     def action_space(self) -> spaces.Space:
-        return (self.teacher or self.source).action_space
+        return self.known.action_space
 
     @property
     def normalizer(self) -> VecNormalize | None:
-        return (self.teacher or self.source).normalizer
+        return self.known.normalizer
 
     @property
     def teacher_algo(self) -> str:
-        return self.teacher.algo if self.teacher else self.source.teacher_algo
+        return self.teacher.algo if self.teacher else self.dataset_source.teacher_algo
 
     @property
     def teacher_params(self) -> int:
-        return int(self.teacher.acting_params if self.teacher else self.source.teacher_params)
+        return int(self.teacher.acting_params if self.teacher else self.dataset_source.teacher_params)
+
+    @property
+    def envs(self) -> VecEnv:
+        """The collection envs, which a run with a live teacher has."""
+        if self.venv is None:
+            raise PolicykdError("this run has no collection envs (no live teacher)")
+        return self.venv
 
     @property
     def eval_seed(self) -> int:
@@ -104,19 +134,19 @@ class Run:
     @property
     def actions_only(self) -> bool:
         """Offline from a dataset that holds actions, not distributions: behaviour cloning."""
-        return self.teacher is None and not self.source.dataset.has_distributions
+        return self.teacher is None and not self.dataset_source.dataset.has_distributions
 
     def prep(self, obs: np.ndarray, *, folded: bool = False) -> np.ndarray:
         """What the student reads: the teacher's VecNormalize, then (until folded) its own standardisation."""
         if self.normalizer is not None:
-            obs = self.normalizer.normalize_obs(obs)
+            obs = array_obs(self.normalizer.normalize_obs(obs))
         if self.obs_stats is not None and not folded:
             obs = self.obs_stats.apply(obs)
         return obs
 
     def student_dist(self, obs: np.ndarray) -> ActionDist:
         policy = self.student.policy
-        return policy_dist(policy, policy.obs_to_tensor(self.prep(obs))[0])
+        return policy_dist(policy, obs_tensor(policy, self.prep(obs)))
 
     def fresh_envs(self, seed: int) -> np.ndarray:
         """New collection envs seeded with `seed`; returns their first observations.
@@ -125,9 +155,11 @@ class Run:
         no-op step unless the game really ended, so the old envs would play on where they stopped while a
         resumed process, whose envs are new, would start new games. New envs make both start the same.
         """
-        self.venv.close()
+        if self.collector is None:
+            raise PolicykdError("this run has no collection envs (no live teacher)")
+        self.envs.close()
         self.venv = self.collector.venv = self.factory.make(self.settings.n_envs, seed)
-        return self.venv.reset()
+        return array_obs(self.venv.reset())
 
     def close(self) -> None:
         if self.venv is not None:
@@ -140,7 +172,9 @@ def resolve_teacher_specs(env_id: str, specs: tuple[str, ...] | list[str]) -> li
         return list(specs)
     card = default_agent(env_id)
     if card is None:
-        raise PolicykdError(f"no teacher given and none shipped for {env_id}: pass --teacher (or --dataset)")
+        raise PolicykdError(
+            f"no teacher given and none shipped for {env_id}: pass {spelled('teachers', '--teacher')} (or {spelled('dataset')})"
+        )
     return [str(card.folder)]
 
 
@@ -149,12 +183,19 @@ def _live_teacher(settings: DistillSettings) -> Teacher | None:
     if settings.dataset and not settings.teachers:
         return None
     specs = resolve_teacher_specs(settings.env_id, settings.teachers)
-    teacher = load_teachers(specs, env_id=settings.env_id, weights=settings.teacher_weights,
-                            zoo_folder=settings.zoo_folder, trust=settings.trust_teacher)
+    teacher = load_teachers(
+        specs,
+        env_id=settings.env_id,
+        weights=settings.teacher_weights,
+        zoo_folder=settings.zoo_folder,
+        trust=settings.trust_teacher,
+    )
     if settings.teacher_weighting != "fixed":
         if not isinstance(teacher, EnsembleTeacher):
-            raise PolicykdError(f"--teacher-weighting {settings.teacher_weighting} weighs the members of an ensemble: "
-                                "pass two or more --teacher")
+            raise PolicykdError(
+                f"{option('teacher_weighting', settings.teacher_weighting)} weighs the members of an ensemble: "
+                f"pass two or more {spelled('teachers', '--teacher')}"
+            )
         teacher.confidence = settings.teacher_weighting == "confidence"
         if settings.teacher_weighting == "return":
             teacher.weights = return_weights(teacher, settings)
@@ -164,11 +205,12 @@ def _live_teacher(settings: DistillSettings) -> Teacher | None:
 def return_weights(ensemble: EnsembleTeacher, settings: DistillSettings) -> list[float]:
     """Each member's weight times its return on the evaluation seeds, shifted so the worst member keeps a tenth of
     the spread (returns may be negative: Pendulum's are); equal returns give the fixed weights."""
-    from policykd.run.evaluate import run_episodes, teacher_actor
+    from policykd.rollouts import run_episodes, teacher_actor
 
     seed = settings.seed + EVAL_SEED_OFFSET
-    returns = np.array([run_episodes(teacher_actor(m), m.factory, settings.eval_episodes, seed).mean
-                        for m in ensemble.members])
+    returns = np.array(
+        [run_episodes(teacher_actor(m), m.factory, settings.eval_episodes, seed).mean for m in ensemble.members]
+    )
     spread = returns.max() - returns.min()
     if spread <= 0:
         return list(ensemble.weights)
@@ -177,7 +219,7 @@ def return_weights(ensemble: EnsembleTeacher, settings: DistillSettings) -> list
 
 def build_run(settings: DistillSettings) -> Run:
     """Check and load everything the run needs; raises PolicykdError (one line) on bad input."""
-    out = Path(settings.out)
+    out = settings.out_path
     resuming = resumable(out, settings)
     restarting = not resuming and unstarted(out, settings)
     if not (resuming or restarting):
@@ -191,14 +233,28 @@ def build_run(settings: DistillSettings) -> Run:
     buffer = DistillationBuffer(capacity)
     rng = np.random.default_rng(settings.seed)
     venv = teacher.factory.make(settings.n_envs, settings.seed) if teacher else None
-    collector = Collector(venv, teacher, buffer, rng, sample=settings.sample_actions) if teacher else None
+    collector = Collector(venv, teacher, buffer, rng, sample=settings.sample_actions) if teacher and venv else None
     rl = _rl_parts(settings, algo, teacher) if settings.rl_steps else None
     plan = make_plan(settings, has_dataset=source is not None, live=teacher is not None, rl_ends=rl.ends if rl else ())
-    run = Run(settings=settings, out=out, plan=plan, teacher=teacher, source=source, student=student, student_algo=algo,
-              student_arch=arch, buffer=buffer, venv=venv, collector=collector,
-              optimizer=th.optim.Adam(student.policy.parameters(), lr=settings.learning_rate),
-              average=make_average(student.policy, settings.ema), rng=rng, resuming=resuming, restarting=restarting,
-              rl=rl)
+    run = Run(
+        settings=settings,
+        out=out,
+        plan=plan,
+        teacher=teacher,
+        source=source,
+        student=student,
+        student_algo=algo,
+        student_arch=arch,
+        buffer=buffer,
+        venv=venv,
+        collector=collector,
+        optimizer=th.optim.Adam(student.policy.parameters(), lr=settings.learning_rate),
+        average=make_average(student.policy, settings.ema),
+        rng=rng,
+        resuming=resuming,
+        restarting=restarting,
+        rl=rl,
+    )
     _check_loss_fits(run)
     if settings.hint_weight or settings.relation_weight:
         _add_knowledge(run)
@@ -209,14 +265,18 @@ def build_run(settings: DistillSettings) -> Run:
 
 def _add_knowledge(run: Run) -> None:
     """Hints and relations; the hints' projection trains with the student (a second parameter group)."""
-    probe = run.venv.reset() if run.teacher is not None else None
-    run.knowledge = make_knowledge(run.settings, run.teacher, run.student, probe, run.prep(probe) if probe is not None else None)
-    if run.knowledge.projection is not None:
-        run.optimizer.add_param_group({"params": list(run.knowledge.projection.parameters())})
+    probe = array_obs(run.envs.reset()) if run.teacher is not None else None
+    run.knowledge = knowledge = make_knowledge(
+        run.settings, run.teacher, run.student, probe, run.prep(probe) if probe is not None else None
+    )
+    if knowledge is not None and knowledge.projection is not None:
+        run.optimizer.add_param_group({"params": list(knowledge.projection.parameters())})
 
 
-def _rl_parts(settings: DistillSettings, algo: str, teacher: Teacher) -> RLParts:
+def _rl_parts(settings: DistillSettings, algo: str, teacher: Teacher | None) -> RLParts:
     """RL's hyperparameters (rl-zoo's for the student's algorithm and env) and its segments' ends."""
+    if teacher is None:  # DistillSettings refuses it first
+        raise PolicykdError(f"{spelled('rl_steps')} needs a live teacher")
     config = rl_config(algo, settings.env_id, teacher.action_space)
     every = settings.rl_eval_every or -(-settings.rl_steps // 10)
     return RLParts(config, tuple(segment_ends(settings.rl_steps, every, config.rollout(algo))))
@@ -224,32 +284,42 @@ def _rl_parts(settings: DistillSettings, algo: str, teacher: Teacher) -> RLParts
 
 def _check_rl_fits(run: Run) -> None:
     """Build the RL model from the fresh student once, so hyperparameters that do not fit fail before any work."""
-    venv = make_env(run.factory, run.rl.config.n_envs, run.settings.seed, None)
+    assert run.rl is not None  # called for runs with --rl-steps
+    config = run.rl.config
+    venv = make_env(run.factory, config.n_envs, run.settings.seed, None)
     try:
-        load_rl_model(run.student_algo, run.student, venv, run.rl.config)
+        load_rl_model(run.student_algo, run.student, venv, config)
     finally:
         venv.close()
 
 
-def _student(settings: DistillSettings, teacher: Teacher | None,
-             source: DatasetSource | None) -> tuple[BaseAlgorithm, str, tuple[int, ...]]:
+def _student(
+    settings: DistillSettings, teacher: Teacher | None, source: DatasetSource | None
+) -> tuple[BaseAlgorithm, str, tuple[int, ...]]:
     """A fresh SB3 student of the teacher's family, within `student_fraction` of its size unless `student_arch` says."""
-    known = teacher or source
-    teacher_algo = teacher.algo if teacher else source.teacher_algo
-    teacher_params = teacher.acting_params if teacher else source.teacher_params
+    known: Teacher | DatasetSource
+    if teacher is not None:
+        known, teacher_algo, teacher_params = teacher, teacher.algo, teacher.acting_params
+    elif source is not None:
+        known, teacher_algo, teacher_params = source, source.teacher_algo, source.teacher_params
+    else:
+        raise PolicykdError("a run needs a teacher or a dataset")
     algo = settings.student_algo or default_student_algo(teacher_algo, known.action_space)
     # Built on a single env so the saved student has n_envs=1: `model.set_env(gym.make(...))` works.
     spaces_env = known.factory.make(1, settings.seed)
     try:
         budget = int(settings.student_fraction * teacher_params)
         images = uses_images(spaces_env.observation_space)
-        arch = settings.student_arch or (auto_arch(algo, spaces_env, budget, min_width=settings.student_min_width) if budget
-                                         else FALLBACK_ARCH[images])
+        arch = settings.student_arch or (
+            auto_arch(algo, spaces_env, budget, min_width=settings.student_min_width)
+            if budget
+            else FALLBACK_ARCH[images]
+        )
         student = build_student(algo, spaces_env, arch, seed=settings.seed)
         if settings.init_student:
             _load_weights(student, settings)
         if images:  # conv weights in NHWC: a CNN student's training step on CPU took 32 instead of 51 ms (batch 256)
-            student.policy.to(memory_format=th.channels_last)
+            student.policy.to(memory_format=th.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
         return student, algo, tuple(arch)
     finally:
         spaces_env.close()
@@ -259,15 +329,20 @@ def _load_weights(student: BaseAlgorithm, settings: DistillSettings) -> None:
     """--init-student: its policy's weights into the fresh student, which must have the same algorithm and arch."""
     from policykd.teachers import load_teacher
 
+    assert settings.init_student  # called only with --init-student
     init = load_teacher(settings.init_student, env_id=settings.env_id, trust=settings.trust_teacher)
     if type(init.model) is not type(student):
-        raise PolicykdError(f"--init-student {settings.init_student} is {init.algo.upper()}, the student is "
-                            f"{type(student).__name__}: pass --student-algo {init.algo}")
+        raise PolicykdError(
+            f"{option('init_student', settings.init_student)} is {init.algo.upper()}, the student is "
+            f"{type(student).__name__}: pass {option('student_algo', init.algo)}"
+        )
     try:
         student.policy.load_state_dict(init.model.policy.state_dict())
     except RuntimeError:
-        raise PolicykdError(f"--init-student {settings.init_student} has other layer sizes than the student "
-                            f"({init.model.policy_kwargs.get('net_arch')}): pass its arch as --student-arch") from None
+        raise PolicykdError(
+            f"{option('init_student', settings.init_student)} has other layer sizes than the student "
+            f"({init.model.policy_kwargs.get('net_arch')}): pass its arch as {spelled('student_arch')}"
+        ) from None
 
 
 def choose_loss(run: Run, teacher_kind: str) -> str:
@@ -276,11 +351,13 @@ def choose_loss(run: Run, teacher_kind: str) -> str:
     loss = run.settings.loss
     if teacher_kind == DETERMINISTIC and not run.actions_only and loss == "kl":
         return "mse_action"
-    if not run.actions_only or loss not in SOFT_LOSSES:
+    if not run.actions_only or not LOSSES[loss].meta.get("needs_distribution"):
         return loss
     if loss != "kl":
-        raise PolicykdError(f"dataset {run.settings.dataset} holds only actions: loss {loss!r} needs the teacher's "
-                            "distributions; use --loss nll (behaviour cloning) or record with a teacher")
+        raise PolicykdError(
+            f"dataset {run.settings.dataset} holds only actions: loss {loss!r} needs the teacher's "
+            f"distributions; use {option('loss', 'nll')} (behaviour cloning) or record with a teacher"
+        )
     continuous = isinstance(run.action_space, spaces.Box)
     return "mse_action" if continuous and run.student_algo == "td3" else "nll"
 
@@ -288,17 +365,19 @@ def choose_loss(run: Run, teacher_kind: str) -> str:
 def _check_loss_fits(run: Run) -> None:
     """Run the loss once on a few labelled observations, so a bad combination fails before any work."""
     if run.teacher is not None:
-        obs = run.venv.reset()
+        obs = array_obs(run.envs.reset())
         teacher_dist, teacher_value = run.teacher.label(obs)
         check_finite(teacher_dist, teacher_value, "the teacher's output on the first observations")
         if run.source is not None and needs_relabelling(run.source.dataset, run.teacher, teacher_dist):
             run.relabel_with = run.teacher
     else:
-        obs, actions, labels, values = next(run.source.dataset.episodes())
-        teacher_dist, _ = label_steps(run.source.dataset, obs, actions, labels, values, slice(0, 8),
-                                      live=None, squashed=run.squashed_student)
+        dataset = run.dataset_source.dataset
+        obs, actions, labels, values = next(dataset.episodes())
+        teacher_dist, _ = label_steps(
+            dataset, obs, actions, labels, values, slice(0, 8), live=None, squashed=run.squashed_student
+        )
         check_finite(teacher_dist, None, f"the distributions stored in dataset {run.settings.dataset}")
         obs = obs[:8]
     run.loss = choose_loss(run, teacher_dist.kind)
     with th.no_grad():
-        LOSSES[run.loss](run.student_dist(obs), teacher_dist, run.settings.temperature)
+        loss_fn(run.loss)(run.student_dist(obs), teacher_dist, run.settings.temperature)

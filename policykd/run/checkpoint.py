@@ -1,6 +1,6 @@
 """A distillation's checkpoints, and whether an output folder holds the same run to resume.
 
-The store itself (`policykd.files.CheckpointStore`, shared with train-teacher) keeps them in
+The store itself (`policykd.storage.CheckpointStore`, shared with train-teacher) keeps them in
 the output folder (`out/ckpt-<n>/`, `out/checkpoint.json`); here is what a distillation puts in
 one (tensors via torch.save, arrays via np.save, meta.json) and how it reads them back, with
 `torch.load(weights_only=True)` and `np.load(allow_pickle=False)`.
@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch as th
 
-from policykd.errors import PolicykdError
-from policykd.files import CheckpointStore, atomic_write, field_defaults, settings_differ
+from policykd.errors import PolicykdError, option
+from policykd.fields import spelled
+from policykd.storage import CheckpointStore, atomic_write, field_defaults, settings_differ
 
 if TYPE_CHECKING:
     from policykd.settings import DistillSettings
@@ -30,8 +33,13 @@ if TYPE_CHECKING:
 # --- distillation's checkpoints: `out/ckpt-<n>/`, `out/checkpoint.json` --------------------------
 
 
-def save_checkpoint(out: Path, meta: dict[str, Any], tensors: dict[str, Any], arrays: dict[str, np.ndarray],
-                    extra: Callable[[Path], None] | None = None) -> Path:
+def save_checkpoint(
+    out: Path,
+    meta: Mapping[str, object],
+    tensors: Mapping[str, object],
+    arrays: Mapping[str, np.ndarray],
+    extra: Callable[[Path], None] | None = None,
+) -> Path:
     """`extra(folder)` writes what is saved in its own format (the RL models, as SB3 saves them)."""
 
     def write(folder: Path) -> None:
@@ -66,7 +74,9 @@ def load_checkpoint(out: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str
         tensors = th.load(folder / "tensors.pt", weights_only=True)
         arrays = {p.stem: np.load(p, allow_pickle=False) for p in (folder / "arrays").glob("*.npy")}
     except Exception as err:  # a checkpoint damaged after it was written
-        raise PolicykdError(f"checkpoint {folder} is damaged ({type(err).__name__}); pass --overwrite to start again") from None
+        raise PolicykdError(
+            f"checkpoint {folder} is damaged ({type(err).__name__}); pass {option('overwrite')} to start again"
+        ) from None
     return meta, tensors, arrays
 
 
@@ -90,8 +100,8 @@ def append_frames(out: Path, ring: dict[str, np.ndarray], segments: list[list[in
     new = []
     while start < end:  # at most two pieces: the ring's tail, then its head
         stop = min(end, (start // capacity + 1) * capacity)
-        frames = ring["frames"][start % capacity: start % capacity + stop - start]
-        atomic_write(folder / f"{start}-{stop}.npy", lambda tmp: _save_npy(tmp, frames), fsync=True)  # file and rename
+        frames = ring["frames"][start % capacity : start % capacity + stop - start]
+        atomic_write(folder / f"{start}-{stop}.npy", partial(_save_npy, array=frames), fsync=True)  # file, rename
         new.append([start, stop])
         start = stop
     return [s for s in segments + new if s[1] > end - capacity]
@@ -109,11 +119,13 @@ def read_frames(out: Path, segments: list[list[int]], frames: np.ndarray, end: i
         try:
             data = np.load(out / FRAMES / f"{first}-{stop}.npy", mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as err:
-            raise PolicykdError(f"frame segment {out / FRAMES}/{first}-{stop}.npy is missing or damaged "
-                                f"({type(err).__name__}); pass --overwrite to start again") from None
+            raise PolicykdError(
+                f"frame segment {out / FRAMES}/{first}-{stop}.npy is missing or damaged "
+                f"({type(err).__name__}); pass {option('overwrite')} to start again"
+            ) from None
         lo = max(first, end - capacity)
         if lo < stop:
-            frames[lo % capacity: lo % capacity + stop - lo] = data[lo - first:]
+            frames[lo % capacity : lo % capacity + stop - lo] = data[lo - first :]
 
 
 def forget_frames(out: Path, segments: list[list[int]]) -> None:
@@ -124,7 +136,7 @@ def forget_frames(out: Path, segments: list[list[int]]) -> None:
             path.unlink(missing_ok=True)
 
 
-def _settings_differing(out: Path, config: "DistillSettings") -> list[str] | None:
+def _settings_differing(out: Path, config: DistillSettings) -> list[str] | None:
     """Settings in which `out/config.json` differs from `config` (None when it is unreadable); those
     a resumed run need not repeat (overwrite, and what `identity()` leaves out) are not compared."""
     try:
@@ -137,23 +149,25 @@ def _settings_differing(out: Path, config: "DistillSettings") -> list[str] | Non
     return settings_differ(saved, current, ignore={"overwrite", *free}, defaults=field_defaults(config))
 
 
-def resumable(out: Path, config: "DistillSettings") -> bool:
+def resumable(out: Path, config: DistillSettings) -> bool:
     """True when `out` holds an unfinished run of the same settings (resume it); a
     different run there is refused rather than mixed."""
     if config.overwrite or read_pointer(out) is None or (out / "summary.json").exists():
         return False
     differ = _settings_differing(out, config)
     if differ is None:
-        raise PolicykdError(f"{out} holds a checkpoint without a readable config.json; pass --overwrite to start again")
+        raise PolicykdError(
+            f"{out} holds a checkpoint without a readable config.json; pass {option('overwrite')} to start again"
+        )
     if differ:
         raise PolicykdError(
             f"{out} holds an unfinished run with other settings ({', '.join(differ)}); "
-            "re-run it unchanged to resume, or pass --overwrite / another --out"
+            f"re-run it unchanged to resume, or pass {option('overwrite')} / another {spelled('out')}"
         )
     return True
 
 
-def unstarted(out: Path, config: "DistillSettings") -> bool:
+def unstarted(out: Path, config: DistillSettings) -> bool:
     """True when `out` holds only the start of this very run (its config.json, no checkpoint yet,
     e.g. after a full disk at the first checkpoint): re-running starts it over there."""
     if not out.is_dir() or read_pointer(out) is not None or (out / "summary.json").exists():

@@ -7,14 +7,15 @@ in the states its own mistakes lead to (Ross et al. 2011, DAgger).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
 from policykd.data.buffer import DistillationBuffer
 from policykd.distributions import check_finite, env_action, sample_action
+from policykd.envs import array_obs
 from policykd.teachers import Teacher
 
 ActFn = Callable[[np.ndarray], np.ndarray]
@@ -51,23 +52,25 @@ class Collector:
         """Collect at least `n_steps` env steps (rounded up to whole vector steps);
         `steps_before` (the run's earlier steps) only numbers the steps in error messages."""
         if self.obs is None:
-            self.obs = self.venv.reset()
+            self.obs = array_obs(self.venv.reset())
+        obs = self.obs
         stats = CollectStats()
         n_envs = self.venv.num_envs
         for _ in range(math.ceil(n_steps / n_envs)):
-            dist, value = self.teacher.label(self.obs)
+            dist, value = self.teacher.label(obs)
             check_finite(dist, value, f"the teacher's output at env step {steps_before + stats.steps}")
-            self.buffer.add(self.obs, dist, value)
+            self.buffer.add(obs, dist, value)
             actions = (sample_action if self.sample else env_action)(dist, self.venv.action_space)
             if beta < 1.0:
                 assert student_act is not None, "a student must act when beta < 1"
                 from_teacher = self.rng.random(n_envs) < beta
                 if not from_teacher.all():
-                    actions = np.where(_broadcast(from_teacher, actions), actions, student_act(self.obs))
+                    actions = np.where(_broadcast(from_teacher, actions), actions, student_act(obs))
                 stats.teacher_actions += int(from_teacher.sum())
             else:
                 stats.teacher_actions += n_envs
-            self.obs, _, _, infos = self.venv.step(actions)
+            next_obs, _, _, infos = self.venv.step(actions)
+            self.obs = obs = array_obs(next_obs)
             stats.steps += n_envs
             stats.episode_returns += [info["episode"]["r"] for info in infos if "episode" in info]
             if on_step is not None:

@@ -18,31 +18,39 @@ step's own forward pass (`latent_of_forward`). Pong, measured in docs/knowledge.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import contextlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch as th
 import torch.nn.functional as F
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.vec_env import VecNormalize
 
-from policykd.distributions import policy_outputs
-from policykd.errors import PolicykdError
+from policykd.distributions import obs_tensor, policy_outputs
+from policykd.envs import array_obs
+from policykd.errors import PolicykdError, option
+from policykd.fields import spelled
+
+if TYPE_CHECKING:
+    from policykd.settings import DistillSettings
+    from policykd.teachers import Teacher
 
 ANGLE_SAMPLES = 64
 
 
-def latent(policy: Any, obs: th.Tensor) -> th.Tensor:
+def latent(policy: BasePolicy, obs: th.Tensor) -> th.Tensor:
     """The last hidden layer the policy's action head reads, for a batch of policy inputs (gradients kept)."""
     with latent_of_forward(policy) as seen:
         policy_outputs(policy, obs)
     return seen[-1]
 
 
-def head(policy: Any) -> th.nn.Module:
+def head(policy: BasePolicy) -> th.nn.Module:
     """The module whose input is `latent(policy, ...)`: the action head (PPO/A2C `action_net`, SAC/TQC `actor.mu`,
     TD3's and DQN's last Linear). A forward pre-hook on it reads the latent from the forward pass training runs
     anyway, where a second pass only for the latent made a hinted Pong step 3.65x a plain one instead of 1.67x."""
@@ -59,7 +67,7 @@ def head(policy: Any) -> th.nn.Module:
     raise PolicykdError(f"cannot read the hidden features of a {type(policy).__name__}")
 
 
-def latent_of_forward(policy: Any) -> "contextlib.AbstractContextManager[list[th.Tensor]]":
+def latent_of_forward(policy: BasePolicy) -> contextlib.AbstractContextManager[list[th.Tensor]]:
     """Within the block, each forward pass of `policy` appends its latent (gradients kept) to the list yielded."""
     return _catching(head(policy), output=False)
 
@@ -68,8 +76,11 @@ def latent_of_forward(policy: Any) -> "contextlib.AbstractContextManager[list[th
 def _catching(module: th.nn.Module, *, output: bool) -> Iterator[list[th.Tensor]]:
     """Within the block, each call of `module` appends its output (or its first input) to the list yielded."""
     seen: list[th.Tensor] = []
-    handle = (module.register_forward_hook(lambda m, inputs, out: seen.append(out)) if output
-              else module.register_forward_pre_hook(lambda m, inputs: seen.append(inputs[0])))
+    handle = (
+        module.register_forward_hook(lambda m, inputs, out: seen.append(out))
+        if output
+        else module.register_forward_pre_hook(lambda m, inputs: seen.append(inputs[0]))
+    )
     try:
         yield seen
     finally:
@@ -98,18 +109,18 @@ def _angles(e: th.Tensor) -> th.Tensor:
 class Knowledge:
     """The run's hint and relation terms: the teacher's policy and VecNormalize, the projection, the weights."""
 
-    policy: Any
-    normalizer: Any
+    policy: BasePolicy
+    normalizer: VecNormalize | None
     projection: th.nn.Linear | None
     hint_weight: float
     relation_weight: float
     layer: th.nn.Module | None = None
 
     def teacher_latent(self, raw: np.ndarray) -> th.Tensor:
-        obs = self.normalizer.normalize_obs(raw) if self.normalizer is not None else raw
+        obs = array_obs(self.normalizer.normalize_obs(raw)) if self.normalizer is not None else raw
         catching = latent_of_forward(self.policy) if self.layer is None else _catching(self.layer, output=True)
         with th.no_grad(), catching as seen:
-            policy_outputs(self.policy, self.policy.obs_to_tensor(obs)[0])
+            policy_outputs(self.policy, obs_tensor(self.policy, obs))
         return seen[-1].flatten(1)
 
     def loss(self, student_latent: th.Tensor, raw: np.ndarray) -> tuple[th.Tensor, th.Tensor]:
@@ -121,28 +132,44 @@ class Knowledge:
         return hint, relation
 
 
-def make_knowledge(settings: Any, teacher: Any, student: Any, probe: np.ndarray, student_input: np.ndarray) -> Knowledge | None:
+def make_knowledge(
+    settings: DistillSettings,
+    teacher: Teacher | None,
+    student: BaseAlgorithm,
+    probe: np.ndarray | None,
+    student_input: np.ndarray | None,
+) -> Knowledge | None:
     """The run's Knowledge, or None without --hint-weight / --relation-weight; one line when the teacher's features
     cannot be read (a dataset, an ensemble, an exported file, an unknown --hint-layer)."""
     if not (settings.hint_weight or settings.relation_weight):
         return None
-    model = getattr(teacher, "model", None)
+    model: BaseAlgorithm | None = getattr(teacher, "model", None)  # SB3Teacher's
     if model is None:
-        what = "a dataset" if teacher is None else f"{type(teacher).__name__} (an ensemble: one member's features would not be the ensemble's)"
-        raise PolicykdError(f"--hint-weight/--relation-weight need a single live SB3 teacher whose features can be read; "
-                            f"the teacher here is {what}")
+        what = (
+            "a dataset"
+            if teacher is None
+            else f"{type(teacher).__name__} (an ensemble: one member's features would not be the ensemble's)"
+        )
+        raise PolicykdError(
+            f"{spelled('hint_weight')}/{spelled('relation_weight')} need a single live SB3 teacher whose features can be read; "
+            f"the teacher here is {what}"
+        )
     layer = None
     if settings.hint_layer:
         modules = dict(model.policy.named_modules())
         if settings.hint_layer not in modules:
             names = ", ".join(n for n in modules if n) or "none"
-            raise PolicykdError(f"--hint-layer {settings.hint_layer!r} is not a module of the teacher's policy ({names})")
+            raise PolicykdError(
+                f"{option('hint_layer', settings.hint_layer)} is not a module of the teacher's policy ({names})"
+            )
         layer = modules[settings.hint_layer]
-    knowledge = Knowledge(model.policy, getattr(teacher, "normalizer", None), None, settings.hint_weight,
-                          settings.relation_weight, layer)
+    knowledge = Knowledge(
+        model.policy, getattr(teacher, "normalizer", None), None, settings.hint_weight, settings.relation_weight, layer
+    )
+    assert probe is not None and student_input is not None  # a live teacher's envs were probed
     with th.no_grad():
         width_t = knowledge.teacher_latent(probe).shape[1]
-        width_s = latent(student.policy, student.policy.obs_to_tensor(student_input)[0]).flatten(1).shape[1]
+        width_s = latent(student.policy, obs_tensor(student.policy, student_input)).flatten(1).shape[1]
     if settings.hint_weight:
         knowledge.projection = th.nn.Linear(width_s, width_t)
     return knowledge

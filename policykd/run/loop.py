@@ -4,40 +4,51 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch as th
 from rich.console import Console
 
+from policykd.data.frames import FrameStackStore
 from policykd.data.source import fill_buffer
-from policykd.report.console import progress_bar, summary_table, tensorboard_logger
-from policykd.files import atomic_write_text, disk_full_is_one_line, prepare_out
-from policykd.report.output import write_summary
-from policykd.report.summary import RunSummary, summarize
+from policykd.errors import PolicykdError
+from policykd.rollouts import Returns, run_episodes, teacher_actor
 from policykd.run.build import Run
-from policykd.rl.phase import close_loggers, restore_models, save_models
-from policykd.run.checkpoint import (append_frames, checkpoint_folder, forget_frames, load_checkpoint, read_frames,
-                                     remove_checkpoints, save_checkpoint)
-from policykd.run.evaluate import Returns, run_episodes, teacher_actor
-from policykd.run.phases import PHASES, View, save_student_so_far
+from policykd.run.checkpoint import (
+    append_frames,
+    checkpoint_folder,
+    forget_frames,
+    load_checkpoint,
+    read_frames,
+    remove_checkpoints,
+    save_checkpoint,
+)
+from policykd.run.console import print_line, print_summary, progress_bar, resuming_line, tensorboard_logger
+from policykd.run.folder import save_student_so_far, write_summary
+from policykd.run.phases import PHASES, View
 from policykd.run.plan import Evaluate, LoadDataset, Train
+from policykd.run.reinforce import close_loggers, restore_models, save_models
 from policykd.run.state import Evaluation, RunState
+from policykd.run.summary import RunSummary, summarize
+from policykd.storage import atomic_write_text, disk_full_is_one_line, prepare_out
 from policykd.students.folding import ObsStats
-
 
 OnEvaluation = Callable[[Evaluation, float, bool], None]
 """Called after each evaluation (and its checkpoint) with the evaluation, the teacher's mean return on the same
 seeds, and whether it is the final one: how a sweep's trial reports to Ray Tune."""
 
 
-def execute(run: Run, *, console: Console | None = None, quiet: bool = False,
-            on_evaluation: OnEvaluation | None = None) -> RunSummary:
+def execute(
+    run: Run, *, console: Console | None = None, quiet: bool = False, on_evaluation: OnEvaluation | None = None
+) -> RunSummary:
     """Run (or resume) every phase of `run.plan`; writes summary.json and returns the summary."""
     console = console or Console()
     start = time.time()
     if run.resuming:
         state = restore(run)
+        if not quiet:
+            print_line(console, resuming_line(run.out, state.env_steps, state.gradient_steps))
     else:
         prepare_out(run.out, run.settings.overwrite or run.restarting)
         atomic_write_text(run.out / "config.json", json.dumps(run.settings.to_dict(), indent=2))
@@ -49,23 +60,29 @@ def execute(run: Run, *, console: Console | None = None, quiet: bool = False,
         write_summary(run.out, summary.to_dict())
     remove_checkpoints(run.out)
     if not quiet:
-        console.print(summary_table(summary.to_dict()))
-        console.print(f"student: {summary.student_path}   TensorBoard: tensorboard --logdir {run.out / 'tb'}")
+        print_summary(console, summary.to_dict(), run.out)
     return summary
 
 
-def _run_phases(run: Run, state: RunState, console: Console, quiet: bool, start: float,
-                on_evaluation: OnEvaluation | None) -> None:
+def _run_phases(
+    run: Run, state: RunState, console: Console, quiet: bool, start: float, on_evaluation: OnEvaluation | None
+) -> None:
     teacher = Returns(np.array(state.teacher_returns), np.zeros(0))
     logger = tensorboard_logger(run.out / "tb")
     offline = run.teacher is None
     try:
         with progress_bar(console, disable=quiet) as bar:
-            done = sum(isinstance(p, Train) for p in run.plan.phases[:state.phase])
-            task = bar.add_task("distill (offline rounds)" if offline else "distill",
-                                total=run.plan.total_rounds if offline else run.settings.steps,
-                                completed=done if offline else state.env_steps, sps=0.0, loss=float("nan"),
-                                kl=float("nan"), teacher=f"{teacher.mean:.1f}", student="-")
+            done = sum(isinstance(p, Train) for p in run.plan.phases[: state.phase])
+            task = bar.add_task(
+                "distill (offline rounds)" if offline else "distill",
+                total=run.plan.total_rounds if offline else run.settings.steps,
+                completed=done if offline else state.env_steps,
+                sps=0.0,
+                loss=float("nan"),
+                kl=float("nan"),
+                teacher=f"{teacher.mean:.1f}",
+                student="-",
+            )
             view = View(bar, task, logger, teacher)
             while state.phase < len(run.plan.phases):
                 phase = run.plan.phases[state.phase]
@@ -85,8 +102,12 @@ def _run_phases(run: Run, state: RunState, console: Console, quiet: bool, start:
                     on_evaluation(state.evals[-1], teacher.mean, phase.final)
     except KeyboardInterrupt:
         save_student_so_far(run, state)
-        console.print(f"interrupted in round {run.plan.round_of(state.phase) + 1}/{run.plan.total_rounds}: student so far "
-                      f"at {run.out / 'student.zip'}, checkpoint in {run.out}; run the same command again to resume")
+        print_line(
+            console,
+            f"interrupted in round {run.plan.round_of(state.phase) + 1}/{run.plan.total_rounds}: student "
+            f"so far at {run.out / 'student.zip'}, checkpoint in {run.out}; run the same command again "
+            "to resume",
+        )
         raise
     finally:
         logger.close()
@@ -95,14 +116,14 @@ def _run_phases(run: Run, state: RunState, console: Console, quiet: bool, start:
 
 
 def _load_dataset(run: Run) -> None:
-    fill_buffer(run.buffer, run.source.dataset, live=run.relabel_with, squashed=run.squashed_student)
+    fill_buffer(run.buffer, run.dataset_source.dataset, live=run.relabel_with, squashed=run.squashed_student)
 
 
 def _teacher_returns(run: Run) -> Returns:
     """The live teacher on the evaluation seeds; for an offline run, the dataset's own episodes."""
     if run.teacher is not None:
         return run_episodes(teacher_actor(run.teacher), run.teacher.factory, run.settings.eval_episodes, run.eval_seed)
-    return Returns(np.array(run.source.dataset.episode_returns()), np.zeros(0))
+    return Returns(np.array(run.dataset_source.dataset.episode_returns()), np.zeros(0))
 
 
 def save(run: Run, state: RunState) -> None:
@@ -117,10 +138,17 @@ def save(run: Run, state: RunState) -> None:
         ring = {k.removeprefix("obs."): v for k, v in buffer.items() if k.startswith("obs.")}
         state.frame_segments = append_frames(run.out, ring, state.frame_segments)
         del buffer["obs.frames"]
-    meta = {"state": state.to_json(), "rng": run.rng.bit_generator.state, "buffer_from_dataset": from_dataset,
-            "buffer_dropped": in_rl}
-    tensors = {"student": run.student.policy.state_dict(), "optimizer": run.optimizer.state_dict(),
-               "torch_rng": th.get_rng_state()}
+    meta = {
+        "state": state.to_json(),
+        "rng": run.rng.bit_generator.state,
+        "buffer_from_dataset": from_dataset,
+        "buffer_dropped": in_rl,
+    }
+    tensors = {
+        "student": run.student.policy.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "torch_rng": th.get_rng_state(),
+    }
     arrays = {f"buffer.{k}": v for k, v in buffer.items()}
     if run.average is not None:
         tensors["average"] = run.average.state_dict()
@@ -134,25 +162,31 @@ def save(run: Run, state: RunState) -> None:
 
 def restore(run: Run) -> RunState:
     """Load the checkpoint in `run.out` into the run; returns the state to continue from."""
-    meta, tensors, arrays = load_checkpoint(run.out)
+    loaded = load_checkpoint(run.out)
+    if loaded is None:  # `run.resuming` was decided on the same pointer
+        raise PolicykdError(f"{run.out}: its checkpoint went away while the run was starting")
+    meta, tensors, arrays = loaded
     run.student.policy.load_state_dict(tensors["student"])
     run.optimizer.load_state_dict(tensors["optimizer"])
     th.set_rng_state(tensors["torch_rng"])
     if run.average is not None and "average" in tensors:
         run.average.load_state_dict(tensors["average"])
-    if "hint_projection" in tensors:
-        run.knowledge.projection.load_state_dict(tensors["hint_projection"])
+    projection = run.knowledge.projection if run.knowledge is not None else None
+    if "hint_projection" in tensors and projection is not None:
+        projection.load_state_dict(tensors["hint_projection"])
     run.rng.bit_generator.state = meta["rng"]
     state = RunState.from_json(meta["state"])
-    if meta.get("buffer_dropped"):
-        restore_models(run, state, checkpoint_folder(run.out))
+    folder = checkpoint_folder(run.out)
+    if meta.get("buffer_dropped") and folder is not None:
+        restore_models(run, state, folder)
     elif meta["buffer_from_dataset"]:
         if state.phase > 0:
             _load_dataset(run)
     else:
         run.buffer.restore({k.removeprefix("buffer."): v for k, v in arrays.items() if k.startswith("buffer.")})
-        if state.frame_segments:
-            read_frames(run.out, state.frame_segments, run.buffer.obs.frames, run.buffer.obs.next_serial)
+        frames = run.buffer.obs
+        if state.frame_segments and isinstance(frames, FrameStackStore):
+            read_frames(run.out, state.frame_segments, frames.frames, frames.next_serial)
     if "obs_stats.mean" in arrays:
         run.obs_stats = ObsStats(arrays["obs_stats.mean"], arrays["obs_stats.std"])
     return state

@@ -7,6 +7,7 @@ logs what it measured; none of them writes a checkpoint (the loop does, between 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,12 +16,11 @@ import torch as th
 from rich.progress import Progress, TaskID
 from stable_baselines3.common.logger import Logger
 
-from policykd.report.output import write_student
+from policykd.rollouts import Returns, student_actor, student_eval
 from policykd.run.build import Run
-from policykd.run.evaluate import Returns, student_actor, student_eval
-from policykd.rl.phase import reinforce
-from policykd.rl.replay import plain_sb3
+from policykd.run.folder import save_student
 from policykd.run.plan import Collect, Evaluate, Reinforce, Train
+from policykd.run.reinforce import reinforce
 from policykd.run.state import Evaluation, RunState
 from policykd.run.train import train_round
 from policykd.students.averaging import averaged_weights
@@ -41,12 +41,19 @@ def collect(run: Run, state: RunState, phase: Collect, view: View) -> None:
     """One segment of collection, in new envs seeded for the segment, so a resumed run sees the same states."""
     settings = run.settings
     beta = run.plan.beta(settings, phase.round)
-    run.collector.obs = run.fresh_envs(run.plan.env_seed(settings, state.phase))
+    collector = run.collector
+    assert collector is not None  # collection is planned only with a live teacher, whose run has a collector
+    collector.obs = run.fresh_envs(run.plan.env_seed(settings, state.phase))
     t0 = time.time()
     with averaged_weights(run.student.policy, run.average):
         act = student_actor(run.student, run.prep, deterministic=not settings.sample_actions)
-        stats = run.collector.run(phase.steps, beta, act, on_step=lambda k: view.bar.update(view.task, advance=k),
-                                  steps_before=state.env_steps)
+        stats = collector.run(
+            phase.steps,
+            beta,
+            act,
+            on_step=lambda k: view.bar.update(view.task, advance=k),
+            steps_before=state.env_steps,
+        )
     state.env_steps += stats.steps
     view.bar.update(view.task, sps=stats.steps / max(time.time() - t0, 1e-9))
     log = view.logger
@@ -65,9 +72,19 @@ def train(run: Run, state: RunState, phase: Train, view: View) -> None:
         run.obs_stats = fit_obs_stats(run.buffer.get(run.buffer.valid_indices()).obs)
         if run.settings.init_student:  # its weights read raw observations: from now on they read standardised ones
             unfold(run.student, run.obs_stats)
-    stats = train_round(run.student, run.optimizer, run.buffer, run.settings, run.rng, run.prep, loss=run.loss,
-                        env_step=state.env_steps, lr_span=run.plan.lr_span(run.settings, phase.round), average=run.average,
-                        knowledge=run.knowledge)
+    stats = train_round(
+        run.student,
+        run.optimizer,
+        run.buffer,
+        run.settings,
+        run.rng,
+        run.prep,
+        loss=run.loss,
+        env_step=state.env_steps,
+        lr_span=run.plan.lr_span(run.settings, phase.round),
+        average=run.average,
+        knowledge=run.knowledge,
+    )
     state.gradient_steps += int(stats.parts["gradient_steps"])
     if run.teacher is None:  # offline: the bar counts rounds
         view.bar.update(view.task, advance=1)
@@ -86,8 +103,14 @@ def evaluate(run: Run, state: RunState, phase: Evaluate, view: View) -> None:
     """The student on the teacher's evaluation seeds; the final one is of the student as saved, and saves it."""
     settings = run.settings
     with averaged_weights(run.student.policy, run.average), folded(run.student, run.obs_stats if phase.final else None):
-        returns, agreement = student_eval(run.student, lambda obs: run.prep(obs, folded=phase.final), run.factory,
-                                          settings.eval_episodes, run.eval_seed, run.teacher)
+        returns, agreement = student_eval(
+            run.student,
+            lambda obs: run.prep(obs, folded=phase.final),
+            run.factory,
+            settings.eval_episodes,
+            run.eval_seed,
+            run.teacher,
+        )
         if phase.final:
             save_student(run, state)
     state.student_returns = returns.returns.tolist()
@@ -103,20 +126,6 @@ def evaluate(run: Run, state: RunState, phase: Evaluate, view: View) -> None:
     log.dump(state.x_step)
 
 
-def save_student(run: Run, state: RunState) -> Any:
-    """student.zip (+ vecnormalize.pkl, rl-zoo layout) as the run's student is now (plain SB3's, after RL too)."""
-    with plain_sb3(run.student):
-        return write_student(run.out, run.student, algo=run.student_algo, env_id=run.settings.env_id,
-                             normalizer=run.normalizer, env_wrapper=run.factory.env_wrapper,
-                             env_steps=state.env_steps, frame_stack=run.factory.frame_stack)
-
-
-def save_student_so_far(run: Run, state: RunState) -> None:
-    """On an interrupt: the averaged, folded student as it would be saved at the end."""
-    with averaged_weights(run.student.policy, run.average), folded(run.student, run.obs_stats):
-        save_student(run, state)
-
-
 def become_saved(run: Run) -> None:
     """At the end, in place: `run.student` becomes the student.zip it wrote (averaged weights, input standardisation
     folded in), so that the library's `DistillResult.student` acts on raw observations as `PPO.load` of it does."""
@@ -129,4 +138,6 @@ def become_saved(run: Run) -> None:
         run.obs_stats = None
 
 
-PHASES = {Collect: collect, Train: train, Evaluate: evaluate, Reinforce: reinforce}
+PhaseFn = Callable[[Run, RunState, Any, View], None]
+PHASES: dict[type, PhaseFn] = {Collect: collect, Train: train, Evaluate: evaluate, Reinforce: reinforce}
+"""What each kind of phase does (LoadDataset is the loop's own: it runs before the progress bar counts)."""

@@ -71,8 +71,9 @@ class Plan:
         """DAgger's beta for global round r; a dataset counts as the teacher-driven round 0."""
         offset = int(self.has_dataset)
         j = round_index - self.offline_rounds + offset
-        return beta_schedule(settings.driver, j, settings.rounds + offset, schedule=settings.beta_schedule,
-                             decay=settings.beta_decay)
+        return beta_schedule(
+            settings.driver, j, settings.rounds + offset, schedule=settings.beta_schedule, decay=settings.beta_decay
+        )
 
     def lr_span(self, settings: DistillSettings, round_index: int) -> tuple[float, float] | None:
         """Round r's first and last learning rates under a linear schedule (None: constant)."""
@@ -117,8 +118,9 @@ def _reinforce(settings: DistillSettings, r: int, ends: tuple[int, ...]) -> tupl
     return tuple(phases)
 
 
-def _distill_phases(settings: DistillSettings, has_dataset: bool, live: bool, offline: int,
-                    total: int) -> tuple[Phase, ...]:
+def _distill_phases(
+    settings: DistillSettings, has_dataset: bool, live: bool, offline: int, total: int
+) -> tuple[Phase, ...]:
     phases: list[Phase] = [LoadDataset()] if has_dataset else []
     for r in range(offline):
         phases += _train_and_maybe_evaluate(settings, r, total)

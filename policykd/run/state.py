@@ -35,9 +35,9 @@ class RunState:
     """The Atari frame segments (serials [first, end)) the checkpoint's frame ring is rebuilt from."""
     return_before_rl: float | None = None
     """The student's return when RL began (the last distillation evaluation, or the random student's)."""
-    rl_evals: list[dict[str, Any]] = field(default_factory=list)
+    rl_evals: list[dict[str, float]] = field(default_factory=list)
     """Each RL evaluation of the student: env_steps (RL), return_mean, return_std, kick_weight, kick_loss, agreement."""
-    scratch_evals: list[dict[str, Any]] = field(default_factory=list)
+    scratch_evals: list[dict[str, float]] = field(default_factory=list)
     """Each evaluation of the from-scratch baseline: env_steps, return_mean, return_std."""
     rl_critic_from_teacher: bool | None = None
     """Whether the RL student's critic started as a copy of the teacher's (SAC from SAC)."""
@@ -51,14 +51,16 @@ class RunState:
         """Add the seconds from `since` (a `time.time()`) to now to `kind`."""
         self.seconds[kind] = round(self.seconds.get(kind, 0.0) + time.time() - since, 3)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, values: dict[str, Any]) -> "RunState":
+    def from_json(cls, values: dict[str, Any]) -> RunState:
         known = {f.name for f in fields(cls)}
-        state = cls(**{k: v for k, v in values.items() if k in known})
-        state.evals = [Evaluation(**e) for e in state.evals]
+        kept = {k: v for k, v in values.items() if k in known}
+        evals = [Evaluation(**e) for e in kept.pop("evals", [])]  # JSON objects, as `asdict` wrote them
+        state = cls(**kept)
+        state.evals = evals
         return state
 
     @property

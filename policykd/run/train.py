@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import BasePolicy
 from torch.optim.swa_utils import AveragedModel
 
 from policykd.data.buffer import DistillationBuffer
-from policykd.settings import DistillSettings
-from policykd.distributions import DETERMINISTIC, ActionDist, policy_outputs
+from policykd.distributions import DETERMINISTIC, ActionDist, obs_tensor, policy_outputs
 from policykd.errors import PolicykdError
+from policykd.losses import LossTerms, action_agreement, distillation_loss, kl, state_weights
 from policykd.robust.augment import augment
 from policykd.run.knowledge import Knowledge, latent_of_forward
-from policykd.run.losses import LossTerms, action_agreement, distillation_loss, kl, state_weights
+from policykd.settings import DistillSettings
 
 Prep = Callable[[np.ndarray], np.ndarray]
 
@@ -67,8 +71,15 @@ def train_round(
         with latent_of_forward(policy) if knowledge else nullcontext([]) as seen:
             dist, value = policy_outputs(policy, obs)
         terms = distillation_loss(
-            dist, batch.teacher, loss=loss, temperature=cfg.temperature, alpha=cfg.alpha, ent_coef=cfg.ent_coef,
-            student_value=value, teacher_value=batch.value, vf_coef=cfg.vf_coef,
+            dist,
+            batch.teacher,
+            loss=loss,
+            temperature=cfg.temperature,
+            alpha=cfg.alpha,
+            ent_coef=cfg.ent_coef,
+            student_value=value,
+            teacher_value=batch.value,
+            vf_coef=cfg.vf_coef,
             weights=state_weights(cfg.weighting, dist, batch.teacher, cfg.temperature),
         )
         total = terms.total + (_knowledge_terms(knowledge, seen[-1], batch.obs, sums) if knowledge else 0.0)
@@ -93,8 +104,9 @@ def train_round(
     return RoundStats(means["loss"], means["kl"], means["agreement"], means)
 
 
-def _knowledge_terms(knowledge: Knowledge, student_latent: th.Tensor, raw: np.ndarray,
-                     sums: dict[str, float]) -> th.Tensor:
+def _knowledge_terms(
+    knowledge: Knowledge, student_latent: th.Tensor, raw: np.ndarray, sums: dict[str, float]
+) -> th.Tensor:
     """Weighted hint and relation losses of the minibatch (their raw values are logged)."""
     hint, relation = knowledge.loss(student_latent, raw)
     sums["hint_loss"] += hint.item()
@@ -103,8 +115,14 @@ def _knowledge_terms(knowledge: Knowledge, student_latent: th.Tensor, raw: np.nd
 
 
 @th.no_grad()
-def _accumulate(sums: dict[str, float], total: th.Tensor, terms: LossTerms, dist: ActionDist, teacher: ActionDist,
-                action_space: Any) -> None:
+def _accumulate(
+    sums: dict[str, float],
+    total: th.Tensor,
+    terms: LossTerms,
+    dist: ActionDist,
+    teacher: ActionDist,
+    action_space: spaces.Space,
+) -> None:
     sums["loss"] += total.item()
     sums["policy_loss"] += terms.policy.item()
     sums["value_loss"] += terms.value.item()
@@ -114,10 +132,10 @@ def _accumulate(sums: dict[str, float], total: th.Tensor, terms: LossTerms, dist
     sums["kl"] += kl(dist, teacher).item() if soft else float("nan")
 
 
-def _as_input(policy: th.nn.Module, obs: np.ndarray) -> th.Tensor:
+def _as_input(policy: BasePolicy, obs: np.ndarray) -> th.Tensor:
     """The minibatch as the student reads it; images NHWC like its conv weights (run/build.py), made float in one
     pass (SB3 then only divides by 255)."""
-    tensor = policy.obs_to_tensor(obs)[0]
+    tensor = obs_tensor(policy, obs)
     return tensor.to(dtype=th.float32, memory_format=th.channels_last) if tensor.dim() == 4 else tensor
 
 
@@ -126,8 +144,8 @@ def clip_gradients(policy: th.nn.Module, max_norm: float) -> None:
     from its teacher (a pruned SAC actor whose log-std sits at SB3's floor of -20) has a KL near 1e19: the
     squared gradients overflow, torch's clip factor becomes 0, and the student would never move again."""
     params = [p for p in policy.parameters() if p.grad is not None]
-    grads = [p.grad for p in params]
+    grads = [p.grad for p in policy.parameters() if p.grad is not None]
     norm = th.nn.utils.get_total_norm(grads)
     if not th.isfinite(norm):
-        norm = th.sqrt(sum(g.double().pow(2).sum() for g in grads))
+        norm = th.sqrt(functools.reduce(operator.add, [g.double().pow(2).sum() for g in grads]))
     th.nn.utils.clip_grads_with_norm_(params, max_norm, norm)

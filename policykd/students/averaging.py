@@ -9,8 +9,8 @@ while Adam keeps training the raw weights.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch as th
 from torch import nn

@@ -8,29 +8,33 @@ so `PPO.load("student.zip")` works in a process that never imports policykd.
 from __future__ import annotations
 
 import sys
-import typing
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import cloudpickle
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from policykd.students import cnn
+from policykd import networks as cnn
 from policykd.errors import PolicykdError
-from policykd.models import ALGOS, acting_params, uses_images
-from policykd.settings import StudentAlgo
+from policykd.registry import STUDENT_FAMILIES
+from policykd.sb3_models import acting_params, uses_images
+from policykd.students.families import Family
 
-STUDENT_ALGOS = typing.get_args(StudentAlgo)  # the settings' choice of student algorithms, as a tuple
 MAX_WIDTH, WIDTH_STEP = 256, 4  # default MLP students: widths 4, 8, ..., 256
-# Floor on the default MLP width (small teachers: 5 % of a 64x64 Walker2d actor is 8x8). Walker2d-v5
-# students, seeds 0/1(/2): 8x8 94/69 %, 16x16 34/81 %, 24x24 85/83 %, 32x32 98/102/103 % (docs/student-size.md).
-MIN_WIDTH = 32
 # Image students: (conv1, conv2, conv3 channels, features), largest first.
 _CNN_SIZES = (
-    (32, 64, 64, 256), (32, 64, 64, 128), (32, 32, 32, 64), (16, 32, 32, 64), (16, 32, 32, 32),
-    (16, 16, 16, 32), (16, 16, 16, 16), (8, 16, 16, 16), (8, 8, 8, 16), (8, 8, 8, 8),
+    (32, 64, 64, 256),
+    (32, 64, 64, 128),
+    (32, 32, 32, 64),
+    (16, 32, 32, 64),
+    (16, 32, 32, 32),
+    (16, 16, 16, 32),
+    (16, 16, 16, 16),
+    (8, 16, 16, 16),
+    (8, 8, 8, 16),
+    (8, 8, 8, 8),
 )
 
 # The CNN class travels inside the zip, so loading a student never needs policykd.
@@ -57,51 +61,27 @@ def _image_kwargs(arch: Sequence[int]) -> dict:
     }
 
 
-def _kwargs(algo: str, arch: Sequence[int], learning_rate: float, images: bool) -> dict:
-    """Constructor arguments: the small net, and RL settings sane for continuing a distilled policy."""
-    arch = list(arch)
-    extractor = _image_kwargs(arch) if images else {}
-    hidden = [] if images else arch  # image students: linear heads on the CNN features
-    if algo in ("ppo", "a2c"):
-        return {"policy_kwargs": {"net_arch": {"pi": hidden, "vf": hidden}, **extractor}, "learning_rate": learning_rate}
-    if algo == "dqn":
-        # A distilled Q-network should not restart from epsilon = 1 when RL continues.
-        return {
-            "policy_kwargs": {"net_arch": hidden, **extractor},
-            "buffer_size": 50_000,
-            "exploration_initial_eps": 0.05,
-            "exploration_final_eps": 0.05,
-            "learning_rate": learning_rate,
-        }
-    if algo in ("sac", "td3"):
-        return {
-            "policy_kwargs": {"net_arch": {"pi": hidden, "qf": [256, 256]}, **extractor},
-            "buffer_size": 100_000,
-            "learning_rate": learning_rate,
-        }
-    raise PolicykdError(f"unknown student algorithm {algo!r}: choose from {', '.join(STUDENT_ALGOS)}")
-
-
 def build_student(
     algo: str, venv: VecEnv, arch: Sequence[int], *, seed: int, learning_rate: float = 3e-4
 ) -> BaseAlgorithm:
-    """A fresh SB3 model of `algo` with hidden layers `arch` on `venv`'s spaces."""
-    if algo not in STUDENT_ALGOS:
-        raise PolicykdError(f"unknown student algorithm {algo!r}: choose from {', '.join(STUDENT_ALGOS)}")
-    if algo == "dqn" and not isinstance(venv.action_space, spaces.Discrete):
-        raise PolicykdError("a DQN student needs a discrete action space")
-    if algo in ("sac", "td3") and not isinstance(venv.action_space, spaces.Box):
-        raise PolicykdError(f"a {algo.upper()} student needs a continuous (Box) action space")
+    """A fresh SB3 model of the student family `algo` (`policykd.registry.STUDENT_FAMILIES`) with hidden layers
+    `arch` on `venv`'s spaces."""
+    family: Family = STUDENT_FAMILIES.load(algo)
+    if family.action_space is not None and not isinstance(venv.action_space, family.action_space):
+        kind = "a discrete" if family.action_space is spaces.Discrete else "a continuous (Box)"
+        raise PolicykdError(f"a {algo.upper()} student needs {kind} action space")
     images = uses_images(venv.observation_space)
-    kwargs = _kwargs(algo, arch, learning_rate, images)
-    if images and algo == "dqn":
-        kwargs["buffer_size"] = 10_000  # the SB3 replay buffer would allocate GBs of frames
+    kwargs = family.kwargs([] if images else list(arch), learning_rate, _image_kwargs(arch) if images else {})
+    if images and family.image_buffer_size is not None:
+        kwargs["buffer_size"] = family.image_buffer_size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return ALGOS[algo]("CnnPolicy" if images else "MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **kwargs)
+        return family.algo("CnnPolicy" if images else "MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **kwargs)
 
 
-def auto_arch(algo: str, venv: VecEnv, max_params: int, *, depth: int = 2, min_width: int = WIDTH_STEP) -> tuple[int, ...]:
+def auto_arch(
+    algo: str, venv: VecEnv, max_params: int, *, depth: int = 2, min_width: int = WIDTH_STEP
+) -> tuple[int, ...]:
     """The largest student with at most `max_params` acting parameters: for vectors the widest
     2-layer MLP (widths in steps of 4, up to 256) but never narrower than `min_width` (rounded up to a
     step; a small teacher's fraction is too few units to play), for images the largest CNN of a fixed ladder."""

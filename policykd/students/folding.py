@@ -11,8 +11,9 @@ plain SB3 model that takes raw observations, with no extra file.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch as th
@@ -20,6 +21,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
+
+from policykd.errors import PolicykdError
 
 MIN_STD = 1e-2  # a nearly constant input must not get a huge weight after folding
 
@@ -39,21 +42,32 @@ def fit_obs_stats(obs: np.ndarray) -> ObsStats:
 
 def _first_linear(seq: nn.Module, head: nn.Module) -> nn.Linear:
     layers = [m for m in seq.modules() if isinstance(m, nn.Linear)]
-    return layers[0] if layers else head
+    return layers[0] if layers else _linear(head)
+
+
+def _linear(module: nn.Module) -> nn.Linear:
+    if not isinstance(module, nn.Linear):
+        raise PolicykdError(f"cannot fold the input normalisation into a {type(module).__name__}")
+    return module
 
 
 def input_layers(policy: BasePolicy) -> list[nn.Linear]:
     """The linear layers that read the (flattened) observation directly."""
     if isinstance(policy, ActorCriticPolicy):
         extractor = policy.mlp_extractor
-        return [_first_linear(extractor.policy_net, policy.action_net), _first_linear(extractor.value_net, policy.value_net)]
+        return [
+            _first_linear(extractor.policy_net, policy.action_net),
+            _first_linear(extractor.value_net, policy.value_net),
+        ]
     if hasattr(policy, "q_net"):  # DQN
-        return [_first_linear(policy.q_net.q_net, policy.q_net.q_net)]
-    actor = policy.actor
+        q_net = policy.get_submodule("q_net.q_net")
+        return [_first_linear(q_net, q_net)]
+    actor = policy.get_submodule("actor")
     if hasattr(actor, "latent_pi"):  # SAC: the heads read latent_pi, or the obs when it is empty
-        first = [m for m in actor.latent_pi.modules() if isinstance(m, nn.Linear)]
-        return first[:1] or [actor.mu, actor.log_std]
-    return [_first_linear(actor.mu, actor.mu)]  # TD3
+        first = [m for m in actor.get_submodule("latent_pi").modules() if isinstance(m, nn.Linear)]
+        return first[:1] or [_linear(actor.get_submodule("mu")), _linear(actor.get_submodule("log_std"))]
+    mu = actor.get_submodule("mu")
+    return [_first_linear(mu, mu)]  # TD3
 
 
 def supports_folding(model: BaseAlgorithm) -> bool:
@@ -92,7 +106,7 @@ def fold(model: BaseAlgorithm, stats: ObsStats) -> None:
     with th.no_grad():
         for layer in input_layers(policy):
             weight = layer.weight / std
-            layer.bias -= layer.weight @ (mean / std)
+            layer.bias.sub_(layer.weight @ (mean / std))
             layer.weight.copy_(weight)
         sync_targets(policy)
 
@@ -105,6 +119,6 @@ def unfold(model: BaseAlgorithm, stats: ObsStats) -> None:
     mean, std = th.as_tensor(stats.mean), th.as_tensor(stats.std)
     with th.no_grad():
         for layer in input_layers(policy):
-            layer.bias += layer.weight @ mean
+            layer.bias.add_(layer.weight @ mean)
             layer.weight.mul_(std)
         sync_targets(policy)

@@ -10,11 +10,14 @@ of the weights that read it: a unit that is rarely active, or whose output nobod
 changes the action least when removed. What the removed units gave their readers on average is
 added to the readers' biases (mean replacement), so a cut moves the outputs only by the removed
 units' deviations from their means. The recovery (distilling again from the same teacher)
-is `policykd.run.prune`'s business.
+is `policykd.workflows.prune`'s business.
 """
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +27,9 @@ from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
+from policykd.distributions import obs_tensor
 from policykd.errors import PolicykdError
-from policykd.models import uses_images
+from policykd.sb3_models import uses_images
 from policykd.students.build import build_student
 from policykd.students.folding import sync_targets
 
@@ -59,11 +63,15 @@ def _extractor_cuts(policy: BasePolicy, prefix: str, readers: list[str]) -> list
     extractor = policy.get_submodule(prefix)
     if not hasattr(extractor, "cnn"):
         return []
-    convs = [f"{prefix}.cnn.{n}" for n, m in extractor.cnn.named_children() if isinstance(m, nn.Conv2d)]
+    cnn = extractor.get_submodule("cnn")
+    assert isinstance(cnn, nn.Sequential)  # SmallCNN's (policykd.networks)
+    convs = [f"{prefix}.cnn.{n}" for n, m in cnn.named_children() if isinstance(m, nn.Conv2d)]
     linear = f"{prefix}.linear.0"
-    last_conv = extractor.cnn[: int(convs[-1].rsplit(".", 1)[1]) + 2]  # up to the last conv's ReLU
+    last_conv = cnn[: int(convs[-1].rsplit(".", 1)[1]) + 2]  # up to the last conv's ReLU
+    obs_shape = policy.observation_space.shape
+    assert obs_shape is not None  # images: a Box
     with th.no_grad():
-        height_width = last_conv(th.zeros((1, *policy.observation_space.shape))).shape[2:]
+        height_width = last_conv(th.zeros((1, *obs_shape))).shape[2:]
     spatial = int(np.prod(height_width))
     cuts = _chain(convs[:-1], [convs[-1]])
     return [*cuts, Cut(convs[-1], (linear,), len(cuts), spatial), Cut(linear, tuple(readers), len(cuts) + 1)]
@@ -74,20 +82,23 @@ def cuts_of(policy: BasePolicy) -> list[Cut]:
     if isinstance(policy, ActorCriticPolicy):
         if not policy.share_features_extractor:
             raise PolicykdError("pruning needs the actor and critic to share their features extractor (SB3's default)")
-        pi, vf = (_linears(policy.mlp_extractor.policy_net, "mlp_extractor.policy_net"),
-                  _linears(policy.mlp_extractor.value_net, "mlp_extractor.value_net"))
+        pi, vf = (
+            _linears(policy.mlp_extractor.policy_net, "mlp_extractor.policy_net"),
+            _linears(policy.mlp_extractor.value_net, "mlp_extractor.value_net"),
+        )
         readers = (pi[:1] or ["action_net"]) + (vf[:1] or ["value_net"])
         features = _extractor_cuts(policy, "features_extractor", readers)
         return [*features, *_chain(pi, ["action_net"], len(features)), *_chain(vf, ["value_net"], len(features))]
     if hasattr(policy, "q_net"):  # DQN: the last linear is the Q head
-        q = _linears(policy.q_net.q_net, "q_net.q_net")
+        q = _linears(policy.get_submodule("q_net.q_net"), "q_net.q_net")
         features = _extractor_cuts(policy, "q_net.features_extractor", q[:1])
         return [*features, *_chain(q[:-1], q[-1:], len(features))]
     if uses_images(policy.observation_space):
         raise PolicykdError("pruning SAC/TD3 image students is not supported (their critics have CNNs of their own)")
-    if hasattr(policy.actor, "latent_pi"):  # SAC
-        return _chain(_linears(policy.actor.latent_pi, "actor.latent_pi"), ["actor.mu", "actor.log_std"])
-    mu = _linears(policy.actor.mu, "actor.mu")  # TD3: the last linear is the action head
+    actor = policy.get_submodule("actor")
+    if hasattr(actor, "latent_pi"):  # SAC
+        return _chain(_linears(actor.get_submodule("latent_pi"), "actor.latent_pi"), ["actor.mu", "actor.log_std"])
+    mu = _linears(actor.get_submodule("mu"), "actor.mu")  # TD3: the last linear is the action head
     return _chain(mu[:-1], mu[-1:])
 
 
@@ -105,15 +116,16 @@ def activations(policy: BasePolicy, cuts: list[Cut], obs: np.ndarray) -> dict[st
     """Per cut (by producer), its units' activations on `obs` (what the policy reads), one forward pass."""
     outputs: dict[str, th.Tensor] = {}
 
-    def hook(name: str):
-        def store(_module: nn.Module, _inputs: tuple, output: th.Tensor) -> None:
+    def hook(name: str) -> Callable[[nn.Module, tuple[th.Tensor, ...], th.Tensor], None]:
+        def store(_module: nn.Module, _inputs: tuple[th.Tensor, ...], output: th.Tensor) -> None:
             outputs[name] = output.detach()
+
         return store
 
     handles = [policy.get_submodule(_activation(c.producer)).register_forward_hook(hook(c.producer)) for c in cuts]
     try:
         with th.no_grad():
-            policy(policy.obs_to_tensor(obs)[0])
+            policy(obs_tensor(policy, obs))
     finally:
         for handle in handles:
             handle.remove()
@@ -122,15 +134,20 @@ def activations(policy: BasePolicy, cuts: list[Cut], obs: np.ndarray) -> dict[st
 
 def importance(policy: BasePolicy, cuts: list[Cut], outputs: dict[str, th.Tensor]) -> list[th.Tensor]:
     """Per cut, each unit's mean |activation| times the norm of its readers' weights."""
+
     def magnitude(out: th.Tensor) -> th.Tensor:
         return out.abs().mean(dim=[d for d in range(out.dim()) if d != 1])
 
-    return [magnitude(outputs[cut.producer]) * sum(_read_norm2(policy.get_submodule(r).weight, cut.spatial)
-                                                   for r in cut.consumers).sqrt() for cut in cuts]
+    def read_norm(cut: Cut) -> th.Tensor:
+        norms2 = [_read_norm2(policy.get_parameter(f"{r}.weight"), cut.spatial) for r in cut.consumers]
+        return functools.reduce(operator.add, norms2).sqrt()
+
+    return [magnitude(outputs[cut.producer]) * read_norm(cut) for cut in cuts]
 
 
-def compensated_biases(policy: BasePolicy, cuts: list[Cut], rows: dict[str, th.Tensor],
-                       outputs: dict[str, th.Tensor]) -> dict[str, th.Tensor]:
+def compensated_biases(
+    policy: BasePolicy, cuts: list[Cut], rows: dict[str, th.Tensor], outputs: dict[str, th.Tensor]
+) -> dict[str, th.Tensor]:
     """Each reader's bias plus what the removed units gave it on average, so that a cut shifts the outputs by
     the removed units' deviations only, not by their means (a conv reader: its kernel's sum times the channel's mean)."""
     biases = {}
@@ -139,14 +156,13 @@ def compensated_biases(policy: BasePolicy, cuts: list[Cut], rows: dict[str, th.T
         removed = th.ones(len(mean), dtype=th.bool)
         removed[rows[cut.producer]] = False
         for reader in cut.consumers:
-            module = policy.get_submodule(reader)
-            weight = module.weight.detach()
+            weight = policy.get_parameter(f"{reader}.weight").detach()
             if weight.dim() == 4:
                 shift = weight[:, removed].sum(dim=(2, 3)) @ mean[removed].mean(dim=(1, 2))
             else:
                 columns = removed.repeat_interleave(cut.spatial)
                 shift = weight[:, columns] @ mean.reshape(-1)[columns]
-            biases[reader] = module.bias.detach() + shift
+            biases[reader] = policy.get_parameter(f"{reader}.bias").detach() + shift
     return biases
 
 
@@ -164,7 +180,9 @@ def most_important(scores: list[th.Tensor], cuts: list[Cut], arch: tuple[int, ..
     for score, cut in zip(scores, cuts):
         width = arch[cut.layer]
         if width > len(score):
-            raise PolicykdError(f"cannot prune {cut.producer} from {len(score)} to {width} units: pruning only removes units")
+            raise PolicykdError(
+                f"cannot prune {cut.producer} from {len(score)} to {width} units: pruning only removes units"
+            )
         keep[cut.producer] = th.sort(th.topk(score, width).indices).values
     return keep
 
@@ -174,8 +192,13 @@ def _canonical(policy: BasePolicy, named: set[str]) -> dict[int, str]:
     return {id(policy.get_submodule(name)): name for name in named}
 
 
-def _sliced_state(old: BasePolicy, new: BasePolicy, rows: dict[str, th.Tensor], cols: dict[str, th.Tensor],
-                  biases: dict[str, th.Tensor]) -> dict:
+def _sliced_state(
+    old: BasePolicy,
+    new: BasePolicy,
+    rows: dict[str, th.Tensor],
+    cols: dict[str, th.Tensor],
+    biases: dict[str, th.Tensor],
+) -> dict:
     names = _canonical(old, set(rows) | set(cols))
     old_state, state = old.state_dict(), {}
     for key, target in new.state_dict().items():
@@ -189,13 +212,16 @@ def _sliced_state(old: BasePolicy, new: BasePolicy, rows: dict[str, th.Tensor], 
         if name in cols and kind == "weight":
             value = value[:, cols[name]]
         if value.shape != target.shape:
-            raise PolicykdError(f"pruning left {key} as {tuple(value.shape)}, the new student needs {tuple(target.shape)}")
+            raise PolicykdError(
+                f"pruning left {key} as {tuple(value.shape)}, the new student needs {tuple(target.shape)}"
+            )
         state[key] = value.clone()
     return state
 
 
-def prune_student(model: BaseAlgorithm, algo: str, arch: tuple[int, ...], obs: np.ndarray, spaces_env: VecEnv,
-                  *, seed: int = 0) -> BaseAlgorithm:
+def prune_student(
+    model: BaseAlgorithm, algo: str, arch: tuple[int, ...], obs: np.ndarray, spaces_env: VecEnv, *, seed: int = 0
+) -> BaseAlgorithm:
     """A fresh, dense SB3 student of `arch` holding `model`'s most important units. `obs`: what the policy reads
     (normalised when a VecNormalize sits in front); `spaces_env`: a 1-env VecEnv giving the spaces."""
     cuts = cuts_of(model.policy)
@@ -204,8 +230,15 @@ def prune_student(model: BaseAlgorithm, algo: str, arch: tuple[int, ...], obs: n
     return remove_units(model, algo, keep, outputs, spaces_env, seed=seed)
 
 
-def remove_units(model: BaseAlgorithm, algo: str, keep: dict[str, th.Tensor], outputs: dict[str, th.Tensor],
-                 spaces_env: VecEnv, *, seed: int = 0) -> BaseAlgorithm:
+def remove_units(
+    model: BaseAlgorithm,
+    algo: str,
+    keep: dict[str, th.Tensor],
+    outputs: dict[str, th.Tensor],
+    spaces_env: VecEnv,
+    *,
+    seed: int = 0,
+) -> BaseAlgorithm:
     """A fresh, dense SB3 student holding only the units `keep` names (per producer, as `cuts_of` names them);
     `outputs`: the units' activations (`activations`), whose means the readers' biases take over."""
     old = model.policy

@@ -4,42 +4,30 @@ a shipped agent's name, or several of these as an ensemble."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from policykd.teachers.shipped import find_agent, read_card
 from policykd.envs import EnvFactory, check_env_id, newest_version
 from policykd.errors import PolicykdError
-from policykd.models import ALGOS, check_spaces, detect_algo, read_zip_data
-from policykd.teachers.safe_load import load_sb3_safely
+from policykd.fields import spelled
+from policykd.registry import TEACHER_FORMATS
+from policykd.sb3_models import ALGOS, check_spaces, detect_algo, read_zip_data
 from policykd.teachers.base import SB3Teacher, Teacher
 from policykd.teachers.ensemble import EnsembleTeacher
-from policykd.teachers.zoo import is_zoo_folder, load_vecnormalize, read_zoo_run, resolve_zoo_spec
+from policykd.teachers.formats import Format, Resolved
+from policykd.teachers.safe_load import load_sb3_safely
+from policykd.teachers.zoo import load_vecnormalize
 
 __all__ = ["Teacher", "SB3Teacher", "EnsembleTeacher", "load_teacher", "load_teachers"]
 
 
-def _resolve(spec: str, zoo_folder: str | Path | None) -> tuple[Path, str | None, dict, Path | None]:
-    """spec -> (zip path, env id it was trained on, rl-zoo config, vecnormalize.pkl)."""
-    if spec.startswith("zoo:"):
-        spec = str(resolve_zoo_spec(spec, zoo_folder))
-    card = find_agent(spec) if "/" not in spec and not spec.endswith(".zip") else None
-    path = card.folder if card else Path(spec).expanduser()
-    if not path.exists():
-        raise PolicykdError(f"teacher not found: {spec}")
-    if path.is_file():
-        beside = path.with_name("vecnormalize.pkl")  # how policykd writes students
-        return path, None, {}, beside if beside.is_file() else None
-    if (path / "card.yaml").is_file():
-        card = read_card(path)
-        return card.model_path, card.env_id, {}, card.vecnormalize_path
-    if is_zoo_folder(path):
-        run = read_zoo_run(path)
-        return run.zip_path, run.env_name, run.config, run.vecnormalize
-    zips = sorted(path.glob("*.zip"))
-    if len(zips) != 1:
-        raise PolicykdError(f"teacher folder {path} is not an rl-zoo run folder and holds {len(zips)} zips, not one")
-    return zips[0], None, {}, None
+def _resolve(spec: str, zoo_folder: str | Path | None) -> Resolved:
+    """The first registered teacher format that claims `spec` finds its files."""
+    for entry in TEACHER_FORMATS.values():
+        form: Format = entry.load()
+        if form.claims(spec):
+            return form.resolve(spec, zoo_folder)
+    raise PolicykdError(f"teacher not found: {spec}")
 
 
 def load_teacher(
@@ -57,12 +45,15 @@ def load_teacher(
     SB3's full `load`, which runs the zip's pickles: only for zips you trust.
     """
     spec = str(spec)
-    zip_path, trained_env, config, vecnorm_path = _resolve(spec, zoo_folder)
+    found = _resolve(spec, zoo_folder)
+    zip_path, trained_env, config, vecnorm_path = found.zip_path, found.env_id, found.config, found.vecnormalize
     data = read_zip_data(zip_path)
     algo = detect_algo(data)
     if env_id is None:
         if trained_env is None:
-            raise PolicykdError(f"teacher {spec} does not say which env it was trained on: pass --env")
+            raise PolicykdError(
+                f"teacher {spec} does not say which env it was trained on: pass {spelled('env_id', '--env')}"
+            )
         env_id = newest_version(trained_env)
     check_env_id(env_id)
     factory = EnvFactory(env_id, env_wrapper=config.get("env_wrapper"), frame_stack=int(config.get("frame_stack", 4)))
@@ -113,7 +104,9 @@ def load_teachers(
 ) -> Teacher:
     """One teacher, or an ensemble when several specs are given (all on the same env)."""
     if not specs:
-        raise PolicykdError("no teacher given: pass --teacher (or use an env with a shipped teacher)")
+        raise PolicykdError(
+            f"no teacher given: pass {spelled('teachers', '--teacher')} (or use an env with a shipped teacher)"
+        )
     first = load_teacher(specs[0], env_id=env_id, zoo_folder=zoo_folder, trust=trust)
     if len(specs) == 1:
         if weights and len(weights) != 1:

@@ -11,17 +11,22 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
-from policykd.distributions import ActionDist, policy_outputs
-from policykd.envs import EnvFactory
-from policykd.models import acting_params
+from policykd.distributions import ActionDist, obs_tensor, policy_outputs
+from policykd.envs import EnvFactory, array_obs
+from policykd.sb3_models import acting_params
 
 
 class Teacher(Protocol):
     """Anything that labels observations with an action distribution (and a value, if it has one)."""
 
-    name: str
-    algo: str
-    factory: EnvFactory
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def algo(self) -> str: ...
+
+    @property
+    def factory(self) -> EnvFactory: ...
 
     @property
     def observation_space(self) -> spaces.Space: ...
@@ -66,8 +71,7 @@ class SB3Teacher:
 
     def label(self, obs: np.ndarray) -> tuple[ActionDist, th.Tensor | None]:
         if self.normalizer is not None:
-            obs = self.normalizer.normalize_obs(obs)
+            obs = array_obs(self.normalizer.normalize_obs(obs))
         policy = self.model.policy
         with th.no_grad():
-            tensor = policy.obs_to_tensor(obs)[0]
-            return policy_outputs(policy, tensor)
+            return policy_outputs(policy, obs_tensor(policy, obs))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch as th
@@ -13,7 +15,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from policykd.distributions import ActionDist, entropy_per_state, mix, unsquashed
 from policykd.envs import EnvFactory
 from policykd.errors import PolicykdError
-from policykd.models import describe_space
+from policykd.sb3_models import describe_space
 from policykd.teachers.base import Teacher
 
 
@@ -38,7 +40,9 @@ class EnsembleTeacher:
             for space in ("observation_space", "action_space"):
                 a, b = getattr(first, space), getattr(other, space)
                 if describe_space(a) != describe_space(b):
-                    raise PolicykdError(f"ensemble teachers {first.name} and {other.name} differ in {space}: {a} vs {b}")
+                    raise PolicykdError(
+                        f"ensemble teachers {first.name} and {other.name} differ in {space}: {a} vs {b}"
+                    )
             if other.factory.env_wrapper != first.factory.env_wrapper:
                 raise PolicykdError(f"ensemble teachers {first.name} and {other.name} need different env wrappers")
 
@@ -77,8 +81,10 @@ class EnsembleTeacher:
         labels = [m.label(obs) for m in self.members]
         dists = [d for d, _ in labels]
         if len({d.squashed for d in dists}) > 1:
-            dists = [unsquashed(d, self.action_space) for d in dists]
-        weights = self.weights
+            box = self.action_space  # members that disagree on squashing are continuous
+            assert isinstance(box, spaces.Box)
+            dists = [unsquashed(d, box) for d in dists]
+        weights: Sequence[float] | th.Tensor = self.weights
         if self.confidence:
             sure = th.stack([th.exp(-entropy_per_state(d)) for d in dists], dim=1)  # (B, M)
             weights = sure * th.as_tensor(np.asarray(self.weights, dtype=np.float32))
@@ -87,4 +93,4 @@ class EnsembleTeacher:
         if not valued:
             return dist, None
         total = sum(w for w, _ in valued)
-        return dist, sum(w * v for w, v in valued) / total
+        return dist, functools.reduce(operator.add, [w * v for w, v in valued]) / total

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import yaml
@@ -20,7 +20,7 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 from stable_baselines3.common.utils import LinearSchedule
 from torch import nn
 
-from policykd.errors import PolicykdError
+from policykd.errors import PolicykdError, option
 from policykd.resources import resource_path
 
 HYPERPARAMS_FILE = resource_path("envs", "teachers.yaml")
@@ -37,6 +37,14 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 _SCHEDULED = ("learning_rate", "clip_range", "clip_range_vf")
 
 
+class VecNormalizeKwargs(TypedDict, total=False):
+    """What rl-zoo's `normalize` sets of VecNormalize's arguments."""
+
+    norm_obs: bool
+    norm_reward: bool
+    gamma: float
+
+
 @dataclass(frozen=True)
 class ZooHyperparams:
     """One env's entry for one algorithm, split into what rl-zoo handles outside the constructor."""
@@ -46,7 +54,7 @@ class ZooHyperparams:
     policy: str
     n_timesteps: int
     n_envs: int
-    normalize: dict[str, Any] | None  # VecNormalize kwargs, None when not normalised
+    normalize: VecNormalizeKwargs | None  # None when not normalised, None when not normalised
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # still without action noise
 
 
@@ -63,11 +71,11 @@ def read_table(path: Path = HYPERPARAMS_FILE) -> dict[str, dict[str, dict[str, A
 def check_action_space(algo: str, env_id: str, action_space: spaces.Space) -> None:
     """SAC, TD3 and TQC act in continuous (Box) action spaces only."""
     if algo in CONTINUOUS_ONLY and not isinstance(action_space, spaces.Box):
-        from policykd.models import describe_space
+        from policykd.sb3_models import describe_space
 
         raise PolicykdError(
             f"{algo} needs a continuous (Box) action space, but {env_id}'s action space is "
-            f"{describe_space(action_space)}; use --algo ppo"
+            f"{describe_space(action_space)}; use {option('algo', 'ppo')}"
         )
 
 
@@ -105,7 +113,7 @@ def translate(key: str, raw: dict[str, Any], path: Path = HYPERPARAMS_FILE) -> Z
     return ZooHyperparams(key, raw, policy, n_timesteps, n_envs, normalize, kwargs)
 
 
-def schedule(value: Any, where: str) -> Any:
+def schedule(value: Any, where: str) -> LinearSchedule | float:
     """`lin_<x>` -> x decaying linearly to 0 over the run (rl-zoo's linear_schedule); numbers stay."""
     if isinstance(value, str):
         kind, _, number = value.partition("_")
@@ -119,29 +127,36 @@ def schedule(value: Any, where: str) -> Any:
     return float(value)
 
 
-def policy_kwargs(spec: Any, where: str) -> dict[str, Any]:
+def policy_kwargs(spec: object, where: str) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise PolicykdError(f"{where}: policy_kwargs must be a mapping (not a dict(...) string), got {spec!r}")
     kwargs = dict(spec)
     if "activation_fn" in kwargs:
         name = str(kwargs["activation_fn"]).lower().removeprefix("nn.")
         if name not in ACTIVATIONS:
-            raise PolicykdError(f"{where}: activation_fn {kwargs['activation_fn']!r}: choose from {', '.join(ACTIVATIONS)}")
+            raise PolicykdError(
+                f"{where}: activation_fn {kwargs['activation_fn']!r}: choose from {', '.join(ACTIVATIONS)}"
+            )
         kwargs["activation_fn"] = ACTIVATIONS[name]
     return kwargs
 
 
-def _normalize(value: Any, gamma: Any, where: str) -> dict[str, Any] | None:
+def _normalize(value: object, gamma: float | None, where: str) -> VecNormalizeKwargs | None:
     """rl-zoo: `true` normalises observations and rewards; a mapping picks; VecNormalize uses
     the algorithm's discount (set later from the model when the entry gives no gamma)."""
     if value is False or value is None:
         return None
-    if value is True:
-        options: dict[str, Any] = {}
-    elif isinstance(value, dict) and set(value) <= {"norm_obs", "norm_reward"}:
-        options = {k: bool(v) for k, v in value.items()}
-    else:
-        raise PolicykdError(f"{where}: normalize must be true, false or {{norm_obs: .., norm_reward: ..}}, got {value!r}")
+    options: VecNormalizeKwargs = {}
+    if isinstance(value, dict) and set(value) <= {"norm_obs", "norm_reward"}:
+        for k, v in value.items():  # in the file's order, as the card prints them
+            if k == "norm_obs":
+                options["norm_obs"] = bool(v)
+            else:
+                options["norm_reward"] = bool(v)
+    elif value is not True:
+        raise PolicykdError(
+            f"{where}: normalize must be true, false or {{norm_obs: .., norm_reward: ..}}, got {value!r}"
+        )
     if gamma is not None:
         options["gamma"] = float(gamma)
     return options
@@ -154,6 +169,7 @@ def action_noise(kwargs: dict[str, Any], action_space: spaces.Space) -> dict[str
     noise_std = kwargs.pop("noise_std", None)
     if noise_type is None:
         return kwargs
+    assert action_space.shape is not None  # action noise: off-policy continuous control, a Box
     n_actions = int(np.prod(action_space.shape))
     mean, sigma = np.zeros(n_actions), float(noise_std) * np.ones(n_actions)
     if "normal" in noise_type:
@@ -165,7 +181,7 @@ def action_noise(kwargs: dict[str, Any], action_space: spaces.Space) -> dict[str
     return kwargs
 
 
-def train_freq_steps(train_freq: Any) -> int:
+def train_freq_steps(train_freq: int | tuple[int, str]) -> int:
     """Env steps per off-policy rollout for SB3's `train_freq` (an int, or (n, "step"|"episode"); an episode-based
     one counts as 1: the rollout length is not known in steps)."""
     if isinstance(train_freq, tuple):

@@ -27,36 +27,55 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, NatureCNN
 
-from policykd.students.cnn import SmallCNN
-from policykd.errors import PolicykdError
-from policykd.models import ALGOS, read_zip_data
+from policykd.errors import PolicykdError, option
+from policykd.networks import SmallCNN
+from policykd.sb3_models import ALGOS, read_zip_data
 
 SERIALIZED = ":serialized:"
 
 _ALLOWED_CLASSES: dict[str, type] = {
     f"<class '{cls.__module__}.{cls.__qualname__}'>": cls
     for cls in (
-        th.nn.ReLU, th.nn.Tanh, th.nn.ELU, th.nn.LeakyReLU, th.nn.SiLU, th.nn.GELU, th.nn.Sigmoid,
-        th.optim.Adam, th.optim.RMSprop, th.optim.SGD, th.optim.AdamW,
+        th.nn.ReLU,
+        th.nn.Tanh,
+        th.nn.ELU,
+        th.nn.LeakyReLU,
+        th.nn.SiLU,
+        th.nn.GELU,
+        th.nn.Sigmoid,
+        th.optim.Adam,
+        th.optim.RMSprop,
+        th.optim.SGD,
+        th.optim.AdamW,
         RMSpropTFLike,  # rl-zoo's Atari A2C agents use it
-        FlattenExtractor, NatureCNN, CombinedExtractor,
+        FlattenExtractor,
+        NatureCNN,
+        CombinedExtractor,
         SmallCNN,  # policykd's own image students
     )
 }
+# Students saved before the CNN moved to policykd.networks name it by its old module.
+_ALLOWED_CLASSES["<class 'policykd.students.cnn.SmallCNN'>"] = SmallCNN
 
 # Keys SB3 2.x policies no longer take (SB3's own `load` drops `device` too).
 _DROPPED_KWARGS = {"device"}
 
 # Plain JSON hyperparameters worth restoring; everything else keeps its default.
 _PLAIN_HYPERPARAMETERS = (
-    "gamma", "gae_lambda", "sde_sample_freq", "exploration_rate", "ent_coef", "tau", "num_timesteps",
+    "gamma",
+    "gae_lambda",
+    "sde_sample_freq",
+    "exploration_rate",
+    "ent_coef",
+    "tau",
+    "num_timesteps",
 )
 
 
 def _unsafe(zip_path: Path, what: str) -> PolicykdError:
     return PolicykdError(
         f"teacher {zip_path} cannot be loaded safely: {what}; "
-        "--trust-teacher would use SB3's full load, which runs the pickles inside the zip"
+        f"{option('trust_teacher')} would use SB3's full load, which runs the pickles inside the zip"
     )
 
 
@@ -71,7 +90,10 @@ def _plain(value: Any, zip_path: Path, key: str) -> Any:
     if isinstance(value, str) and "<" in value:  # str() of a class, function or object holding one
         if value in _ALLOWED_CLASSES:
             return _ALLOWED_CLASSES[value]
-        raise _unsafe(zip_path, f"policy_kwargs[{key!r}] is {' '.join(value.split())[:120]}, which is not on policykd's allow-list")
+        raise _unsafe(
+            zip_path,
+            f"policy_kwargs[{key!r}] is {' '.join(value.split())[:120]}, which is not on policykd's allow-list",
+        )
     return value
 
 
@@ -145,7 +167,8 @@ def _load_state(policy: th.nn.Module, state: dict[str, th.Tensor], zip_path: Pat
     if getattr(policy, "share_features_extractor", False):
         # SB3 < 1.7 saved only `features_extractor.*`; the pi/vf names are aliases of that module.
         missing = [
-            k for k in missing
+            k
+            for k in missing
             if not (k.startswith(("pi_features_extractor.", "vf_features_extractor.")) and k.split("_", 1)[1] in state)
         ]
     if missing or result.unexpected_keys:
@@ -191,6 +214,7 @@ def load_sb3_safely(
                 model.use_sde = use_sde
                 model.buffer_size = 1  # no replay buffer worth the name
                 if hasattr(model, "target_entropy"):
+                    assert action_space.shape is not None  # SAC/TQC: a Box
                     model.target_entropy = -float(np.prod(action_space.shape))  # 'auto' would need model.env
             model.policy_kwargs = kwargs
             model._setup_model()

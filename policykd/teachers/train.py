@@ -8,7 +8,7 @@ layout with a model card, so `--teacher <out>` loads it.
 Checkpoints: every `--checkpoint-every` env steps (at the start of a rollout, when the model
 has been trained on every step it has counted) SB3 writes the model, replay buffer and
 VecNormalize statistics into a fresh `checkpoint/ckpt-<n>/`; then `checkpoint/checkpoint.json`
-(steps done, settings, wall-clock) is renamed into place (`run.checkpoint.CheckpointStore`,
+(steps done, settings, wall-clock) is renamed into place (`policykd.storage.CheckpointStore`,
 the store distill uses too). It names only complete folders, so a kill between any two writes
 leaves the previous checkpoint usable.
 """
@@ -18,10 +18,11 @@ from __future__ import annotations
 import inspect
 import json
 import time
+from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TypedDict, cast
 
 import torch as th
 import yaml
@@ -32,18 +33,33 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from policykd.constants import EVAL_SEED_OFFSET
 from policykd.envs import EnvFactory, check_env_id
-from policykd.errors import PolicykdError
-from policykd.files import CheckpointStore, atomic_write_text, check_out, disk_full_is_one_line, prepare_out, settings_differ
-from policykd.models import ALGOS
+from policykd.errors import PolicykdError, option
+from policykd.fields import spelled
+from policykd.sb3_models import ALGOS
 from policykd.settings import TrainTeacherSettings
-from policykd.teachers.hyperparams import ZooHyperparams, action_noise, check_action_space, lookup, train_freq_steps
+from policykd.storage import (
+    CheckpointStore,
+    atomic_write_text,
+    check_out,
+    disk_full_is_one_line,
+    prepare_out,
+    settings_differ,
+)
+from policykd.teachers.hyperparams import (
+    VecNormalizeKwargs,
+    ZooHyperparams,
+    action_noise,
+    check_action_space,
+    lookup,
+    train_freq_steps,
+)
 from policykd.teachers.zoo import write_zoo_run, zoo_env_name
 
 CKPT_DIR = "checkpoint"
 IDENTITY = ("env_id", "algo", "steps", "seed", "n_envs", "hyperparameters")
 
 
-def identity(settings: TrainTeacherSettings, hp: ZooHyperparams) -> dict[str, Any]:
+def identity(settings: TrainTeacherSettings, hp: ZooHyperparams) -> dict[str, object]:
     """What must match for a checkpoint to be continued (not how often it is saved or evaluated)."""
     values = {**asdict(settings), "hyperparameters": hp.raw}
     return json.loads(json.dumps({k: values[k] for k in IDENTITY}))
@@ -59,13 +75,34 @@ def resolve(settings: TrainTeacherSettings) -> tuple[TrainTeacherSettings, ZooHy
     hp = lookup(algo, env_id)
     steps = settings.steps or hp.n_timesteps
     n_envs = settings.n_envs or hp.n_envs
-    per_env = hp.model_kwargs.get("n_steps", 2048) if algo == "ppo" else train_freq_steps(hp.model_kwargs.get("train_freq", 1))
+    per_env = (
+        hp.model_kwargs.get("n_steps", 2048)
+        if algo == "ppo"
+        else train_freq_steps(hp.model_kwargs.get("train_freq", 1))
+    )
     rollout = n_envs * int(per_env)
     out = Path(settings.out or f"runs/teachers/{algo}-{zoo_env_name(env_id)}")
     if out.exists() and not out.is_dir():
         raise PolicykdError(f"output path {out} exists and is not a folder")
     every = settings.checkpoint_every or max(steps // 10, rollout)
     return replace(settings, steps=steps, n_envs=n_envs, checkpoint_every=every, out=str(out)), hp
+
+
+@dataclass(frozen=True)
+class _Filled:
+    """The settings `resolve` fills in, with the types they have once filled."""
+
+    out: Path
+    steps: int
+    n_envs: int
+    checkpoint_every: int
+
+
+def _filled(settings: TrainTeacherSettings) -> _Filled:
+    out, steps, n_envs, every = settings.out, settings.steps, settings.n_envs, settings.checkpoint_every
+    if out is None or steps is None or n_envs is None or every is None:
+        raise PolicykdError("train_teacher needs the settings `resolve` returns (out, steps, n_envs, checkpoint_every)")
+    return _Filled(Path(out), steps, n_envs, every)
 
 
 def _check_device(device: str) -> None:
@@ -77,24 +114,54 @@ def _check_device(device: str) -> None:
     except RuntimeError:
         kind = None
     if kind not in ("cpu", "cuda"):
-        raise PolicykdError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
+        raise PolicykdError(f"{spelled('device')} must be cpu, cuda, cuda:N or auto, got {device!r}")
     if kind == "cuda" and not th.cuda.is_available():
-        raise PolicykdError(f"--device {device}: torch sees no CUDA GPU on this machine (use --device cpu)")
+        raise PolicykdError(
+            f"{option('device', device)}: torch sees no CUDA GPU on this machine (use {option('device', 'cpu')})"
+        )
 
 
 # --- checkpoints ------------------------------------------------------------------------------
 
 
-def read_checkpoint(out: Path) -> dict[str, Any] | None:
+class Checkpoint(TypedDict, total=False):
+    """A checkpoint's pointer as `checkpoint()` below writes it, with its folder as `path`."""
+
+    steps_done: int
+    total_steps: int
+    wall_s: float
+    resumed_at: list[int]
+    settings: dict[str, object]
+    path: Path
+
+
+class _Card(TypedDict):
+    model: str
+    env_id: str
+    algo: str
+    env_steps: int
+    return_mean: float
+    return_std: float
+    episodes: int
+    protocol: str
+
+
+class TeacherCard(_Card, total=False):
+    """card.yaml: the trained teacher's file, how it was measured and what it returned."""
+
+    vecnormalize: str
+
+
+def read_checkpoint(out: Path) -> Checkpoint | None:
     """The pointer of `out`'s checkpoint (steps done, settings, ...) with its folder as `path`, or None."""
     store = CheckpointStore(out / CKPT_DIR)
     meta = store.latest()
     if meta is not None:
         meta["path"] = store.folder(meta)
-    return meta
+    return cast("Checkpoint | None", meta)
 
 
-def write_checkpoint(model: BaseAlgorithm, out: Path, meta: dict[str, Any]) -> Path:
+def write_checkpoint(model: BaseAlgorithm, out: Path, meta: Mapping[str, object]) -> Path:
     """Model, replay buffer, VecNormalize, as SB3 saves them, into a fresh checkpoint folder."""
 
     def write(folder: Path) -> None:
@@ -103,7 +170,7 @@ def write_checkpoint(model: BaseAlgorithm, out: Path, meta: dict[str, Any]) -> P
             model.save_replay_buffer(folder / "replay_buffer.pkl")
         normalizer = model.get_vec_normalize_env()
         if normalizer is not None:
-            normalizer.save(folder / "vecnormalize.pkl")
+            normalizer.save(str(folder / "vecnormalize.pkl"))
 
     return CheckpointStore(out / CKPT_DIR).save(write, meta)
 
@@ -135,15 +202,19 @@ def _algo_gamma(algo: str) -> float:
 
 
 def _make_env(settings: TrainTeacherSettings, hp: ZooHyperparams, seed: int, vecnormalize: Path | None) -> VecEnv:
-    venv = EnvFactory(settings.env_id).make(settings.n_envs, seed)
+    venv = EnvFactory(settings.env_id).make(_filled(settings).n_envs, seed)
     if hp.normalize is None:
         return venv
     if vecnormalize is not None:
         return VecNormalize.load(str(vecnormalize), venv)  # our own checkpoint: SB3's load
-    return VecNormalize(venv, **{"gamma": float(hp.model_kwargs.get("gamma", _algo_gamma(settings.algo))), **hp.normalize})
+    kwargs: VecNormalizeKwargs = {
+        "gamma": float(hp.model_kwargs.get("gamma", _algo_gamma(settings.algo))),
+        **hp.normalize,
+    }
+    return VecNormalize(venv, **kwargs)
 
 
-def _build_model(settings: TrainTeacherSettings, hp: ZooHyperparams, ckpt: dict[str, Any] | None) -> BaseAlgorithm:
+def _build_model(settings: TrainTeacherSettings, hp: ZooHyperparams, ckpt: Checkpoint | None) -> BaseAlgorithm:
     cls = ALGOS[settings.algo]
     done = ckpt["steps_done"] if ckpt else 0
     folder = ckpt["path"] if ckpt else None
@@ -155,31 +226,42 @@ def _build_model(settings: TrainTeacherSettings, hp: ZooHyperparams, ckpt: dict[
             if isinstance(model, OffPolicyAlgorithm) and (folder / "replay_buffer.pkl").is_file():
                 model.load_replay_buffer(folder / "replay_buffer.pkl")
         except Exception as err:  # damaged after it was written (SB3 raises many types)
-            raise PolicykdError(f"checkpoint {folder} is damaged ({type(err).__name__}); pass --overwrite to start again") from None
+            raise PolicykdError(
+                f"checkpoint {folder} is damaged ({type(err).__name__}); pass {option('overwrite')} to start again"
+            ) from None
         model._last_obs = None  # the env is fresh: learn() must reset it
         model.set_random_seed(settings.seed + done)
         return model
     kwargs = action_noise(hp.model_kwargs, venv.action_space)
     try:
-        return cls(hp.policy, venv, seed=settings.seed, device=settings.device, verbose=0,
-                   tensorboard_log=str(Path(settings.out) / "tb"), **kwargs)
+        return cls(
+            hp.policy,
+            venv,
+            seed=settings.seed,
+            device=settings.device,
+            verbose=0,
+            tensorboard_log=str(_filled(settings).out / "tb"),
+            **kwargs,
+        )
     except (TypeError, ValueError, AssertionError) as err:
         venv.close()
         raise PolicykdError(f"envs/teachers.yaml [{settings.algo}][{hp.key}]: {type(err).__name__}: {err}") from None
 
 
-def _may_change_steps(ckpt: dict[str, Any], settings: TrainTeacherSettings, hp: ZooHyperparams) -> bool:
+def _may_change_steps(ckpt: Checkpoint, settings: TrainTeacherSettings, hp: ZooHyperparams) -> bool:
     """An unfinished run may take another --steps, not below its checkpoint (equal: finish it now), when no
     schedule depends on the total (lin_ values do)."""
     schedules = any(isinstance(v, str) and v.startswith("lin_") for v in hp.raw.values())
-    return settings.steps >= int(ckpt["steps_done"]) and not schedules
+    return _filled(settings).steps >= int(ckpt["steps_done"]) and not schedules
 
 
-def _prepare(settings: TrainTeacherSettings, hp: ZooHyperparams) -> tuple[dict[str, Any] | None, bool]:
+def _prepare(settings: TrainTeacherSettings, hp: ZooHyperparams) -> tuple[Checkpoint | None, bool]:
     """(checkpoint to continue or None, whether `out` may be emptied); refuses what would mix or lose runs."""
-    out = Path(settings.out)
+    out = _filled(settings).out
     if (out / "card.yaml").is_file() and not settings.overwrite:
-        raise PolicykdError(f"{out} already holds a finished teacher (card.yaml); pass --overwrite to train again")
+        raise PolicykdError(
+            f"{out} already holds a finished teacher (card.yaml); pass {option('overwrite')} to train again"
+        )
     ckpt = None if settings.overwrite else read_checkpoint(out)
     if ckpt is None:
         # a run killed before its first checkpoint left only its own traces: start it again
@@ -193,93 +275,119 @@ def _prepare(settings: TrainTeacherSettings, hp: ZooHyperparams) -> tuple[dict[s
     if differ:
         raise PolicykdError(
             f"{out} holds an unfinished run with other settings ({'; '.join(differ)}); "
-            "re-run it unchanged to resume, or pass --overwrite / another --out"
+            f"re-run it unchanged to resume, or pass {option('overwrite')} / another {spelled('out')}"
         )
     if not (ckpt["path"] / "model.zip").is_file():
-        raise PolicykdError(f"checkpoint {ckpt['path']} has no model.zip; pass --overwrite to start again")
+        raise PolicykdError(f"checkpoint {ckpt['path']} has no model.zip; pass {option('overwrite')} to start again")
     return ckpt, False
 
 
-def train_teacher(settings: TrainTeacherSettings, hp: ZooHyperparams, log: Callable[[str], None] = print) -> dict[str, Any]:
+def train_teacher(
+    settings: TrainTeacherSettings, hp: ZooHyperparams, log: Callable[[str], None] = print
+) -> TeacherCard:
     """Train (or continue) the teacher, evaluate it, write zoo layout + card; returns the card fields."""
     th.set_num_threads(1)  # small MLPs: thread hand-offs cost more than they give on 2 cores
+    filled = _filled(settings)
     ckpt, clear = _prepare(settings, hp)
     model = _build_model(settings, hp, ckpt)
     if ckpt is None:
-        prepare_out(Path(settings.out), clear)  # only now is an old run replaced
+        prepare_out(filled.out, clear)  # only now is an old run replaced
     done = int(model.num_timesteps)
     wall_before = float(ckpt["wall_s"]) if ckpt else 0.0
     resumed_at = list(ckpt.get("resumed_at", [])) + [done] if ckpt else []
     if ckpt:
         was = ckpt.get("settings", {}).get("steps", settings.steps)
-        log(f"resuming from checkpoint at step {done} of {settings.steps}{f' (was {was})' if was != settings.steps else ''} "
-            f"({ckpt['path']})")
+        log(
+            f"resuming from checkpoint at step {done} of {settings.steps}{f' (was {was})' if was != settings.steps else ''} "
+            f"({ckpt['path']})"
+        )
     else:
-        log(f"training {settings.algo} on {settings.env_id} for {settings.steps} steps "
-            f"({settings.n_envs} envs, rl-zoo entry {hp.key!r}); checkpoints every {settings.checkpoint_every}")
+        log(
+            f"training {settings.algo} on {settings.env_id} for {settings.steps} steps "
+            f"({settings.n_envs} envs, rl-zoo entry {hp.key!r}); checkpoints every {settings.checkpoint_every}"
+        )
     session_start = time.time()
 
     def checkpoint() -> Path:
-        meta = {"steps_done": int(model.num_timesteps), "total_steps": settings.steps,
-                "wall_s": wall_before + time.time() - session_start, "resumed_at": resumed_at,
-                "settings": identity(settings, hp)}
-        folder = write_checkpoint(model, Path(settings.out), meta)
+        meta = {
+            "steps_done": int(model.num_timesteps),
+            "total_steps": settings.steps,
+            "wall_s": wall_before + time.time() - session_start,
+            "resumed_at": resumed_at,
+            "settings": identity(settings, hp),
+        }
+        folder = write_checkpoint(model, filled.out, meta)
         rate = (model.num_timesteps - done) / max(time.time() - session_start, 1e-9)
         episodes = [e["r"] for e in model.ep_info_buffer or []]
         recent = f", recent episode return {sum(episodes) / len(episodes):.1f}" if episodes else ""
         log(f"step {model.num_timesteps}/{settings.steps} ({rate:.0f} steps/s{recent}): checkpoint {folder}")
         return folder
 
-    callback = AtomicCheckpoint(settings.checkpoint_every, checkpoint, done)
+    callback = AtomicCheckpoint(filled.checkpoint_every, checkpoint, done)
     try:
-        with disk_full_is_one_line(Path(settings.out), "a checkpoint"):
-            model.learn(settings.steps - done, callback=callback, reset_num_timesteps=ckpt is None)
+        with disk_full_is_one_line(filled.out, "a checkpoint"):
+            model.learn(filled.steps - done, callback=callback, reset_num_timesteps=ckpt is None)
     except KeyboardInterrupt:
         if not isinstance(model, OffPolicyAlgorithm):  # a partial rollout is never trained on: redo it
             model.num_timesteps = callback.rollout_start
         folder = checkpoint()
-        log(f"interrupted at step {model.num_timesteps} of {settings.steps}: checkpoint in {folder}; "
-            "run the same command again to resume")
+        log(
+            f"interrupted at step {model.num_timesteps} of {settings.steps}: checkpoint in {folder}; "
+            "run the same command again to resume"
+        )
         raise
     wall = wall_before + time.time() - session_start
-    with disk_full_is_one_line(Path(settings.out), "the teacher and its card"):
+    with disk_full_is_one_line(filled.out, "the teacher and its card"):
         card = _finish(settings, hp, model, wall, resumed_at)
-    model.get_env().close()
-    store = CheckpointStore(Path(settings.out) / CKPT_DIR)
+    venv = model.get_env()
+    if venv is not None:  # always: the model was built or loaded with its env
+        venv.close()
+    store = CheckpointStore(filled.out / CKPT_DIR)
     store.clear()
     with suppress(OSError):  # the folder holds nothing else
         store.root.rmdir()
-    log(f"{settings.algo} {settings.env_id}: {card['return_mean']:.2f} ± {card['return_std']:.2f} over "
-        f"{card['episodes']} episodes after {card['env_steps']} steps ({wall:.0f} s); card: {Path(settings.out) / 'CARD.md'}")
+    log(
+        f"{settings.algo} {settings.env_id}: {card['return_mean']:.2f} ± {card['return_std']:.2f} over "
+        f"{card['episodes']} episodes after {card['env_steps']} steps ({wall:.0f} s); card: {filled.out / 'CARD.md'}"
+    )
     return card
 
 
 # --- outputs ----------------------------------------------------------------------------------
 
 
-def _finish(settings: TrainTeacherSettings, hp: ZooHyperparams, model: BaseAlgorithm, wall: float,
-            resumed_at: list[int]) -> dict[str, Any]:
+def _finish(
+    settings: TrainTeacherSettings, hp: ZooHyperparams, model: BaseAlgorithm, wall: float, resumed_at: list[int]
+) -> TeacherCard:
     """rl-zoo layout, then the deterministic evaluation of the files as written, then the card."""
-    from policykd.run.evaluate import run_episodes, teacher_actor
+    from policykd.rollouts import run_episodes, teacher_actor
     from policykd.teachers import load_teacher
 
-    out, name = Path(settings.out), zoo_env_name(settings.env_id)
+    out, name = _filled(settings).out, zoo_env_name(settings.env_id)
     normalizer = model.get_vec_normalize_env()
     config = {**hp.raw, "n_timesteps": settings.steps, "n_envs": settings.n_envs}
-    args = {"n_timesteps": settings.steps, "seed": settings.seed, "conf_file": "policykd/resources/envs/teachers.yaml",
-            "tensorboard_log": str(out / "tb"), "device": settings.device}
-    run = write_zoo_run(out, model, algo=settings.algo, env_id=settings.env_id, config=config, args=args,
-                        normalizer=normalizer)
+    args = {
+        "n_timesteps": settings.steps,
+        "seed": settings.seed,
+        "conf_file": "policykd/resources/envs/teachers.yaml",
+        "tensorboard_log": str(out / "tb"),
+        "device": settings.device,
+    }
+    run = write_zoo_run(
+        out, model, algo=settings.algo, env_id=settings.env_id, config=config, args=args, normalizer=normalizer
+    )
 
     start = time.time()
     teacher = load_teacher(str(run), env_id=settings.env_id)
     returns = run_episodes(teacher_actor(teacher), teacher.factory, settings.eval_episodes, EVAL_SEED_OFFSET)
     eval_s = time.time() - start
-    protocol = (f"deterministic actions (bitwise SB3's predict: evaluate_policy gives the same); "
-                f"{settings.eval_episodes} episodes, episode i reset with seed {EVAL_SEED_OFFSET}+i (as `policykd evaluate`); "
-                "raw Monitor returns"
-                + ("; observations through the frozen VecNormalize statistics" if normalizer is not None else ""))
-    card = {
+    protocol = (
+        f"deterministic actions (bitwise SB3's predict: evaluate_policy gives the same); "
+        f"{settings.eval_episodes} episodes, episode i reset with seed {EVAL_SEED_OFFSET}+i (as `policykd evaluate`); "
+        "raw Monitor returns"
+        + ("; observations through the frozen VecNormalize statistics" if normalizer is not None else "")
+    )
+    card: TeacherCard = {
         "model": str((run / f"{name}.zip").relative_to(out)),
         "env_id": settings.env_id,
         "algo": settings.algo,
@@ -291,33 +399,60 @@ def _finish(settings: TrainTeacherSettings, hp: ZooHyperparams, model: BaseAlgor
     }
     if normalizer is not None:
         card["vecnormalize"] = str((run / name / "vecnormalize.pkl").relative_to(out))
-    atomic_write_text(out / "CARD.md", _card_markdown(settings, hp, card, wall, eval_s, returns.returns.tolist(), resumed_at))
+    atomic_write_text(
+        out / "CARD.md", _card_markdown(settings, hp, card, wall, eval_s, returns.returns.tolist(), resumed_at)
+    )
     atomic_write_text(out / "card.yaml", yaml.safe_dump(card, sort_keys=False))  # last: marks the run finished
     return card
 
 
-def _card_markdown(settings: TrainTeacherSettings, hp: ZooHyperparams, card: dict[str, Any], wall: float,
-                   eval_s: float, returns: list[float], resumed_at: list[int]) -> str:
+def _card_markdown(
+    settings: TrainTeacherSettings,
+    hp: ZooHyperparams,
+    card: TeacherCard,
+    wall: float,
+    eval_s: float,
+    returns: list[float],
+    resumed_at: list[int],
+) -> str:
     hyper = yaml.safe_dump(hp.raw, sort_keys=False).strip()
     resumed = ", ".join(str(s) for s in resumed_at) if resumed_at else "never (one uninterrupted run)"
     rows = [
-        ("file", f"`{card['model']}`: SB3 {settings.algo.upper()} zip (`{settings.algo.upper()}.load` works, `.learn()` continues)"),
+        (
+            "file",
+            f"`{card['model']}`: SB3 {settings.algo.upper()} zip (`{settings.algo.upper()}.load` works, `.learn()` continues)",
+        ),
         ("algorithm", f"{settings.algo.upper()}, `{hp.policy}`"),
         ("environment", f"`{settings.env_id}` ({settings.n_envs} envs, seed {settings.seed})"),
-        ("normalisation", f"VecNormalize {hp.normalize}: `{card['vecnormalize']}`" if "vecnormalize" in card else "none"),
+        (
+            "normalisation",
+            f"VecNormalize {hp.normalize}: `{card['vecnormalize']}`" if "vecnormalize" in card else "none",
+        ),
         ("hyperparameters", f"rl-baselines3-zoo, entry `{settings.algo}: {hp.key}` of `envs/teachers.yaml` (below)"),
         ("env steps", f"{card['env_steps']:,}"),
-        ("wall-clock", f"{wall:.0f} s training (all sessions, checkpoints included) + {eval_s:.0f} s evaluation; "
-                       f"torch threads 1, device {settings.device} (this session)"),
+        (
+            "wall-clock",
+            f"{wall:.0f} s training (all sessions, checkpoints included) + {eval_s:.0f} s evaluation; "
+            f"torch threads 1, device {settings.device} (this session)",
+        ),
         ("resumed at step", resumed),
-        ("measured return", f"**{card['return_mean']:.2f} ± {card['return_std']:.2f}** (mean ± std) over "
-                            f"{card['episodes']} episodes: {', '.join(f'{r:.1f}' for r in returns)}"),
-        ("how measured", card["protocol"] + f"; `policykd evaluate --env {settings.env_id} --model {settings.out}` "
-                                            f"repeats it"),
+        (
+            "measured return",
+            f"**{card['return_mean']:.2f} ± {card['return_std']:.2f}** (mean ± std) over "
+            f"{card['episodes']} episodes: {', '.join(f'{r:.1f}' for r in returns)}",
+        ),
+        (
+            "how measured",
+            card["protocol"] + f"; `policykd evaluate --env {settings.env_id} --model {settings.out}` repeats it",
+        ),
     ]
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
-    command = (f"policykd train-teacher --env {settings.env_id} --algo {settings.algo} --steps {settings.steps} "
-               f"--seed {settings.seed} --n-envs {settings.n_envs} --out {settings.out}")
-    return (f"# {settings.algo}-{zoo_env_name(settings.env_id)}: {settings.algo.upper()} teacher for "
-            f"{settings.env_id}\n\nTrained with `{command}`.\n\n| field | value |\n|---|---|\n{table}\n\n"
-            f"## Hyperparameters\n\n```yaml\n{hyper}\n```\n\nTensorBoard: `tensorboard --logdir {Path(settings.out) / 'tb'}`.\n")
+    command = (
+        f"policykd train-teacher --env {settings.env_id} --algo {settings.algo} --steps {settings.steps} "
+        f"--seed {settings.seed} --n-envs {settings.n_envs} --out {settings.out}"
+    )
+    return (
+        f"# {settings.algo}-{zoo_env_name(settings.env_id)}: {settings.algo.upper()} teacher for "
+        f"{settings.env_id}\n\nTrained with `{command}`.\n\n| field | value |\n|---|---|\n{table}\n\n"
+        f"## Hyperparameters\n\n```yaml\n{hyper}\n```\n\nTensorBoard: `tensorboard --logdir {_filled(settings).out / 'tb'}`.\n"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -21,8 +22,9 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from policykd.envs import is_atari
 from policykd.errors import PolicykdError
-from policykd.files import atomic_write, atomic_write_text
+from policykd.fields import spelled
 from policykd.hub import hub_access
+from policykd.storage import atomic_write, atomic_write_text
 from policykd.teachers.safe_pickle import safe_load
 
 if TYPE_CHECKING:
@@ -103,7 +105,7 @@ def download_zoo_run(algo: str, env_name: str, dest: Path) -> Path:
     from huggingface_hub import hf_hub_download
 
     repo = f"sb3/{algo}-{env_name}"
-    where = f"put the rl-zoo run folder under --zoo-folder or ${ZOO_ENV_VAR}"
+    where = f"put the rl-zoo run folder under {spelled('zoo_folder')} or ${ZOO_ENV_VAR}"
 
     def offline(why: str) -> str:
         return f"cannot download zoo:{algo}/{env_name} from the Hugging Face hub (offline: {why}); {where}"
@@ -137,7 +139,7 @@ def load_vecnormalize(path: Path, venv: VecEnv) -> VecNormalize:
     if obs_rms is None:
         raise PolicykdError(f"{path} holds no observation statistics (obs_rms)")
     shape = getattr(obs_rms, "mean", None)
-    if shape is None or tuple(shape.shape) != tuple(venv.observation_space.shape):
+    if shape is None or tuple(shape.shape) != venv.observation_space.shape:
         raise PolicykdError(
             f"{path}: statistics of shape {None if shape is None else shape.shape} do not match "
             f"the env's observations {venv.observation_space.shape}"
@@ -159,16 +161,50 @@ def load_vecnormalize(path: Path, venv: VecEnv) -> VecNormalize:
 
 # --- writing: what `python -m rl_zoo3.enjoy` loads ---------------------------------------------
 
-ZOO_TRAIN_ARGS: dict[str, Any] = {
-    "algo": "ppo", "conf_file": None, "device": "auto", "env": "CartPole-v1", "env_kwargs": None,
-    "eval_env_kwargs": None, "eval_episodes": 5, "eval_freq": 25000, "gym_packages": [], "hyperparams": None,
-    "log_folder": "logs", "log_interval": -1, "max_total_trials": None, "n_eval_envs": 1, "n_evaluations": None,
-    "n_jobs": 1, "n_startup_trials": 10, "n_timesteps": -1, "n_trials": 500, "no_optim_plots": False,
-    "num_threads": -1, "optimization_log_path": None, "optimize_hyperparameters": False, "progress": False,
-    "pruner": "median", "sampler": "tpe", "save_freq": -1, "save_replay_buffer": False, "seed": -1,
-    "storage": None, "study_name": None, "tensorboard_log": "", "track": False, "trained_agent": "",
-    "trial_id": None, "truncate_last_trajectory": True, "uuid": False, "vec_env": "dummy", "verbose": 1,
-    "wandb_entity": None, "wandb_group": None, "wandb_project_name": "sb3", "wandb_tags": [],
+ZOO_TRAIN_ARGS: dict[str, object] = {
+    "algo": "ppo",
+    "conf_file": None,
+    "device": "auto",
+    "env": "CartPole-v1",
+    "env_kwargs": None,
+    "eval_env_kwargs": None,
+    "eval_episodes": 5,
+    "eval_freq": 25000,
+    "gym_packages": [],
+    "hyperparams": None,
+    "log_folder": "logs",
+    "log_interval": -1,
+    "max_total_trials": None,
+    "n_eval_envs": 1,
+    "n_evaluations": None,
+    "n_jobs": 1,
+    "n_startup_trials": 10,
+    "n_timesteps": -1,
+    "n_trials": 500,
+    "no_optim_plots": False,
+    "num_threads": -1,
+    "optimization_log_path": None,
+    "optimize_hyperparameters": False,
+    "progress": False,
+    "pruner": "median",
+    "sampler": "tpe",
+    "save_freq": -1,
+    "save_replay_buffer": False,
+    "seed": -1,
+    "storage": None,
+    "study_name": None,
+    "tensorboard_log": "",
+    "track": False,
+    "trained_agent": "",
+    "trial_id": None,
+    "truncate_last_trajectory": True,
+    "uuid": False,
+    "vec_env": "dummy",
+    "verbose": 1,
+    "wandb_entity": None,
+    "wandb_group": None,
+    "wandb_project_name": "sb3",
+    "wandb_tags": [],
 }
 """`python -m rl_zoo3.train`'s options with their defaults (rl_zoo3 2.9.2): the namespace rl-zoo saves as args.yml."""
 
@@ -180,10 +216,10 @@ def zoo_env_name(env_id: str) -> str:
     return env_id.replace("/", "-")
 
 
-def zoo_policy_kwargs(kwargs: dict[str, Any]) -> str:
+def zoo_policy_kwargs(kwargs: Mapping[str, object]) -> str:
     """policy_kwargs in rl-zoo's notation, the `dict(...)` string its config.yml holds (torch.nn classes as nn.X)."""
 
-    def spell(value: Any) -> str:
+    def spell(value: object) -> str:
         if isinstance(value, type):
             module = value.__module__
             return f"nn.{value.__name__}" if module.startswith("torch.nn") else f"{module}.{value.__qualname__}"
@@ -198,8 +234,17 @@ def zoo_policy_kwargs(kwargs: dict[str, Any]) -> str:
     return spell(dict(kwargs))
 
 
-def write_zoo_run(root: Path, model: "BaseAlgorithm", *, algo: str, env_id: str, config: dict[str, Any],
-                  args: dict[str, Any], normalizer: VecNormalize | None, frame_stack: int = 4) -> Path:
+def write_zoo_run(
+    root: Path,
+    model: BaseAlgorithm,
+    *,
+    algo: str,
+    env_id: str,
+    config: Mapping[str, object],
+    args: Mapping[str, object],
+    normalizer: VecNormalize | None,
+    frame_stack: int = 4,
+) -> Path:
     """`root/<algo>/<ENV>_1/`, so `python -m rl_zoo3.enjoy --algo <algo> --env <env_id> -f <root>` plays `model`
     in the env policykd trained it in; returns the run folder.
 
@@ -213,15 +258,25 @@ def write_zoo_run(root: Path, model: "BaseAlgorithm", *, algo: str, env_id: str,
     name = zoo_env_name(env_id)
     run = root / algo / f"{name}_1"
     (run / name).mkdir(parents=True, exist_ok=True)
-    config = {**config, "normalize": (config.get("normalize") or True) if normalizer is not None else False}
+    written: dict[str, object] = {
+        **config,
+        "normalize": (config.get("normalize") or True) if normalizer is not None else False,
+    }
     env_kwargs = None
     if is_atari(env_id):  # policykd's Atari stack: make_atari_env (AtariWrapper) on frameskip=1, then frame stacking
-        config.update(env_wrapper=ATARI_WRAPPER, frame_stack=frame_stack)
+        written.update(env_wrapper=ATARI_WRAPPER, frame_stack=frame_stack)
         env_kwargs = {"frameskip": 1}
-    saved_args = {**ZOO_TRAIN_ARGS, "env_kwargs": env_kwargs, "log_folder": str(root), **args, "algo": algo, "env": env_id}
+    saved_args = {
+        **ZOO_TRAIN_ARGS,
+        "env_kwargs": env_kwargs,
+        "log_folder": str(root),
+        **args,
+        "algo": algo,
+        "env": env_id,
+    }
     if normalizer is not None:
-        atomic_write(run / name / "vecnormalize.pkl", normalizer.save)
-    atomic_write_text(run / name / "config.yml", yaml.safe_dump(config, sort_keys=True))
+        atomic_write(run / name / "vecnormalize.pkl", lambda tmp: normalizer.save(str(tmp)))
+    atomic_write_text(run / name / "config.yml", yaml.safe_dump(written, sort_keys=True))
     atomic_write_text(run / name / "args.yml", yaml.safe_dump(saved_args, sort_keys=True))
     atomic_write(run / f"{name}.zip", model.save)  # last: the zip is what marks the folder complete
     return run

@@ -14,7 +14,8 @@ Conventions (Hinton et al. 2015; Rusu et al. 2016, "Policy Distillation"):
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch as th
 import torch.nn.functional as F
@@ -32,8 +33,9 @@ def _mean(per_state: th.Tensor, weights: th.Tensor | None) -> th.Tensor:
     return per_state.mean() if weights is None else (weights * per_state).mean()
 
 
-def kl_categorical(p_logits: th.Tensor, q_logits: th.Tensor, temperature: float = 1.0,
-                   weights: th.Tensor | None = None) -> th.Tensor:
+def kl_categorical(
+    p_logits: th.Tensor, q_logits: th.Tensor, temperature: float = 1.0, weights: th.Tensor | None = None
+) -> th.Tensor:
     """T**2 * KL(softmax(p/T) || softmax(q/T)), batch mean."""
     return temperature**2 * _mean(_categorical_kl_per_state(p_logits, q_logits, temperature), weights)
 
@@ -45,15 +47,20 @@ def _categorical_kl_per_state(p_logits: th.Tensor, q_logits: th.Tensor, temperat
 
 
 def kl_gaussian(
-    p_mean: th.Tensor, p_log_std: th.Tensor, q_mean: th.Tensor, q_log_std: th.Tensor, temperature: float = 1.0,
+    p_mean: th.Tensor,
+    p_log_std: th.Tensor,
+    q_mean: th.Tensor,
+    q_log_std: th.Tensor,
+    temperature: float = 1.0,
     weights: th.Tensor | None = None,
 ) -> th.Tensor:
     """KL(N_p || N_q) of diagonal Gaussians with both variances times T; summed over dims, batch mean."""
     return _mean(_gaussian_kl_per_state(p_mean, p_log_std, q_mean, q_log_std, temperature), weights)
 
 
-def _gaussian_kl_per_state(p_mean: th.Tensor, p_log_std: th.Tensor, q_mean: th.Tensor, q_log_std: th.Tensor,
-                           temperature: float) -> th.Tensor:
+def _gaussian_kl_per_state(
+    p_mean: th.Tensor, p_log_std: th.Tensor, q_mean: th.Tensor, q_log_std: th.Tensor, temperature: float
+) -> th.Tensor:
     var_p = temperature * th.exp(2 * p_log_std)
     var_q = temperature * th.exp(2 * q_log_std)
     return (q_log_std - p_log_std + (var_p + (p_mean - q_mean) ** 2) / (2 * var_q) - 0.5).sum(dim=-1)
@@ -74,44 +81,66 @@ def _squash_check(student: ActionDist, teacher: ActionDist, loss: str) -> None:
         )
 
 
-def kl(student: ActionDist, teacher: ActionDist, temperature: float = 1.0, weights: th.Tensor | None = None) -> th.Tensor:
+def kl(
+    student: ActionDist, teacher: ActionDist, temperature: float = 1.0, weights: th.Tensor | None = None
+) -> th.Tensor:
     """Forward KL(teacher || student): mode-covering, the classic distillation target."""
     _check(student, teacher, "kl", (CATEGORICAL, GAUSSIAN))
     if teacher.kind == CATEGORICAL:
-        return kl_categorical(teacher.logits, student.logits, temperature, weights)
+        return kl_categorical(teacher.tensor("logits"), student.tensor("logits"), temperature, weights)
     _squash_check(student, teacher, "kl")
-    return kl_gaussian(teacher.mean, teacher.log_std, student.mean, student.log_std, temperature, weights)
+    return kl_gaussian(
+        teacher.tensor("mean"),
+        teacher.tensor("log_std"),
+        student.tensor("mean"),
+        student.tensor("log_std"),
+        temperature,
+        weights,
+    )
 
 
-def reverse_kl(student: ActionDist, teacher: ActionDist, temperature: float = 1.0,
-               weights: th.Tensor | None = None) -> th.Tensor:
+def reverse_kl(
+    student: ActionDist, teacher: ActionDist, temperature: float = 1.0, weights: th.Tensor | None = None
+) -> th.Tensor:
     """Reverse KL(student || teacher): mode-seeking."""
     _check(student, teacher, "reverse_kl", (CATEGORICAL, GAUSSIAN))
     if teacher.kind == CATEGORICAL:
-        return kl_categorical(student.logits, teacher.logits, temperature, weights)
+        return kl_categorical(student.tensor("logits"), teacher.tensor("logits"), temperature, weights)
     _squash_check(student, teacher, "reverse_kl")
-    return kl_gaussian(student.mean, student.log_std, teacher.mean, teacher.log_std, temperature, weights)
+    return kl_gaussian(
+        student.tensor("mean"),
+        student.tensor("log_std"),
+        teacher.tensor("mean"),
+        teacher.tensor("log_std"),
+        temperature,
+        weights,
+    )
 
 
-def gaussian_kl(student: ActionDist, teacher: ActionDist, temperature: float = 1.0,
-                weights: th.Tensor | None = None) -> th.Tensor:
+def gaussian_kl(
+    student: ActionDist, teacher: ActionDist, temperature: float = 1.0, weights: th.Tensor | None = None
+) -> th.Tensor:
     """KL(teacher || student) restricted to Gaussian policies (continuous control)."""
     _check(student, teacher, "gaussian_kl", (GAUSSIAN,))
     return kl(student, teacher, temperature, weights)
 
 
-def hard_nll(student: ActionDist, teacher: ActionDist, temperature: float = 1.0,
-             weights: th.Tensor | None = None) -> th.Tensor:
+def hard_nll(
+    student: ActionDist, teacher: ActionDist, temperature: float = 1.0, weights: th.Tensor | None = None
+) -> th.Tensor:
     """Negative log-likelihood of the teacher's greedy action (cross-entropy for discrete actions)."""
     if teacher.kind == CATEGORICAL:
         _check(student, teacher, "ce", (CATEGORICAL,))
-        return _mean(F.cross_entropy(student.logits, teacher.logits.argmax(dim=-1), reduction="none"), weights)
+        return _mean(
+            F.cross_entropy(student.tensor("logits"), teacher.tensor("logits").argmax(dim=-1), reduction="none"),
+            weights,
+        )
     _check(student, teacher, "ce", (GAUSSIAN,))
     _squash_check(student, teacher, "ce")
-    target = teacher.mean
+    target = teacher.tensor("mean")
     if teacher.kind == DETERMINISTIC and teacher.squashed:  # TD3 action -> pre-tanh
         target = th.atanh(target.clamp(-0.999, 0.999))
-    normal = th.distributions.Normal(student.mean, th.exp(student.log_std))
+    normal = th.distributions.Normal(student.tensor("mean"), th.exp(student.tensor("log_std")))
     return _mean(-normal.log_prob(target).sum(dim=-1), weights)
 
 
@@ -119,56 +148,54 @@ def _mse(a: th.Tensor, b: th.Tensor, weights: th.Tensor | None) -> th.Tensor:
     return _mean(((a - b) ** 2).mean(dim=-1), weights)
 
 
-def mse_logits(student: ActionDist, teacher: ActionDist, temperature: float = 1.0,
-               weights: th.Tensor | None = None) -> th.Tensor:
+def mse_logits(
+    student: ActionDist, teacher: ActionDist, temperature: float = 1.0, weights: th.Tensor | None = None
+) -> th.Tensor:
     """Mean squared error between raw logits (Ba & Caruana 2014)."""
     _check(student, teacher, "mse_logits", (CATEGORICAL,))
-    return _mse(student.logits, teacher.logits, weights)
+    return _mse(student.tensor("logits"), teacher.tensor("logits"), weights)
 
 
-def mse_q(student: ActionDist, teacher: ActionDist, temperature: float = 1.0,
-          weights: th.Tensor | None = None) -> th.Tensor:
+def mse_q(
+    student: ActionDist, teacher: ActionDist, temperature: float = 1.0, weights: th.Tensor | None = None
+) -> th.Tensor:
     """Mean squared error between Q-values: keeps the Q scale a DQN student needs to continue RL."""
     _check(student, teacher, "mse_q", (CATEGORICAL,))
     if not (student.q_values and teacher.q_values):
         raise PolicykdError("loss 'mse_q' needs a Q-value teacher (DQN, QR-DQN) and a DQN student")
-    return _mse(student.logits, teacher.logits, weights)
+    return _mse(student.tensor("logits"), teacher.tensor("logits"), weights)
 
 
 def scaled_action(dist: ActionDist) -> th.Tensor:
     """The greedy continuous action in the policy's own space ([-1, 1] when squashed)."""
     if dist.kind == GAUSSIAN and dist.squashed:
-        return th.tanh(dist.mean)
-    return dist.mean
+        return th.tanh(dist.tensor("mean"))
+    return dist.tensor("mean")
 
 
-def mse_action(student: ActionDist, teacher: ActionDist, temperature: float = 1.0,
-               weights: th.Tensor | None = None) -> th.Tensor:
+def mse_action(
+    student: ActionDist, teacher: ActionDist, temperature: float = 1.0, weights: th.Tensor | None = None
+) -> th.Tensor:
     """Mean squared error between greedy actions: the loss for deterministic teachers (TD3/DDPG/ARS)."""
     _check(student, teacher, "mse_action", (GAUSSIAN, DETERMINISTIC))
     _squash_check(student, teacher, "mse_action")
     return _mse(scaled_action(student), scaled_action(teacher), weights)
 
 
-LOSSES: dict[str, LossFn] = {
-    "kl": kl,
-    "reverse_kl": reverse_kl,
-    "gaussian_kl": gaussian_kl,
-    "ce": hard_nll,
-    "nll": hard_nll,
-    "mse_logits": mse_logits,
-    "mse_q": mse_q,
-    "mse_action": mse_action,
-}
+def loss_fn(name: str) -> LossFn:
+    """The loss registered under `name` (`policykd.registry.LOSSES`: the built-in ones live in this module)."""
+    from policykd.registry import LOSSES
+
+    return LOSSES.load(name)
 
 
 def entropy(dist: ActionDist) -> th.Tensor:
     """Batch-mean entropy (pre-tanh for squashed Gaussians; zero for deterministic policies)."""
     if dist.kind == CATEGORICAL:
-        log_p = F.log_softmax(dist.logits, dim=-1)
+        log_p = F.log_softmax(dist.tensor("logits"), dim=-1)
         return -(log_p.exp() * log_p).sum(dim=-1).mean()
     if dist.kind == GAUSSIAN:
-        return (dist.log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(dim=-1).mean()
+        return (dist.tensor("log_std") + 0.5 * math.log(2 * math.pi * math.e)).sum(dim=-1).mean()
     return th.zeros(())
 
 
@@ -196,7 +223,7 @@ def distillation_loss(
 ) -> LossTerms:
     """(1 - alpha) * soft loss + alpha * hard NLL - ent_coef * entropy + vf_coef * normalised value MSE;
     `weights` (per state, mean 1) weight the policy terms."""
-    soft = LOSSES[loss](student, teacher, temperature, weights)
+    soft = loss_fn(loss)(student, teacher, temperature, weights)
     policy = soft if alpha == 0 else (1 - alpha) * soft + alpha * hard_nll(student, teacher, weights=weights)
     ent = entropy(student)
     value = th.zeros(())
@@ -216,8 +243,9 @@ def action_agreement(student: ActionDist, teacher: ActionDist, action_space: spa
     discrete ones may leave it out)."""
     from policykd.distributions import env_action, same_actions
 
-    pair = [env_action(d, action_space) for d in (student, teacher)]
-    return float(same_actions(*pair, action_space).mean())
+    return float(
+        same_actions(env_action(student, action_space), env_action(teacher, action_space), action_space).mean()
+    )
 
 
 def state_weights(kind: str, student: ActionDist, teacher: ActionDist, temperature: float = 1.0) -> th.Tensor | None:
@@ -235,13 +263,19 @@ def state_weights(kind: str, student: ActionDist, teacher: ActionDist, temperatu
             if teacher.kind == DETERMINISTIC or student.kind == DETERMINISTIC:
                 raw = ((scaled_action(student) - scaled_action(teacher)) ** 2).sum(dim=-1)
             elif teacher.kind == CATEGORICAL:
-                raw = _categorical_kl_per_state(teacher.logits, student.logits, temperature)
+                raw = _categorical_kl_per_state(teacher.tensor("logits"), student.tensor("logits"), temperature)
             else:
-                raw = _gaussian_kl_per_state(teacher.mean, teacher.log_std, student.mean, student.log_std, temperature)
+                raw = _gaussian_kl_per_state(
+                    teacher.tensor("mean"),
+                    teacher.tensor("log_std"),
+                    student.tensor("mean"),
+                    student.tensor("log_std"),
+                    temperature,
+                )
         elif teacher.kind == CATEGORICAL:
-            raw = F.softmax(teacher.logits / temperature, dim=-1).max(dim=-1).values
+            raw = F.softmax(teacher.tensor("logits") / temperature, dim=-1).max(dim=-1).values
         elif teacher.kind == GAUSSIAN:
-            raw = th.exp(-teacher.log_std.mean(dim=-1))
+            raw = th.exp(-teacher.tensor("log_std").mean(dim=-1))
         else:
             return None
         return raw / raw.mean().clamp_min(1e-12)

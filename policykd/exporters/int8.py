@@ -17,12 +17,14 @@ needs no calibration, since its activations stay float.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from policykd.errors import PolicykdError
-from policykd.export.source import ExportSource
+from policykd.errors import PolicykdError, option
+from policykd.exporters.source import ExportSource
+from policykd.storage import atomic_write
 
 CALIBRATION_STEPS = 128  # per env: 512 observations, a few episodes' worth of states, in about a second
 CALIBRATION_ENVS = 4
@@ -30,23 +32,41 @@ QUANTISED = ("Gemm", "MatMul", "Conv")  # Linears and convolutions; normalisatio
 CALIBRATION_SEED = 1_000  # apart from the summary's evaluation seeds, so the returns int8 is judged on are unseen
 
 
-def calibration_observations(source: ExportSource, steps: int = CALIBRATION_STEPS, n_envs: int = CALIBRATION_ENVS,
-                             seed: int = CALIBRATION_SEED) -> np.ndarray:
+def calibration_observations(
+    source: ExportSource, steps: int = CALIBRATION_STEPS, n_envs: int = CALIBRATION_ENVS, seed: int = CALIBRATION_SEED
+) -> np.ndarray:
     """Raw env observations from the student's own greedy rollout (the states it will meet), seeded."""
-    from policykd.run.evaluate import rollout_observations, student_actor
+    from policykd.rollouts import normalizing, rollout_observations, student_actor
 
-    norm = source.normalizer
+    student = source.student
+    prepare = normalizing(student.normalizer)
     try:
-        observations = rollout_observations(student_actor(source.model, norm.normalize_obs if norm is not None else None),
-                                            source.factory, steps, n_envs, seed)
+        observations = rollout_observations(student_actor(student.model, prepare), student.factory, steps, n_envs, seed)
     except PolicykdError:
         raise
     except Exception as err:  # gymnasium, ale-py and MuJoCo raise many types
-        raise PolicykdError(f"--int8 cannot calibrate: no rollout of the student in {source.env_id} "
-                            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        raise PolicykdError(
+            f"{option('int8')} cannot calibrate: no rollout of the student in {source.env_id} "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
     if not np.isfinite(observations.astype(np.float64)).all():
-        raise PolicykdError(f"--int8 cannot calibrate: the rollout in {source.env_id} gave non-finite observations")
+        raise PolicykdError(
+            f"{option('int8')} cannot calibrate: the rollout in {source.env_id} gave non-finite observations"
+        )
     return observations
+
+
+def write_int8_onnx(source: ExportSource, out: Path) -> Path:
+    """`out` (atomically): calibrated first (a failed rollout writes nothing), then the float ONNX file written in a
+    temporary folder and quantised into `out`."""
+    import tempfile
+
+    from policykd.exporters.to_onnx import write_onnx
+
+    observations = calibration_observations(source)
+    with tempfile.TemporaryDirectory(prefix="policykd-export-") as folder:
+        float_path = write_onnx(source, Path(folder) / "float.onnx")
+        return atomic_write(out, lambda tmp: quantize_onnx(float_path, tmp, observations))
 
 
 def _reader(name: str, observations: np.ndarray, dtype: type, batch: int = 64):
@@ -55,7 +75,9 @@ def _reader(name: str, observations: np.ndarray, dtype: type, batch: int = 64):
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
-            self._feeds = iter([{name: observations[i:i + batch].astype(dtype)} for i in range(0, len(observations), batch)])
+            self._feeds: Iterator[dict[str, np.ndarray]] = iter(
+                [{name: observations[i : i + batch].astype(dtype)} for i in range(0, len(observations), batch)]
+            )
 
         def get_next(self) -> dict | None:
             return next(self._feeds, None)
@@ -70,30 +92,43 @@ def quantize_onnx(float_path: Path, out: Path, observations: np.ndarray) -> None
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from policykd.export.to_onnx import METADATA_KEY
+    from policykd.exporters.to_onnx import METADATA_KEY
 
     float_model = onnx.load(str(float_path))
     (given,) = float_model.graph.input
     to_quantize = _equalize_columns(onnx.load(str(float_path)))
-    dtype = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64,
-             onnx.TensorProto.UINT8: np.uint8}[given.type.tensor_type.elem_type]
+    dtype = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64, onnx.TensorProto.UINT8: np.uint8}[
+        given.type.tensor_type.elem_type
+    ]
     reader = _reader(given.name, observations, dtype)
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # the quantiser's advice to run its pre-processing first
     try:
-        quantize_static(to_quantize, str(out), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTISED),
-                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"OpTypesToExcludeOutputQuantization": list(QUANTISED),
-                                       "TensorQuantOverrides": _input_overrides(to_quantize)})
+        quantize_static(
+            to_quantize,
+            str(out),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTISED),
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={
+                "OpTypesToExcludeOutputQuantization": list(QUANTISED),
+                "TensorQuantOverrides": _input_overrides(to_quantize),
+            },
+        )
     finally:
         logging.getLogger().setLevel(quiet)
     model = _short_names(onnx.load(str(out)))
     props = {p.key: p.value for p in float_model.metadata_props}
     meta = json.loads(props.get(METADATA_KEY, "{}"))
-    meta.update(int8="onnxruntime static QDQ: int8 weights per output channel, int8 activations into each Linear "
-                     "and convolution (the first one's int16), MinMax-calibrated on a rollout; outputs and post-processing float",
-                calibration_observations=len(observations))
+    meta.update(
+        int8="onnxruntime static QDQ: int8 weights per output channel, int8 activations into each Linear "
+        "and convolution (the first one's int16), MinMax-calibrated on a rollout; outputs and post-processing float",
+        calibration_observations=len(observations),
+    )
     props.update({METADATA_KEY: json.dumps(meta), "int8": meta["int8"]})
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, props)
@@ -144,7 +179,7 @@ def _equalize_columns(model):
     trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
     if node.op_type != "Gemm" or node.input[1] not in weights or trans_b != 1:
         return model
-    from policykd.export.to_c import column_scales
+    from policykd.exporters.to_c import column_scales
 
     w = numpy_helper.to_array(weights[node.input[1]])
     columns = column_scales(w)

@@ -1,4 +1,5 @@
-"""Writing files so that a kill or a full disk at any instant leaves the old file or the new one.
+"""Durable storage of what a run writes: atomic writes (a kill never leaves half a file), the output folder's checks,
+the checkpoint store, and the "same settings?" guard a resumed run passes.
 
 Every file policykd writes goes through `atomic_write`: the writer (ours, `model.save`,
 `VecNormalize.save`, `np.savez`, h5py) writes a temporary name beside the target, which is
@@ -20,11 +21,16 @@ import errno
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from policykd.errors import PolicykdError
+from policykd.errors import PolicykdError, option
+from policykd.fields import spelled
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no space, quota, file-size limit
 POINTER = "checkpoint.json"
@@ -36,7 +42,7 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.stem}.tmp{path.suffix}")
 
 
-def atomic_write(path: Path, write: Callable[[Path], None], *, fsync: bool = False) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], object], *, fsync: bool = False) -> Path:
     """`write(temporary path)`, then rename it to `path`; the temporary file goes if `write` fails."""
     path = Path(path)
     tmp = temporary_name(path)
@@ -86,8 +92,10 @@ def disk_full_is_one_line(folder: Path, what: str) -> Iterator[None]:
         if err.errno not in DISK_FULL and not 0 <= free < 1 << 20:  # numpy's short writes carry no errno
             raise
         reason = err.strerror or str(err)
-        raise PolicykdError(f"the disk is full: cannot write {what} in {folder} ({reason}); what was written "
-                            "before is kept: free some space and re-run the same command to resume") from None
+        raise PolicykdError(
+            f"the disk is full: cannot write {what} in {folder} ({reason}); what was written "
+            "before is kept: free some space and re-run the same command to resume"
+        ) from None
 
 
 def check_out(out: Path, overwrite: bool) -> None:
@@ -95,7 +103,7 @@ def check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise PolicykdError(f"output path {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise PolicykdError(f"output folder {out} already exists; pass --overwrite to replace it")
+        raise PolicykdError(f"output folder {out} already exists; pass {option('overwrite')} to replace it")
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
@@ -120,18 +128,21 @@ class CheckpointStore:
         self.pointer = self.root / POINTER
 
     def latest(self) -> dict[str, Any] | None:
-        """The pointer (`number`, `folder` and the caller's meta), or None when there is no checkpoint."""
+        """The pointer (`number`, `folder` and the caller's meta), or None when there is no checkpoint.
+        JSON whose keys are the caller's: each caller reads its own meta with its own types."""
         try:
             return json.loads(self.pointer.read_text())
         except FileNotFoundError:
             return None
         except (json.JSONDecodeError, OSError) as err:
-            raise PolicykdError(f"{self.pointer} is unreadable ({err}); pass --overwrite to start again") from None
+            raise PolicykdError(
+                f"{self.pointer} is unreadable ({err}); pass {option('overwrite')} to start again"
+            ) from None
 
-    def folder(self, pointer: dict[str, Any]) -> Path:
-        return self.root / pointer["folder"]
+    def folder(self, pointer: Mapping[str, object]) -> Path:
+        return self.root / str(pointer["folder"])
 
-    def save(self, write: Callable[[Path], None], meta: dict[str, Any] | None = None) -> Path:
+    def save(self, write: Callable[[Path], None], meta: Mapping[str, object] | None = None) -> Path:
         """`write(folder)` into a fresh `ckpt-<n>/`; then, durably, the pointer (`meta` + number, folder)."""
         previous = self.latest()
         number = previous["number"] + 1 if previous else 0
@@ -141,8 +152,9 @@ class CheckpointStore:
         folder.mkdir(parents=True)
         write(folder)
         fsync_tree(folder)  # on disk before the pointer names it
-        atomic_write_text(self.pointer, json.dumps({**(meta or {}), "number": number, "folder": folder.name}, indent=2),
-                          fsync=True)
+        atomic_write_text(
+            self.pointer, json.dumps({**(meta or {}), "number": number, "folder": folder.name}, indent=2), fsync=True
+        )
         for old in self.root.glob("ckpt-*"):
             if old != folder:
                 shutil.rmtree(old, ignore_errors=True)
@@ -155,8 +167,13 @@ class CheckpointStore:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def settings_differ(saved: dict[str, Any], current: dict[str, Any], *, ignore: Iterable[str] = (),
-                    defaults: dict[str, Any] | None = None) -> list[str]:
+def settings_differ(
+    saved: Mapping[str, object],
+    current: Mapping[str, object],
+    *,
+    ignore: Iterable[str] = (),
+    defaults: Mapping[str, object] | None = None,
+) -> list[str]:
     """The settings (sorted) in which a saved run and the current command differ, as JSON stores them
     (tuples are lists), a setting only one of them has included; `ignore` names the ones that may. `defaults`: a
     setting the saved run does not have (it was added by a later policykd) is the same when the current value is its
@@ -167,23 +184,31 @@ def settings_differ(saved: dict[str, Any], current: dict[str, Any], *, ignore: I
     return sorted(k for k in set(saved) | set(current) if k not in skip and saved.get(k) != current.get(k))
 
 
-def field_defaults(settings: Any) -> dict[str, Any]:
+def field_defaults(settings: DataclassInstance | type[DataclassInstance]) -> dict[str, object]:
     """A settings dataclass's defaults by field (fields without one left out)."""
     from dataclasses import MISSING, fields
 
     return {f.name: f.default for f in fields(settings) if f.default is not MISSING}
 
 
-def prepare_or_resume(out: Path, identity: dict[str, Any], record: str, overwrite: bool, what: str,
-                      defaults: dict[str, Any] | None = None) -> None:
+def prepare_or_resume(
+    out: Path,
+    identity: Mapping[str, object],
+    record: str,
+    overwrite: bool,
+    what: str,
+    defaults: Mapping[str, object] | None = None,
+) -> None:
     """A folder of several runs (prune cycles, distillation stages): create it and write `record` (the settings it
     must be re-run with), or find the same unfinished work there to continue; other settings there are refused."""
     saved = out / record
     if not overwrite and saved.is_file() and not (out / "summary.json").exists():
         differ = settings_differ(json.loads(saved.read_text()), identity, defaults=defaults)
         if differ:
-            raise PolicykdError(f"{out} holds an unfinished {what} with other settings ({', '.join(differ)}); "
-                                "re-run it unchanged to resume, or pass --overwrite / another --out")
+            raise PolicykdError(
+                f"{out} holds an unfinished {what} with other settings ({', '.join(differ)}); "
+                f"re-run it unchanged to resume, or pass {option('overwrite')} / another {spelled('out')}"
+            )
         return
     prepare_out(out, overwrite)
     atomic_write_text(saved, json.dumps(identity, indent=2))

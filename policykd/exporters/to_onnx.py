@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch as th
 
-from policykd.export.graph import ActingGraph
-from policykd.export.source import ExportSource
-from policykd.files import atomic_write
+from policykd.exporters.graph import ActingGraph
+from policykd.exporters.source import ExportSource
+from policykd.storage import atomic_write
 
 OPSET = 17
 METADATA_KEY = "policykd"  # the full metadata as JSON; the main facts also have keys of their own
@@ -26,7 +26,7 @@ def write_onnx(source: ExportSource, out: Path) -> Path:
     import onnx
 
     graph = ActingGraph(source).eval()
-    space = source.observation_space
+    space = source.student.observation_space
     example = th.as_tensor(np.stack([space.sample(), space.sample()]))  # the env's own dtype: float32/64 or uint8
     names = graph.output_names
     dynamic = {name: {0: "batch"} for name in ("obs", *names)}
@@ -34,16 +34,38 @@ def write_onnx(source: ExportSource, out: Path) -> Path:
     def export(path: Path) -> None:
         with warnings.catch_warnings(), th.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            th.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=OPSET, input_names=["obs"],
-                           output_names=list(names), dynamic_axes=dynamic)
+            th.onnx.export(
+                graph,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=["obs"],
+                output_names=list(names),
+                dynamic_axes=dynamic,
+            )
         model = onnx.load(str(path))
         onnx.checker.check_model(model, full_check=True)
         meta = source.metadata()
         meta["outputs"] = list(names)
         entries = {METADATA_KEY: json.dumps(meta)}
-        entries.update({k: _text(meta[k]) for k in ("env_id", "algo", "observation_layout", "observation_space",
-                                                     "action_space", "env_wrapper", "teachers", "student_return_mean",
-                                                     "teacher_return_mean") if k in meta})
+        entries.update(
+            {
+                k: _text(meta[k])
+                for k in (
+                    "env_id",
+                    "algo",
+                    "observation_layout",
+                    "observation_space",
+                    "action_space",
+                    "env_wrapper",
+                    "teachers",
+                    "student_return_mean",
+                    "teacher_return_mean",
+                )
+                if k in meta
+            }
+        )
         onnx.helper.set_model_props(model, entries)
         model.producer_name = "policykd"
         onnx.save(model, str(path))

@@ -9,61 +9,80 @@ action bounds (SAC; TD3's actor already ends in tanh), or clip to the bounds (Ga
 
 from __future__ import annotations
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.dqn.policies import DQNPolicy
+from stable_baselines3.sac.policies import SACPolicy
+from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from policykd.errors import PolicykdError
-from policykd.export.source import ExportSource
-
-LOG_STD_MIN, LOG_STD_MAX = -20, 2  # SAC's clamp of log_std (stable_baselines3.sac.policies)
+from policykd.exporters.source import ExportSource
 
 
-def head_kind(algo: str, policy: nn.Module, action_space: spaces.Space) -> str:
+def head_kind(algo: str, policy: BasePolicy, action_space: spaces.Space) -> str:
     """`logits`, `q_values`, `gaussian` (PPO/A2C Box), `squashed` (SAC) or `deterministic` (TD3)."""
     if algo in ("ppo", "a2c") and isinstance(policy, ActorCriticPolicy):
         if getattr(policy, "use_sde", False):
-            raise PolicykdError("cannot export a gSDE policy (use_sde=True): its deterministic action is not supported yet")
+            raise PolicykdError(
+                "cannot export a gSDE policy (use_sde=True): its deterministic action is not supported yet"
+            )
         if isinstance(action_space, spaces.Discrete):
             return "logits"
         if isinstance(action_space, spaces.Box):
             return "gaussian"
-    elif algo == "dqn" and isinstance(action_space, spaces.Discrete):
+    elif algo == "dqn" and isinstance(policy, DQNPolicy) and isinstance(action_space, spaces.Discrete):
         return "q_values"
-    elif algo == "sac" and isinstance(action_space, spaces.Box):
+    elif algo == "sac" and isinstance(policy, SACPolicy) and isinstance(action_space, spaces.Box):
         if policy.actor.use_sde:
-            raise PolicykdError("cannot export a gSDE policy (use_sde=True): its deterministic action is not supported yet")
+            raise PolicykdError(
+                "cannot export a gSDE policy (use_sde=True): its deterministic action is not supported yet"
+            )
         return "squashed"
-    elif algo == "td3" and isinstance(action_space, spaces.Box):
+    elif algo == "td3" and isinstance(policy, TD3Policy) and isinstance(action_space, spaces.Box):
         return "deterministic"
-    raise PolicykdError(f"cannot export a {algo.upper()} student acting in {action_space}: "
-                        "supported are PPO/A2C (Discrete or Box), DQN (Discrete), SAC and TD3 (Box)")
+    raise PolicykdError(
+        f"cannot export a {algo.upper()} student acting in {action_space}: "
+        "supported are PPO/A2C (Discrete or Box), DQN (Discrete), SAC and TD3 (Box)"
+    )
 
 
-OUTPUTS = {"logits": ("action", "logits"), "q_values": ("action", "q_values"), "gaussian": ("action", "mean", "log_std"),
-           "squashed": ("action", "mean", "log_std"), "deterministic": ("action",)}
+OUTPUTS = {
+    "logits": ("action", "logits"),
+    "q_values": ("action", "q_values"),
+    "gaussian": ("action", "mean", "log_std"),
+    "squashed": ("action", "mean", "log_std"),
+    "deterministic": ("action",),
+}
 
 
 class ActingGraph(nn.Module):
     """Raw observation batch -> (action, distribution parameters...), as `predict(deterministic=True)`."""
 
+    obs_mean: th.Tensor
+    obs_std: th.Tensor
+    low: th.Tensor
+    high: th.Tensor
+
     def __init__(self, source: ExportSource) -> None:
         super().__init__()
-        obs_space = source.observation_space
-        if not isinstance(obs_space, spaces.Box):
-            raise PolicykdError(f"cannot export a policy observing {obs_space}: only Box observations (no Dict, Discrete)")
-        self.policy = source.model.policy
+        student = source.student
+        if not isinstance(student.observation_space, spaces.Box):
+            raise PolicykdError(
+                f"cannot export a policy observing {student.observation_space}: "
+                "only Box observations (no Dict, Discrete)"
+            )
+        self.policy = student.model.policy
         self.policy.set_training_mode(False)
-        self.kind = head_kind(source.algo, self.policy, source.action_space)
-        norm = source.normalizer
-        self.normalize = norm is not None and bool(norm.norm_obs)
-        if self.normalize:
-            self.register_buffer("obs_mean", th.as_tensor(np.asarray(norm.obs_rms.mean, dtype=np.float64)))
-            self.register_buffer("obs_std", th.as_tensor(np.sqrt(np.asarray(norm.obs_rms.var, dtype=np.float64) + norm.epsilon)))
-            self.clip_obs = float(norm.clip_obs)
-        space = source.action_space
+        self.kind = head_kind(student.algo, self.policy, student.action_space)
+        norm = source.obs_normalization()
+        self.normalize = norm is not None
+        if norm is not None:
+            self.register_buffer("obs_mean", th.as_tensor(norm.mean))
+            self.register_buffer("obs_std", th.as_tensor(norm.std))
+            self.clip_obs = norm.clip
+        space = student.action_space
         if isinstance(space, spaces.Box):
             self.register_buffer("low", th.as_tensor(space.low, dtype=th.float32))
             self.register_buffer("high", th.as_tensor(space.high, dtype=th.float32))
@@ -75,19 +94,21 @@ class ActingGraph(nn.Module):
     def forward(self, obs: th.Tensor) -> tuple[th.Tensor, ...]:
         if self.normalize:  # VecNormalize.normalize_obs, in float64 as numpy does it; the policy then casts to float32
             obs = th.clamp((obs.double() - self.obs_mean) / self.obs_std, -self.clip_obs, self.clip_obs)
-        policy = self.policy
-        if self.kind in ("logits", "gaussian"):
+        policy = self.policy  # head_kind admitted these four policy classes only
+        if isinstance(policy, ActorCriticPolicy):
             features = policy.extract_features(obs, policy.pi_features_extractor)  # preprocess_obs inside
+            assert isinstance(features, th.Tensor)  # one extractor given: one tensor (a tuple only for two)
             mean = policy.action_net(policy.mlp_extractor.forward_actor(features))
             if self.kind == "logits":
                 return th.argmax(mean, dim=1), mean
             return th.minimum(th.maximum(mean, self.low), self.high), mean, policy.log_std.expand_as(mean)
-        if self.kind == "q_values":
+        if isinstance(policy, DQNPolicy):
             q_values = policy.q_net(obs)
             return th.argmax(q_values, dim=1), q_values
-        if self.kind == "squashed":
+        if isinstance(policy, SACPolicy):
             mean, log_std, _ = policy.actor.get_action_dist_params(obs)
             return self._rescale(th.tanh(mean)), mean, log_std
+        assert isinstance(policy, TD3Policy)
         return (self._rescale(policy.actor(obs)),)
 
     def _rescale(self, squashed: th.Tensor) -> th.Tensor:

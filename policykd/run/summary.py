@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from policykd.models import acting_params
+from policykd.rollouts import return_ratio
+from policykd.sb3_models import acting_params
 
 if TYPE_CHECKING:
     from policykd.run.build import Run
@@ -42,24 +43,24 @@ class RunSummary:
     buffer_bytes_per_transition: float
     teacher_returns: list[float]
     student_returns: list[float]
-    evals: list[dict[str, Any]]
+    evals: list[dict[str, float]]
     """Every evaluation: round, env_steps, gradient_steps, student_return_mean, student_return_std."""
     loss: str
     driver: str
-    config: dict[str, Any]
+    config: dict[str, object]
     """The resolved settings (defaults < preset < flags)."""
     student_path: str
-    dataset: dict[str, Any] | None = None
+    dataset: dict[str, object] | None = None
     seconds_by_phase: dict[str, float] = field(default_factory=dict)
     """Where the wall-clock went: teacher_eval, collect, train, evaluate (the student's), checkpoint, loaddataset,
     reinforce (RL segments with their evaluations)."""
-    stages: list[dict[str, Any]] | None = None
+    stages: list[dict[str, object]] | None = None
     """With --stages: a row per stage (arch, params, its teacher, returns, ratio to the first teacher)."""
-    rl: dict[str, Any] | None = None
+    rl: dict[str, object] | None = None
     """With --rl-steps: rl_steps (RL env steps done), return_before_rl, return_after_rl, the hyperparameters' source,
     evals (each RL evaluation), scratch_evals (the baseline's) and scratch_return (its last)."""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         values = asdict(self)
         for optional in ("dataset", "rl", "stages"):
             if values[optional] is None:
@@ -67,7 +68,7 @@ class RunSummary:
         return values
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "RunSummary":
+    def from_dict(cls, values: dict[str, Any]) -> RunSummary:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -76,7 +77,7 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
-def summarize(run: "Run", state: "RunState") -> RunSummary:
+def summarize(run: Run, state: RunState) -> RunSummary:
     import numpy as np
 
     teacher, student = np.array(state.teacher_returns), np.array(state.student_returns or [np.nan])
@@ -100,7 +101,7 @@ def summarize(run: "Run", state: "RunState") -> RunSummary:
         teacher_return_std=float(teacher.std()),
         student_return_mean=float(student.mean()),
         student_return_std=float(student.std()),
-        return_ratio=_ratio(float(student.mean()), float(teacher.mean())),
+        return_ratio=return_ratio(float(student.mean()), float(teacher.mean())),
         eval_episodes=run.settings.eval_episodes,
         eval_seed=run.eval_seed,
         action_agreement=state.agreement,
@@ -118,24 +119,39 @@ def summarize(run: "Run", state: "RunState") -> RunSummary:
     )
 
 
-def _rl(run: "Run", state: "RunState") -> dict[str, Any] | None:
+def _rl(run: Run, state: RunState) -> dict[str, object] | None:
     if run.rl is None or not state.rl_evals:
         return None
     scratch = state.scratch_evals
-    return {"rl_steps": state.rl_evals[-1]["env_steps"], "return_before_rl": state.return_before_rl,
-            "return_after_rl": state.rl_evals[-1]["return_mean"], "start": run.settings.rl_start,
-            "kick_schedule": run.settings.kick_schedule, "kick_weight": run.settings.kick_weight,
-            "temperature": state.rl_temperature,
-            "hyperparameters": run.rl.config.source, "n_envs": run.rl.config.n_envs,
-            "critic_from_teacher": state.rl_critic_from_teacher, "evals": state.rl_evals,
-            "scratch_evals": scratch, "scratch_return": scratch[-1]["return_mean"] if scratch else None}
+    return {
+        "rl_steps": state.rl_evals[-1]["env_steps"],
+        "return_before_rl": state.return_before_rl,
+        "return_after_rl": state.rl_evals[-1]["return_mean"],
+        "start": run.settings.rl_start,
+        "kick_schedule": run.settings.kick_schedule,
+        "kick_weight": run.settings.kick_weight,
+        "temperature": state.rl_temperature,
+        "hyperparameters": run.rl.config.source,
+        "n_envs": run.rl.config.n_envs,
+        "critic_from_teacher": state.rl_critic_from_teacher,
+        "evals": state.rl_evals,
+        "scratch_evals": scratch,
+        "scratch_return": scratch[-1]["return_mean"] if scratch else None,
+    }
 
 
-def _dataset(run: "Run") -> dict[str, Any] | None:
+def _dataset(run: Run) -> dict[str, object] | None:
     if run.source is None:
         return None
     data = run.source.dataset
     size = data.bytes_on_disk  # one walk of the folder
-    return {"name": data.name, "path": str(data.folder), "steps": data.total_steps, "episodes": data.total_episodes,
-            "bytes_on_disk": size, "bytes_per_step": size / max(data.total_steps, 1),
-            "distributions": data.has_distributions, "source": data.meta.source}
+    return {
+        "name": data.name,
+        "path": str(data.folder),
+        "steps": data.total_steps,
+        "episodes": data.total_episodes,
+        "bytes_on_disk": size,
+        "bytes_per_step": size / max(data.total_steps, 1),
+        "distributions": data.has_distributions,
+        "source": data.meta.source,
+    }

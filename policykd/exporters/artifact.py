@@ -12,16 +12,17 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
 from policykd.envs import EnvFactory, check_env_id
-from policykd.errors import PolicykdError
-from policykd.models import describe_space
+from policykd.errors import PolicykdError, option
+from policykd.sb3_models import describe_space
 
 ARTIFACT_SUFFIXES = (".onnx", ".c", ".so")
 C_FLAGS = ("-std=c99", "-O2", "-Wall", "-Werror", "-shared", "-fPIC")
@@ -45,14 +46,15 @@ class Artifact:
 
 def _factory(env_id: str, meta: dict[str, Any]) -> tuple[EnvFactory, spaces.Space, spaces.Space]:
     check_env_id(env_id)
-    factory = EnvFactory(env_id, env_wrapper=meta.get("env_wrapper"), frame_stack=int(meta.get("frame_stack", 4)))
+    stack = meta.get("frame_stack")  # null for an env without a frame stack (only Atari's has one)
+    factory = EnvFactory(env_id, env_wrapper=meta.get("env_wrapper"), frame_stack=int(stack or EnvFactory.frame_stack))
     return (factory, *factory.spaces())
 
 
 def _onnx(path: Path, env_id: str) -> Artifact:
     import onnxruntime as ort
 
-    from policykd.export.to_onnx import read_metadata
+    from policykd.exporters.to_onnx import read_metadata
 
     try:
         meta = read_metadata(path)
@@ -60,11 +62,15 @@ def _onnx(path: Path, env_id: str) -> Artifact:
         options.intra_op_num_threads = options.inter_op_num_threads = 1
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # protobuf / onnxruntime raise many types for a broken file
-        raise PolicykdError(f"{path} is not a loadable ONNX model: {type(err).__name__}: {str(err).splitlines()[0]}") from None
+        raise PolicykdError(
+            f"{path} is not a loadable ONNX model: {type(err).__name__}: {str(err).splitlines()[0]}"
+        ) from None
     factory, obs_space, _ = _factory(env_id, meta)
     (given,) = session.get_inputs()
-    if list(given.shape[1:]) != list(obs_space.shape):
-        raise PolicykdError(f"{path} takes observations of shape {given.shape[1:]}, but {env_id} emits {describe_space(obs_space)}")
+    if list(given.shape[1:]) != list(obs_space.shape or ()):
+        raise PolicykdError(
+            f"{path} takes observations of shape {given.shape[1:]}, but {env_id} emits {describe_space(obs_space)}"
+        )
     dtype = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(uint8)": np.uint8}.get(given.type)
     if dtype is None or "action" not in [o.name for o in session.get_outputs()]:
         raise PolicykdError(f"{path} is not a policykd export: it needs a float or uint8 input and an 'action' output")
@@ -72,7 +78,9 @@ def _onnx(path: Path, env_id: str) -> Artifact:
     def act(obs: np.ndarray) -> np.ndarray:
         return session.run(["action"], {given.name: np.asarray(obs, dtype=dtype)})[0]
 
-    return Artifact(str(path), meta.get("algo", "?") + " (onnx)", int(meta.get("acting_params", 0)), factory, obs_space, act)
+    return Artifact(
+        str(path), meta.get("algo", "?") + " (onnx)", int(meta.get("acting_params", 0)), factory, obs_space, act
+    )
 
 
 def compile_c(source: Path, library: Path) -> Path:
@@ -88,7 +96,7 @@ def compile_c(source: Path, library: Path) -> Path:
 
 
 def _c(path: Path, env_id: str) -> Artifact:
-    from policykd.export.to_c import header_path, read_c_metadata
+    from policykd.exporters.to_c import header_path, read_c_metadata
 
     named = header_path(path.with_name(path.stem.removeprefix("lib") + ".c"))  # policy_int8.c, libpolicy_int8.so
     header = named if named.is_file() else path.with_name("policy.h")
@@ -102,15 +110,18 @@ def _c(path: Path, env_id: str) -> Artifact:
         except OSError as err:
             raise PolicykdError(f"{path} is not a loadable shared library: {err}") from None
     if not hasattr(library, "policykd_act"):
-        raise PolicykdError(f"{path} has no policykd_act function: export it with policykd export --format c")
+        raise PolicykdError(f"{path} has no policykd_act function: export it with {option('format', 'c')}")
     factory, obs_space, action_space = _factory(env_id, meta)
     if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
         raise PolicykdError(f"{path} acts on flat observations, but {env_id} emits {describe_space(obs_space)}")
     declared = re.search(r"#define POLICYKD_OBS_DIM (\d+)", header.read_text()) if header.is_file() else None
     if declared and int(declared.group(1)) != obs_space.shape[0]:
-        raise PolicykdError(f"{path} takes {declared.group(1)} observation values, but {env_id} emits {describe_space(obs_space)}")
+        raise PolicykdError(
+            f"{path} takes {declared.group(1)} observation values, but {env_id} emits {describe_space(obs_space)}"
+        )
     discrete = isinstance(action_space, spaces.Discrete)
-    act_dim = 1 if discrete else int(np.prod(action_space.shape))
+    shape = action_space.shape or ()
+    act_dim = 1 if discrete else int(np.prod(shape))
     floats = ctypes.POINTER(ctypes.c_float)
 
     def act(obs: np.ndarray) -> np.ndarray:
@@ -118,9 +129,11 @@ def _c(path: Path, env_id: str) -> Artifact:
         actions = np.zeros((len(rows), act_dim), dtype=np.float32)
         for row, action in zip(rows, actions):
             library.policykd_act(row.ctypes.data_as(floats), action.ctypes.data_as(floats))
-        return actions[:, 0].astype(np.int64) if discrete else actions.reshape(len(rows), *action_space.shape)
+        return actions[:, 0].astype(np.int64) if discrete else actions.reshape(len(rows), *shape)
 
-    return Artifact(str(path), meta.get("algo", "?") + " (c)", int(meta.get("acting_params", 0)), factory, obs_space, act)
+    return Artifact(
+        str(path), meta.get("algo", "?") + " (c)", int(meta.get("acting_params", 0)), factory, obs_space, act
+    )
 
 
 def load_artifact(path: str | Path, env_id: str) -> Artifact:

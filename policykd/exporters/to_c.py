@@ -16,35 +16,47 @@ not built).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.dqn.policies import DQNPolicy
+from stable_baselines3.sac.policies import SACPolicy
+from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
-from policykd.errors import PolicykdError
-from policykd.export.graph import head_kind
-from policykd.export.source import ExportSource
-from policykd.files import atomic_write_text
-from policykd.models import uses_images
+from policykd.errors import PolicykdError, option
+from policykd.exporters.graph import head_kind
+from policykd.exporters.source import ExportSource
+from policykd.sb3_models import uses_images
+from policykd.storage import atomic_write_text
 
 META_PREFIX = "/* policykd-metadata: "
-ACTIVATIONS = {nn.Tanh: "tanhf(v)", nn.ReLU: "(v > 0.0f ? v : 0.0f)", nn.ELU: "(v > 0.0f ? v : expm1f(v))",
-               nn.Sigmoid: "1.0f / (1.0f + expf(-v))", nn.SiLU: "v / (1.0f + expf(-v))"}
+ACTIVATIONS = {
+    nn.Tanh: "tanhf(v)",
+    nn.ReLU: "(v > 0.0f ? v : 0.0f)",
+    nn.ELU: "(v > 0.0f ? v : expm1f(v))",
+    nn.Sigmoid: "1.0f / (1.0f + expf(-v))",
+    nn.SiLU: "v / (1.0f + expf(-v))",
+}
 
 
-def _actor_layers(source: ExportSource, kind: str) -> list[nn.Module]:
-    """The actor's modules in order, from the (flat) observation to the head's output."""
-    policy = source.model.policy
-    if kind in ("logits", "gaussian"):
+def _actor_layers(source: ExportSource) -> list[nn.Module]:
+    """The actor's modules in order, from the (flat) observation to the head's output (`head_kind` admitted the
+    policy: one of these four classes)."""
+    policy = source.student.model.policy
+    extractor: nn.Module
+    if isinstance(policy, ActorCriticPolicy):
         extractor, body, head = policy.pi_features_extractor, policy.mlp_extractor.policy_net, [policy.action_net]
-    elif kind == "q_values":
+    elif isinstance(policy, DQNPolicy):
         extractor, body, head = policy.q_net.features_extractor, policy.q_net.q_net, []
-    elif kind == "squashed":
+    elif isinstance(policy, SACPolicy):
         extractor, body, head = policy.actor.features_extractor, policy.actor.latent_pi, [policy.actor.mu]
     else:
+        assert isinstance(policy, TD3Policy)
         extractor, body, head = policy.actor.features_extractor, policy.actor.mu, []
     if not isinstance(extractor, FlattenExtractor):
         raise PolicykdError(f"C export supports MLP students only, not a {type(extractor).__name__} features extractor")
@@ -55,8 +67,10 @@ def _array(name: str, values: np.ndarray, ctype: str = "float") -> str:
     if ctype == "int8_t":
         return f"static const int8_t {name}[{values.size}] = {{{', '.join(str(int(v)) for v in np.asarray(values).ravel())}}};\n"
     suffix = "f" if ctype == "float" else ""  # %e always has the point or exponent a float suffix needs
-    flat = ", ".join(f"{float(v):.9e}{suffix}" if np.isfinite(v) else "-INFINITY" if v < 0 else "INFINITY"
-                     for v in np.asarray(values).ravel())
+    flat = ", ".join(
+        f"{float(v):.9e}{suffix}" if np.isfinite(v) else "-INFINITY" if v < 0 else "INFINITY"
+        for v in np.asarray(values).ravel()
+    )
     return f"static const {ctype} {name}[{values.size}] = {{{flat}}};\n"
 
 
@@ -85,9 +99,15 @@ def _layer_code(layers: Iterable[nn.Module], obs_dim: int, int8: bool = False) -
             if int8:
                 columns = column_scales(w)
                 q, scale = quantize_rows(w / columns)
-                arrays += [_array(f"W{index}", q, "int8_t"), _array(f"S{index}", scale), _array(f"C{index}", columns),
-                           _array(f"B{index}", b)]
-                code.append(f"    linear_q(W{index}, S{index}, C{index}, B{index}, x, {width}, y, {w.shape[0]}); swap(&x, &y);")
+                arrays += [
+                    _array(f"W{index}", q, "int8_t"),
+                    _array(f"S{index}", scale),
+                    _array(f"C{index}", columns),
+                    _array(f"B{index}", b),
+                ]
+                code.append(
+                    f"    linear_q(W{index}, S{index}, C{index}, B{index}, x, {width}, y, {w.shape[0]}); swap(&x, &y);"
+                )
             else:
                 arrays += [_array(f"W{index}", w), _array(f"B{index}", b)]
                 code.append(f"    linear(W{index}, B{index}, x, {width}, y, {w.shape[0]}); swap(&x, &y);")
@@ -101,9 +121,11 @@ def _layer_code(layers: Iterable[nn.Module], obs_dim: int, int8: bool = False) -
 
 def _post(kind: str, space: spaces.Space, width: int) -> tuple[str, str]:
     """(bound arrays, the statements that turn the head's output x into the env action)."""
-    if kind in ("logits", "q_values"):
-        return "", (f"    best = 0;\n    for (i = 1; i < {width}; ++i) if (x[i] > x[best]) best = i;\n"
-                    "    action[0] = (float)best;")
+    if not isinstance(space, spaces.Box):  # logits or Q-values of a Discrete space
+        return "", (
+            f"    best = 0;\n    for (i = 1; i < {width}; ++i) if (x[i] > x[best]) best = i;\n"
+            "    action[0] = (float)best;"
+        )
     bounds = _array("LOW", space.low.astype(np.float32)) + _array("HIGH", space.high.astype(np.float32))
     if kind == "gaussian":
         body = "x[i] < LOW[i] ? LOW[i] : (x[i] > HIGH[i] ? HIGH[i] : x[i])"
@@ -114,17 +136,20 @@ def _post(kind: str, space: spaces.Space, width: int) -> tuple[str, str]:
 
 
 def _normalizer_code(source: ExportSource, obs_dim: int) -> tuple[str, str]:
-    norm = source.normalizer
-    if norm is None or not norm.norm_obs:
+    """(the statistics as double arrays, the statements that normalise obs into x), as VecNormalize in numpy."""
+    norm = source.obs_normalization()
+    if norm is None:
         return "", f"    for (i = 0; i < {obs_dim}; ++i) x[i] = obs[i];"
-    mean = np.asarray(norm.obs_rms.mean, dtype=np.float64)
-    std = np.sqrt(np.asarray(norm.obs_rms.var, dtype=np.float64) + norm.epsilon)
-    arrays = (f"static const double OBS_MEAN[{obs_dim}] = {{{', '.join(f'{v:.17g}' for v in mean)}}};\n"
-              f"static const double OBS_STD[{obs_dim}] = {{{', '.join(f'{v:.17g}' for v in std)}}};\n")
-    clip = f"{float(norm.clip_obs):.17g}"
-    code = (f"    for (i = 0; i < {obs_dim}; ++i) {{\n"
-            f"        double v = ((double)obs[i] - OBS_MEAN[i]) / OBS_STD[i];\n"
-            f"        x[i] = (float)(v < -{clip} ? -{clip} : (v > {clip} ? {clip} : v));\n    }}")
+    arrays = (
+        f"static const double OBS_MEAN[{obs_dim}] = {{{', '.join(f'{v:.17g}' for v in norm.mean)}}};\n"
+        f"static const double OBS_STD[{obs_dim}] = {{{', '.join(f'{v:.17g}' for v in norm.std)}}};\n"
+    )
+    clip = f"{norm.clip:.17g}"
+    code = (
+        f"    for (i = 0; i < {obs_dim}; ++i) {{\n"
+        f"        double v = ((double)obs[i] - OBS_MEAN[i]) / OBS_STD[i];\n"
+        f"        x[i] = (float)(v < -{clip} ? -{clip} : (v > {clip} ? {clip} : v));\n    }}"
+    )
     return arrays, code
 
 
@@ -157,18 +182,21 @@ static void linear_q(const int8_t *w, const float *s, const float *c, const floa
 
 def c_sources(source: ExportSource, int8: bool = False, header_name: str = "policy.h") -> tuple[str, str]:
     """(policy.h, policy.c) for an MLP student; a CNN or an unsupported policy is one PolicykdError line."""
-    obs_space, space = source.observation_space, source.action_space
+    obs_space, space = source.student.observation_space, source.student.action_space
     if uses_images(obs_space) or not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
-        raise PolicykdError(f"--format c exports MLP students on flat observations only, not {obs_space}: use --format onnx")
-    kind = head_kind(source.algo, source.model.policy, space)
-    layers = _actor_layers(source, kind)
+        raise PolicykdError(
+            f"{option('format', 'c')} exports MLP students on flat observations only, not {obs_space}: "
+            f"use {option('format', 'onnx')}"
+        )
+    kind = head_kind(source.student.algo, source.student.model.policy, space)
+    layers = _actor_layers(source)
     obs_dim = int(obs_space.shape[0])
-    act_dim = 1 if isinstance(space, spaces.Discrete) else int(np.prod(space.shape))
+    act_dim = 1 if isinstance(space, spaces.Discrete) else int(np.prod(space.shape or ()))
     widths = [obs_dim] + [m.out_features for m in layers if isinstance(m, nn.Linear)]
     norm_arrays, norm_code = _normalizer_code(source, obs_dim)
     weights, forward, width = _layer_code(layers, obs_dim, int8)
     bounds, post = _post(kind, space, width)
-    facts = {**source.metadata(), "format": "c"}
+    facts = {**source.metadata(input_dtype="float32", batched=False), "format": "c"}  # policykd_act takes `const float`
     if int8:
         facts["int8"] = "int8 weights with float scales per output row and per input column; float activations"
     meta = json.dumps(facts).replace("*/", "* /")
@@ -180,12 +208,14 @@ def c_sources(source: ExportSource, int8: bool = False, header_name: str = "poli
 
 #define POLICYKD_OBS_DIM {obs_dim}
 #define POLICYKD_ACT_DIM {act_dim}
+/* obs: {facts["observation_layout"]}. */
 {"/* Discrete actions: action[0] holds the chosen index as a float. */" if act_dim == 1 and kind in ("logits", "q_values") else ""}
 void policykd_act(const float obs[POLICYKD_OBS_DIM], float action[POLICYKD_ACT_DIM]);
 
 #endif
 """
-    body = f"""/* Generated by policykd from {source.path.name} ({source.algo.upper()}, {source.env_id}{", int8 weights" if int8 else ""}); libm only. */
+    made_from = f"{source.path.name} ({source.student.algo.upper()}, {source.env_id}{', int8 weights' if int8 else ''})"
+    body = f"""/* Generated by policykd from {made_from}; libm only. */
 #include <math.h>
 {"#include <stdint.h>" + chr(10) if int8 else ""}#include "{header_name}"
 
@@ -215,9 +245,13 @@ def header_path(c_file: Path) -> Path:
 def write_c(source: ExportSource, out: Path, int8: bool = False) -> Path:
     """`out` (policy.c) and its header beside it, atomically each; returns the .c path."""
     header, body = c_sources(source, int8, header_path(out).name)
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(header_path(out), header)
     return atomic_write_text(out, body)
+
+
+def write_c_int8(source: ExportSource, out: Path) -> Path:
+    """`write_c` with int8 weights (the registry's int8 writer for format c)."""
+    return write_c(source, out, int8=True)
 
 
 def read_c_metadata(header: Path) -> dict:
@@ -225,4 +259,4 @@ def read_c_metadata(header: Path) -> dict:
     first = header.read_text().split("\n", 1)[0] if header.is_file() else ""
     if not first.startswith(META_PREFIX):
         return {}
-    return json.loads(first[len(META_PREFIX):].rsplit("*/", 1)[0])
+    return json.loads(first[len(META_PREFIX) :].rsplit("*/", 1)[0])

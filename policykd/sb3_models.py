@@ -70,8 +70,7 @@ def detect_algo(data: dict) -> str:
             return "trpo"
         return "ppo" if "clip_range" in data else "a2c"
     raise PolicykdError(
-        f"unsupported policy class module {module or '(unknown)'!r}: policykd reads "
-        + ", ".join(sorted(ALGOS))
+        f"unsupported policy class module {module or '(unknown)'!r}: policykd reads " + ", ".join(sorted(ALGOS))
     )
 
 

@@ -10,8 +10,8 @@ tried. Inside each trial, a Tune stopper ends students that are hopeless against
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -43,8 +43,9 @@ class Search:
         return sum(len(p.ratios) for p in self.probes)
 
 
-def smallest_passing(candidates: list[tuple[int, ...]], seeds: int, target: float, margin: float,
-                     run_seeds: RunSeeds) -> Search:
+def smallest_passing(
+    candidates: list[tuple[int, ...]], seeds: int, target: float, margin: float, run_seeds: RunSeeds
+) -> Search:
     """Bisection with one-seed decisions where they are clear, then confirmation of the answer with every seed."""
     search = Search(target, seeds)
     probes: dict[int, Probe] = {}

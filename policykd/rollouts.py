@@ -8,14 +8,19 @@ Returns are the Monitor's raw episode scores (unclipped, for Atari too).
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecNormalize
 
 from policykd.distributions import env_action, same_actions
-from policykd.envs import EnvFactory
-from policykd.teachers import Teacher
+from policykd.envs import EnvFactory, array_obs
+
+if TYPE_CHECKING:  # teachers build on rollouts; a teacher here is only a type
+    from policykd.teachers import Teacher
 
 ActFn = Callable[[np.ndarray], np.ndarray]
 
@@ -33,6 +38,17 @@ class Returns(NamedTuple):
         return float(np.std(self.returns))
 
 
+def return_ratio(student: float, teacher: float) -> float:
+    """The student's return as a fraction of its teacher's, `1 + (s - t) / |t|`: 1.0 is the teacher's return, 0.9 is 10 %
+    of the teacher's magnitude below it, also for negative returns (Pendulum: a student at -300 against a teacher at
+    -150 is 0.0, not 2.0, which plain s / t would say). NaN when the teacher's return is 0 and the student's is not."""
+    if student == teacher:
+        return 1.0
+    if teacher == 0 or not math.isfinite(teacher) or not math.isfinite(student):
+        return float("nan")
+    return 1.0 + (student - teacher) / abs(teacher)
+
+
 def run_episodes(act: ActFn, factory: EnvFactory, episodes: int, seed: int) -> Returns:
     """One episode per env, env i seeded with `seed + i`; `act` maps raw observations to actions.
 
@@ -44,12 +60,13 @@ def run_episodes(act: ActFn, factory: EnvFactory, episodes: int, seed: int) -> R
     returns = np.full(episodes, np.nan)
     lengths = np.zeros(episodes, dtype=np.int64)
     try:
-        obs = [venv.reset() for venv in venvs]
+        obs = [array_obs(venv.reset()) for venv in venvs]
         playing = list(range(episodes))
         while playing:
             actions = act(np.concatenate([obs[i] for i in playing]))
             for i, action in zip(playing, actions):
-                obs[i], _, _, infos = venvs[i].step(action[None])
+                next_obs, _, _, infos = venvs[i].step(action[None])
+                obs[i] = array_obs(next_obs)
                 if "episode" in infos[0]:
                     returns[i], lengths[i] = infos[0]["episode"]["r"], infos[0]["episode"]["l"]
             playing = [i for i in playing if np.isnan(returns[i])]
@@ -65,10 +82,10 @@ def rollout_observations(act: ActFn, factory: EnvFactory, steps: int, n_envs: in
     venv = factory.make(n_envs, seed)
     seen = []
     try:
-        obs = venv.reset()
+        obs = array_obs(venv.reset())
         for _ in range(steps):
             seen.append(obs)
-            obs, *_ = venv.step(act(obs))
+            obs = array_obs(venv.step(act(obs))[0])
     finally:
         venv.close()
     return np.concatenate(seen)
@@ -78,8 +95,16 @@ def teacher_actor(teacher: Teacher) -> ActFn:
     return lambda obs: env_action(teacher.label(obs)[0], teacher.action_space)
 
 
-def student_actor(student: BaseAlgorithm, prep: Callable[[np.ndarray], np.ndarray] | None = None, *,
-                  deterministic: bool = True) -> ActFn:
+def normalizing(normalizer: VecNormalize | None) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A frozen VecNormalize's `normalize_obs` as a student's `prep` (None: the student reads raw observations)."""
+    if normalizer is None:
+        return None
+    return lambda obs: array_obs(normalizer.normalize_obs(obs))
+
+
+def student_actor(
+    student: BaseAlgorithm, prep: Callable[[np.ndarray], np.ndarray] | None = None, *, deterministic: bool = True
+) -> ActFn:
     """What SB3's `evaluate_policy` does with a VecNormalize-wrapped env: `prep` (normalise), then predict."""
 
     def act(obs: np.ndarray) -> np.ndarray:
@@ -91,7 +116,11 @@ def student_actor(student: BaseAlgorithm, prep: Callable[[np.ndarray], np.ndarra
 
 
 def student_eval(
-    student: BaseAlgorithm, prep: Callable[[np.ndarray], np.ndarray], factory: EnvFactory, episodes: int, seed: int,
+    student: BaseAlgorithm,
+    prep: Callable[[np.ndarray], np.ndarray],
+    factory: EnvFactory,
+    episodes: int,
+    seed: int,
     teacher: Teacher | None = None,
 ) -> tuple[Returns, float]:
     """Student returns on the evaluation seeds, and (with a live teacher) how often its greedy
