@@ -18,7 +18,7 @@ from policykd.run.console import duration, plus_minus
 from policykd.run.state import Evaluation
 from policykd.settings import DistillSettings
 
-TEACHER = REPO / "policykd/resources/agents/cartpole-ppo-v1/cartpole_ppo_v1.zip"
+TEACHER = REPO / "src/policykd/resources/agents/cartpole-ppo-v1/cartpole_ppo_v1.zip"
 
 
 def _settings(out: Path) -> DistillSettings:

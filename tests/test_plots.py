@@ -26,7 +26,7 @@ from policykd.errors import PolicykdError
 from policykd.report.plots import Series, _size_panel, curves_figure, load_run, plot_benchmark, plot_runs, write_curves
 from policykd.run.console import tensorboard_logger
 
-TEACHER = REPO / "policykd/resources/agents/cartpole-ppo-v1/cartpole_ppo_v1.zip"
+TEACHER = REPO / "src/policykd/resources/agents/cartpole-ppo-v1/cartpole_ppo_v1.zip"
 TINY = ("--env", "CartPole-v1", "--epochs", "2", "--eval-episodes", "2", "--seed", "0", "--quiet")
 
 

@@ -7,6 +7,7 @@ editable install of the repository stays invisible there.
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -74,3 +75,15 @@ def test_wheel_in_a_fresh_venv_has_presets_and_shipped_teachers(tmp_path):
     assert summary["config"]["rounds"] == 15 and summary["config"]["student_fraction"] == 0.05  # the MuJoCo preset
     assert summary["student_arch"] == [44, 44] and summary["env_steps"] == 2000
     assert (elsewhere / "runs" / "HalfCheetah-v5" / "curves.png").is_file()
+
+
+def test_a_clone_named_policykd_on_sys_path_does_not_shadow_the_install(tmp_path):
+    """Issue 30 item 7: with the clone's parent folder on sys.path (the working folder, or PYTHONPATH for a user's env
+    module), the clone root `policykd/` was a namespace package that shadowed the editable install (flat layout).
+    The src layout leaves nothing importable at the clone root."""
+    (tmp_path / "policykd").symlink_to(REPO, target_is_directory=True)
+    code = "import policykd; from policykd.envs import is_atari; print(callable(policykd.distill), policykd.__file__)"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("True") and "/src/policykd/__init__.py" in out.stdout

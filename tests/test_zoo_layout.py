@@ -62,7 +62,7 @@ def first_episode(act, factory) -> float:
 def test_a_distilled_student_plays_in_rl_zoo_enjoy(tmp_path):
     """enjoy's first episode of the distilled student scores what policykd's evaluation scores on seed 0."""
     out = tmp_path / "cp"
-    teacher = REPO / "policykd/resources/agents/cartpole-ppo-v1/cartpole_ppo_v1.zip"
+    teacher = REPO / "src/policykd/resources/agents/cartpole-ppo-v1/cartpole_ppo_v1.zip"
     result = cli(
         "distill",
         "--env",
