@@ -26,7 +26,7 @@ from pathlib import Path
 
 from common import ZOO  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from policykd.report.plots import plot_benchmark
+from policykd.report.compare import plot_benchmark
 
 
 def cli(*args: str, env: dict, timed: bool = False) -> tuple[subprocess.CompletedProcess, float, float]:

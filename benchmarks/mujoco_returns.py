@@ -28,7 +28,7 @@ from pathlib import Path
 
 from common import ZOO  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from policykd.report.plots import plot_benchmark
+from policykd.report.compare import plot_benchmark
 from policykd.teachers.shipped import default_agent
 
 ENVS = {  # env -> rl-zoo folders (relative to ZOO) distilled with the preset

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from policykd.report.plots import plot_benchmark
+from policykd.report.compare import plot_benchmark
 
 ENV = "ALE/Pong-v5"
 HELD_OUT_SEED = 20000

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from policykd.report.plots import plot_benchmark
+from policykd.report.compare import plot_benchmark
 
 ROWS = [
     ("ppo/CartPole-v1_1", "CartPole-v1"),

@@ -168,7 +168,8 @@ def test_atari_dataset_stores_frames_once_and_rebuilds_the_wrapper_stacks(tmp_pa
     """Real ALE Pong (episodes capped at 800 frames), the shipped teacher: the stacks read back from
     the dataset equal those the wrapper gave the teacher, at under 7.5 KB per step on disk."""
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
-    from policykd.data.datasets import Dataset, DatasetMeta, open_dataset, stored_observation_space, write_dataset
+    from policykd.data.dataset_writer import write_dataset
+    from policykd.data.datasets import Dataset, DatasetMeta, open_dataset, stored_observation_space
     from policykd.data.record import record_episode, teacher_policy
     from policykd.envs import EnvFactory
     from policykd.teachers import load_teacher

@@ -205,7 +205,10 @@ def test_evaluate_on_the_exported_file_repeats_the_summary(runs, request, name, 
             ["export", "{cartpole}", "--out", "{cartpole}/summary.json/student.onnx"],
             "summary.json is a file, not a folder",
         ),
-        (["evaluate", "--env", "Pendulum-v1", "--model", "{cartpole}/student.onnx"], "takes observations of shape [4]"),
+        (
+            ["evaluate", "--env", "Pendulum-v1", "--model", "{cartpole}/student.onnx"],
+            "contract.json expects 4 sensor entries, but Pendulum-v1 gives 3",
+        ),
     ],
 )
 def test_bad_input_is_one_line(runs, tmp_path, args, message):
@@ -410,7 +413,9 @@ def test_a_format_registered_at_run_time_exports_through_the_same_path(runs, tmp
     assert not (tmp_path / "weights.onnx").exists()
 
 
-@pytest.mark.parametrize("fmt, written", [("c", ("policy.c", "policy.h")), ("onnx", ("student.onnx",))])
+@pytest.mark.parametrize(
+    "fmt, written", [("c", ("policy.c", "policy.h", "contract.json")), ("onnx", ("student.onnx", "contract.json"))]
+)
 def test_out_may_be_a_folder_and_missing_folders_are_made(runs, tmp_path, fmt, written):
     run = runs("cartpole")
     new = tmp_path / "new" / "deploy"  # no suffix, not there yet: a folder
@@ -496,6 +501,7 @@ def test_no_path_of_the_build_machine_in_the_exported_files(runs, request, name,
     }
     files = sorted(out.iterdir())
     assert [p.name for p in files] == [
+        "contract.json",
         "policy.c",
         "policy.h",
         "policy_int8.c",

@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 
 from policykd.errors import PolicykdError
-from policykd.report.plots import Series, _size_panel, curves_figure, load_run, plot_benchmark, plot_runs, write_curves
+from policykd.report.compare import _size_panel, plot_benchmark, plot_runs
+from policykd.report.plots import Series, curves_figure, load_run, write_curves
 from policykd.run.console import tensorboard_logger
 
 TEACHER = REPO / "src/policykd/resources/agents/cartpole-ppo-v1/cartpole_ppo_v1.zip"

@@ -5,8 +5,11 @@ from __future__ import annotations
 import difflib
 import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -15,14 +18,42 @@ from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecTranspose
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs
 
 from policykd.errors import PolicykdError
+from policykd.fields import class_path, key_values, spelled
+from policykd.views import VecView, View
 
 # Wrapper classes a teacher's rl-zoo config may name: importing anything else from a
 # stranger's config would run code of their choosing.
 _WRAPPER_MODULES = ("gymnasium.wrappers", "sb3_contrib.common.wrappers", "stable_baselines3.common.atari_wrappers")
 
 
+def split_env_id(env_id: str) -> tuple[str | None, str]:
+    """`mymod:Point-v0` -> ("mymod", "Point-v0"), gymnasium's spelling of an env that importing `mymod` registers;
+    a plain id has no module."""
+    module, colon, name = env_id.partition(":")
+    return (module, name) if colon else (None, env_id)
+
+
 def is_atari(env_id: str) -> bool:
-    return env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4")
+    name = split_env_id(env_id)[1]
+    return name.startswith("ALE/") or name.endswith("NoFrameskip-v4")
+
+
+def folder_name(env_id: str) -> str:
+    """An env id as a file or folder name (runs/<env>, rl-zoo's <ENV>_1): ALE/Pong-v5 -> ALE-Pong-v5, and
+    mymod:Point-v0 -> Point-v0 (a colon is a drive on Windows and a separator in PATH-like lists; rl-zoo names the
+    env without its module too, which `--gym-packages` imports)."""
+    return split_env_id(env_id)[1].replace("/", "-")
+
+
+def _import_env_module(env_id: str) -> str:
+    """Import the module of a `module:EnvId` (it registers the env, as `gym.make` would import it); the bare id."""
+    module, name = split_env_id(env_id)
+    if module is not None:
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # the user's module: any error in it means the env cannot be made
+            raise PolicykdError(f"env module {module!r} cannot be imported: {type(err).__name__}: {err}") from None
+    return name
 
 
 def _register(env_id: str) -> None:
@@ -49,30 +80,55 @@ def _quiet_known_mujoco_warning() -> None:
     mujoco.set_mju_user_warning(warn)
 
 
-def check_env_id(env_id: str) -> str:
-    """Return `env_id` if gymnasium knows it, else a PolicykdError with the closest ids."""
-    _register(env_id)
+def _candidates(module: str | None) -> list[str]:
+    """The env ids to suggest for a mistyped one: those whose entry point lives in the user's `module` (an
+    ALE or MuJoCo id is no answer to a typo in their own env's name), else every registered id."""
+    ids = list(gym.envs.registry)
+    if module is None:
+        return ids
+
+    def source(spec: gym.envs.registration.EnvSpec) -> str:
+        entry = spec.entry_point
+        return entry if isinstance(entry, str) else getattr(entry, "__module__", "")
+
+    own = [i for i in ids if source(gym.envs.registry[i]).split(":")[0].startswith(module)]
+    return own or ids
+
+
+def check_env_id(env_id: str, options: EnvOptions | None = None) -> str:
+    """Return `env_id` if gymnasium knows it (importing the module of a `module:EnvId` first), else a PolicykdError
+    with the closest ids; then the env options (`options`, else the command's: `using_env_options`) are checked by
+    making the env once with them."""
+    module, _ = split_env_id(env_id)
+    name = _import_env_module(env_id)
+    _register(name)
     try:
-        gym.spec(env_id)
+        gym.spec(name)
     except gym.error.Error as err:
-        close = difflib.get_close_matches(env_id, list(gym.envs.registry), n=3)
+        close = difflib.get_close_matches(name, _candidates(module), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
+        if module is not None:
+            raise PolicykdError(f"env module {module!r} registers no env {name!r}{hint}") from None
         raise PolicykdError(f"unknown env id {env_id!r} ({type(err).__name__}){hint}") from None
+    check_env_options(env_id, options or env_options())
     return env_id
 
 
 def newest_version(env_id: str) -> str:
-    """The newest registered version of an env: HalfCheetah-v3 -> HalfCheetah-v5."""
-    _register(env_id)
-    namespace, name, _ = gym.envs.registration.parse_env_id(env_id)
+    """The newest registered version of an env: HalfCheetah-v3 -> HalfCheetah-v5 (mymod:Point-v0 -> mymod:Point-v1)."""
+    module, _ = split_env_id(env_id)
+    name = _import_env_module(env_id)
+    _register(name)
+    namespace, bare, _ = gym.envs.registration.parse_env_id(name)
     versions = [
         spec.version
         for spec in gym.envs.registry.values()
-        if spec.namespace == namespace and spec.name == name and spec.version is not None
+        if spec.namespace == namespace and spec.name == bare and spec.version is not None
     ]
     if not versions:
         return env_id
-    return gym.envs.registration.get_env_id(namespace, name, max(versions))
+    newest = gym.envs.registration.get_env_id(namespace, bare, max(versions))
+    return newest if module is None else f"{module}:{newest}"
 
 
 def array_obs(obs: VecEnvObs) -> np.ndarray:
@@ -96,6 +152,93 @@ def _wrapper_class(name: str) -> Callable[..., gym.Env]:
         raise PolicykdError(f"env_wrapper {name!r} cannot be imported") from None
 
 
+@dataclass(frozen=True)
+class EnvOptions:
+    """What the user adds to an env from the command line (`--env-kwargs`, `--env-wrapper`): keyword arguments for
+    `gym.make` and their own wrapper classes. Unlike a stranger's rl-zoo config, whose wrappers must come from an
+    allow-list, these are the user's own choice, so any importable class is taken."""
+
+    kwargs: Mapping[str, object] = field(default_factory=dict)
+    wrappers: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.kwargs or self.wrappers)
+
+    @classmethod
+    def parse(cls, kwargs: object, wrappers: object) -> EnvOptions:
+        """`--env-kwargs` KEY=VALUE specs and `--env-wrapper` class paths (a tuple, a list, or None) as options."""
+        specs = tuple(cast("tuple[str, ...]", kwargs or ()))
+        return cls(key_values(specs, spelled("env_kwargs")), tuple(cast("tuple[str, ...]", wrappers or ())))
+
+    @classmethod
+    def of(cls, settings: object) -> EnvOptions:
+        """A settings object's `env_kwargs` and `env_wrappers` (none for one without them)."""
+        return cls.parse(getattr(settings, "env_kwargs", ()), getattr(settings, "env_wrappers", ()))
+
+
+_OPTIONS: ContextVar[EnvOptions | None] = ContextVar("policykd_env_options", default=None)
+
+
+@contextmanager
+def using_env_options(options: EnvOptions) -> Iterator[None]:
+    """The env options of the command in progress: each entry point (`policykd.api`) sets its settings' here, and
+    every factory made from an env id while it runs (`env_factory`: a teacher's, a dataset's, a student's) takes them,
+    so teacher, student, evaluation, RL and a resumed or sweep trial's run all step the same env."""
+    token = _OPTIONS.set(options)
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(token)
+
+
+def env_options() -> EnvOptions:
+    """The options `using_env_options` set (none outside a command)."""
+    return _OPTIONS.get() or EnvOptions()
+
+
+def user_wrapper(spec: str) -> type[gym.Wrapper]:
+    """The class a `--env-wrapper module:Class` names, imported (a one-line error if it cannot be, or is no class)."""
+    named = f"{spelled('env_wrappers', '--env-wrapper')} {spec!r}"
+    path = class_path(spec)
+    if path is None:
+        raise PolicykdError(f"{named} is not module:Class")
+    module, name = path
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except Exception as err:  # the user's module: any error in it means the wrapper cannot be used
+        raise PolicykdError(f"{named} cannot be imported: {type(err).__name__}: {err}") from None
+    if not isinstance(cls, type):
+        raise PolicykdError(f"{named} is not a class but a {type(cls).__name__}")
+    return cls
+
+
+def check_env_options(env_id: str, options: EnvOptions) -> None:
+    """The wrappers import, the env takes the keyword arguments and the wrappers take the env: the env is made and
+    wrapped once (gymnasium raises TypeError for an argument its constructor does not take), so a typo fails before
+    any work."""
+    if not options:
+        return
+    classes = {spec: user_wrapper(spec) for spec in options.wrappers}
+    kwargs: dict[str, Any] = dict(options.kwargs)
+    try:
+        env = gym.make(env_id, **kwargs)
+    except TypeError as err:
+        bad = [key for key in options.kwargs if repr(key) in str(err)]
+        what = f"does not take {bad[0]!r}" if bad else f"refuses them ({err})"
+        raise PolicykdError(
+            f"{spelled('env_kwargs')} {', '.join(f'{k}={v!r}' for k, v in options.kwargs.items())}: {env_id} {what}"
+        ) from None
+    try:
+        for spec, cls in classes.items():
+            try:
+                env = cls(env)
+            except Exception as err:  # the user's class: whatever it raises, it cannot wrap this env
+                named = f"{spelled('env_wrappers', '--env-wrapper')} {spec!r}"
+                raise PolicykdError(f"{named} cannot wrap {env_id}: {type(err).__name__}: {err}") from None
+    finally:
+        env.close()
+
+
 def wrapper_from_zoo(spec: object) -> Callable[[gym.Env], gym.Env] | None:
     """rl-zoo's `env_wrapper` (a class path, {path: kwargs}, or a list of those, as its YAML has it) as one callable."""
     if not spec:
@@ -117,6 +260,22 @@ def wrapper_from_zoo(spec: object) -> Callable[[gym.Env], gym.Env] | None:
     return wrap
 
 
+def _wrapper_chain(zoo_spec: object, own: tuple[str, ...]) -> Callable[[gym.Env], gym.Env] | None:
+    """A teacher's rl-zoo `env_wrapper` (allow-listed), then the user's own classes, in order."""
+    zoo = wrapper_from_zoo(zoo_spec)
+    classes = [user_wrapper(spec) for spec in own]
+    if zoo is None and not classes:
+        return None
+
+    def wrap(env: gym.Env) -> gym.Env:
+        env = zoo(env) if zoo is not None else env
+        for cls in classes:
+            env = cls(env)
+        return env
+
+    return wrap
+
+
 @dataclass(frozen=True)
 class EnvFactory:
     """Builds the vectorised env; teacher, student and evaluation get the identical stack."""
@@ -125,8 +284,18 @@ class EnvFactory:
     env_wrapper: object = None  # rl-zoo `env_wrapper` spec: see `wrapper_from_zoo`
     env_kwargs: dict = field(default_factory=dict)
     frame_stack: int = 4  # Atari only
+    view: View | None = None
+    """The student's view (policykd.views): None for the teacher's full observation."""
+    wrappers: tuple[str, ...] = ()
+    """The user's own wrapper classes (`--env-wrapper module:Class`), applied after `env_wrapper`."""
 
     def make(self, n_envs: int, seed: int) -> VecEnv:
+        """`n_envs` envs seeded `seed`, `seed + 1`, ...; with a view, the student's observations of them (the
+        teacher's are the wrapper's `full_obs`)."""
+        venv = self._make(n_envs, seed)
+        return venv if self.view is None else VecView(venv, self.view, seed)
+
+    def _make(self, n_envs: int, seed: int) -> VecEnv:
         if is_atari(self.env_id):
             _register(self.env_id)
             kwargs = {"frameskip": 1, **self.env_kwargs}
@@ -136,7 +305,7 @@ class EnvFactory:
             self.env_id,
             n_envs=n_envs,
             seed=seed,
-            wrapper_class=wrapper_from_zoo(self.env_wrapper),
+            wrapper_class=_wrapper_chain(self.env_wrapper, self.wrappers),
             env_kwargs=self.env_kwargs or None,
         )
 
@@ -147,3 +316,14 @@ class EnvFactory:
             return venv.observation_space, venv.action_space
         finally:
             venv.close()
+
+
+def env_factory(
+    env_id: str, *, env_wrapper: object = None, env_kwargs: Mapping[str, object] | None = None, frame_stack: int = 4
+) -> EnvFactory:
+    """The factory for `env_id` as a teacher's config has it (`env_wrapper`, `env_kwargs`, `frame_stack`), with the
+    command's env options on top (`using_env_options`): its keyword arguments override the config's, its wrappers
+    follow the config's."""
+    options = env_options()
+    kwargs = {**(env_kwargs or {}), **options.kwargs}
+    return EnvFactory(env_id, env_wrapper, kwargs, frame_stack, wrappers=options.wrappers)

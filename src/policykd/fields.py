@@ -69,6 +69,54 @@ def check_specs(specs: tuple[str, ...], named: str, names: tuple[str, ...]) -> N
             )
 
 
+def key_values(specs: tuple[str, ...], named: str) -> dict[str, Any]:
+    """`--env-kwargs` KEY=VALUE specs as keyword arguments, each VALUE read as YAML (`size=3` an int, `hard=true` a bool,
+    `goal=[1, 2]` a list, `mode=fast` a string), so the CLI passes what Python would; the first malformed one is
+    a one-line error."""
+    import yaml
+
+    kwargs: dict[str, Any] = {}
+    for spec in specs:
+        key, equals, text = spec.partition("=")
+        if not equals or not key.isidentifier():
+            raise PolicykdError(f"{named} {spec!r} is not KEY=VALUE (like size=3 or hard=true)")
+        try:
+            kwargs[key] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise PolicykdError(
+                f"{named} {spec!r}: the value is not YAML (quote a string with odd characters)"
+            ) from None
+    return kwargs
+
+
+def key_value_specs(kwargs: Mapping[str, object]) -> tuple[str, ...]:
+    """Keyword arguments as the KEY=VALUE specs `key_values` reads back to the same values (a library caller's
+    `env_kwargs={"size": 2}` is the CLI's `--env-kwargs size=2`, and config.json holds one form)."""
+    import yaml
+
+    def text(value: object) -> str:
+        return yaml.safe_dump(value, default_flow_style=True, width=float("inf")).removesuffix("\n...\n").strip()
+
+    return tuple(f"{key}={text(value)}" for key, value in kwargs.items())
+
+
+def class_path(spec: str) -> tuple[str, str] | None:
+    """`module:Class` (or rl-zoo's dotted `module.Class`) -> (module, Class); None when it is neither."""
+    module, colon, name = spec.partition(":") if ":" in spec else spec.rpartition(".")
+    if not (colon and name.isidentifier() and all(part.isidentifier() for part in module.split("."))):
+        return None
+    return module, name
+
+
+def _keys_ok(specs: tuple[str, ...]) -> bool:
+    key_values(specs, spelled("env_kwargs"))  # raises its own line, naming the bad spec
+    return True
+
+
+KEY_VALUES: Rule = (_keys_ok, "must be KEY=VALUE")
+CLASS_PATHS: Rule = (lambda v: all(class_path(s) for s in v), "must name classes as module:Class")
+
+
 def stage_archs(text: str) -> list[tuple[int, ...]] | None:
     """`44,44:16,16` -> [(44, 44), (16, 16)]; None unless every stage is positive sizes with fewer units than the one
     before it (an assistant wider than what it learns from would not be a step down)."""
@@ -161,7 +209,9 @@ def build(cls: type[T], values: Mapping[str, object]) -> T:
     converted = {}
     for name, value in values.items():
         text = str(hints[name])
-        if value is not None and "tuple" in text and not isinstance(value, tuple):
+        if isinstance(value, Mapping) and "tuple" in text:  # env_kwargs={"size": 2}: as the CLI's size=2
+            value = key_value_specs(value)
+        elif value is not None and "tuple" in text and not isinstance(value, tuple):
             value = tuple(value) if isinstance(value, (list, range)) else (value,)
         elif value is not None and hints[name] in (str, str | None) and not isinstance(value, str):
             value = str(value)

@@ -176,9 +176,10 @@ def scaled_action(dist: ActionDist) -> th.Tensor:
 def mse_action(
     student: ActionDist, teacher: ActionDist, temperature: float = 1.0, weights: th.Tensor | None = None
 ) -> th.Tensor:
-    """Mean squared error between greedy actions: the loss for deterministic teachers (TD3/DDPG/ARS)."""
+    """Mean squared error between greedy actions: the loss for deterministic teachers (TD3/DDPG/ARS), and between a
+    tanh-squashed teacher and an unsquashed student (each in its policy's own space: the run allows that only where
+    the env's bounds are [-1, 1], `policykd.run.loss_choice`)."""
     _check(student, teacher, "mse_action", (GAUSSIAN, DETERMINISTIC))
-    _squash_check(student, teacher, "mse_action")
     return _mse(scaled_action(student), scaled_action(teacher), weights)
 
 

@@ -11,6 +11,7 @@ import fnmatch
 
 import yaml
 
+from policykd.envs import folder_name, split_env_id
 from policykd.errors import PolicykdError
 from policykd.fields import build, spelled
 from policykd.resources import resource_path
@@ -35,6 +36,6 @@ def resolve_distill(env_id: str, **given: object) -> DistillSettings:
     if not env_id:
         raise PolicykdError(f"{spelled('env_id', '--env')} is required (a Gymnasium env id, e.g. CartPole-v1)")
     given = {k: v for k, v in given.items() if v is not None}
-    values = {**preset_for(env_id), **given, "env_id": env_id}
-    values.setdefault("out", f"runs/{env_id.replace('/', '-')}")
+    values = {**preset_for(split_env_id(env_id)[1]), **given, "env_id": env_id}  # ale_py:ALE/Pong-v5 is Atari too
+    values.setdefault("out", f"runs/{folder_name(env_id)}")
     return build(DistillSettings, values)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # annotations only: reading the tables loads neither torch no
     from policykd.robust.perturb import Effect
     from policykd.students.families import Family
     from policykd.teachers.formats import Format
+    from policykd.views.stages import StageMaker
 
 T = TypeVar("T")
 
@@ -178,6 +179,7 @@ STUDENT_FAMILIES: Registry[Family] = Registry(
         Entry("dqn", "policykd.students.families:dqn", "Q-network (discrete actions)"),
         Entry("sac", "policykd.students.families:sac", "squashed Gaussian actor + critics (continuous actions)"),
         Entry("td3", "policykd.students.families:td3", "deterministic actor + critics (continuous actions)"),
+        Entry("recurrent-ppo", "policykd.students.families:recurrent_ppo", "LSTM student (sb3-contrib RecurrentPPO)"),
     ),
 )
 """The SB3 algorithm a student is saved as (it loads with that class's `load` without policykd)."""
@@ -230,6 +232,28 @@ EXPORTERS: Registry[Writer] = Registry(
 )
 """Export formats: `write(source, out) -> Path` (`Writer`); `meta`: the default `filename` (its suffix is the one a
 file given as `out` must have), the `int8_writer` and its `int8_filename` (absent: the format has no int8 export)."""
+
+
+VIEWS: Registry[StageMaker] = Registry(
+    "student view",
+    (
+        Entry(
+            "mask", "policykd.views.stages:mask", "mask=IDX,... or a named group (mask=velocities): hide those entries"
+        ),
+        Entry(
+            "noise",
+            "policykd.views.stages:noise",
+            "noise=SIGMA: Gaussian sensor noise in the observation's units, seeded",
+        ),
+        Entry("delay", "policykd.views.stages:delay", "delay=K: the observation from K steps ago (sensor latency)"),
+        Entry(
+            "history", "policykd.views.stages:history", "history=K: the last K observations side by side, oldest first"
+        ),
+        Entry("ram", "policykd.views.stages:ram", "ram: Atari's 128-byte console RAM instead of the frames"),
+    ),
+)
+"""Student views (`--student-obs NAME=VALUE`, applied in order): `make(spec, value, probe) -> Stage` (policykd.views.stages).
+A spec `module:function` is a user's own `function(obs, info) -> array`, without an entry here."""
 
 
 def augmentations() -> tuple[str, ...]:

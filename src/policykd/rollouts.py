@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -23,6 +24,16 @@ if TYPE_CHECKING:  # teachers build on rollouts; a teacher here is only a type
     from policykd.teachers import Teacher
 
 ActFn = Callable[[np.ndarray], np.ndarray]
+
+
+@runtime_checkable
+class Remembers(Protocol):
+    """An actor with memory per episode (an exported history window, an LSTM state): `run_episodes` calls its
+    `step(obs, episodes, starts)`, saying which episode each row is and where one starts (rows leave as episodes end)."""
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray: ...
+
+    def step(self, obs: np.ndarray, episodes: np.ndarray, starts: np.ndarray) -> np.ndarray: ...
 
 
 class Returns(NamedTuple):
@@ -62,8 +73,11 @@ def run_episodes(act: ActFn, factory: EnvFactory, episodes: int, seed: int) -> R
     try:
         obs = [array_obs(venv.reset()) for venv in venvs]
         playing = list(range(episodes))
+        step, first = (act.step if isinstance(act, Remembers) else None), True
         while playing:
-            actions = act(np.concatenate([obs[i] for i in playing]))
+            rows = np.concatenate([obs[i] for i in playing])
+            actions = act(rows) if step is None else step(rows, np.array(playing), np.full(len(playing), first))
+            first = False
             for i, action in zip(playing, actions):
                 next_obs, _, _, infos = venvs[i].step(action[None])
                 obs[i] = array_obs(next_obs)
@@ -92,6 +106,11 @@ def rollout_observations(act: ActFn, factory: EnvFactory, steps: int, n_envs: in
 
 
 def teacher_actor(teacher: Teacher) -> ActFn:
+    """The teacher's greedy action; a loaded recurrent model (a RecurrentPPO student that `policykd evaluate` runs)
+    acts with an LSTM state per episode (`RecurrentActor`), which its memoryless `label` cannot."""
+    model = getattr(teacher, "model", None)
+    if isinstance(model, BaseAlgorithm) and isinstance(model.policy, RecurrentActorCriticPolicy):
+        return RecurrentActor(model, normalizing(teacher.normalizer), deterministic=True)
     return lambda obs: env_action(teacher.label(obs)[0], teacher.action_space)
 
 
@@ -102,10 +121,48 @@ def normalizing(normalizer: VecNormalize | None) -> Callable[[np.ndarray], np.nd
     return lambda obs: array_obs(normalizer.normalize_obs(obs))
 
 
+class RecurrentActor:
+    """A recurrent student (sb3-contrib's RecurrentPPO) acting as its own `predict(obs, state, episode_start,
+    deterministic)` steps it, with one LSTM state per episode: `step` says which episode each row is and where one
+    starts (`run_episodes`: rows leave as their episodes end; the collector: one row per env, restarting where an
+    episode ends). A plain call takes the rows as envs 0, 1, ..., each starting at its first call and never again (a
+    caller that knows where episodes start says so through `step`)."""
+
+    def __init__(
+        self, student: BaseAlgorithm, prep: Callable[[np.ndarray], np.ndarray] | None, *, deterministic: bool
+    ) -> None:
+        self.student, self.prep, self.deterministic = student, prep, deterministic
+        policy = student.policy
+        assert isinstance(policy, RecurrentActorCriticPolicy)  # `student_actor` makes one for these only
+        self.zero = np.zeros(policy.lstm_hidden_state_shape, dtype=np.float32)
+        self.states: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        rows = np.arange(len(obs))
+        return self.step(obs, rows, np.array([int(r) not in self.states for r in rows]))
+
+    def step(self, obs: np.ndarray, episodes: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        held = [self.states.get(int(e), (self.zero, self.zero)) for e in episodes]
+        state = (np.concatenate([h for h, _ in held], axis=1), np.concatenate([c for _, c in held], axis=1))
+        if self.prep is not None:
+            obs = self.prep(obs)
+        actions, after = self.student.predict(
+            obs, state=state, episode_start=np.asarray(starts, dtype=bool), deterministic=self.deterministic
+        )
+        assert after is not None  # a recurrent policy returns its next state
+        h, c = after
+        for j, e in enumerate(episodes):
+            self.states[int(e)] = (h[:, j : j + 1], c[:, j : j + 1])
+        return actions
+
+
 def student_actor(
     student: BaseAlgorithm, prep: Callable[[np.ndarray], np.ndarray] | None = None, *, deterministic: bool = True
 ) -> ActFn:
-    """What SB3's `evaluate_policy` does with a VecNormalize-wrapped env: `prep` (normalise), then predict."""
+    """What SB3's `evaluate_policy` does with a VecNormalize-wrapped env: `prep` (normalise), then predict; for a
+    recurrent student a `RecurrentActor`, which keeps an LSTM state per episode."""
+    if isinstance(student.policy, RecurrentActorCriticPolicy):
+        return RecurrentActor(student, prep, deterministic=deterministic)
 
     def act(obs: np.ndarray) -> np.ndarray:
         if prep is not None:
@@ -125,17 +182,31 @@ def student_eval(
 ) -> tuple[Returns, float]:
     """Student returns on the evaluation seeds, and (with a live teacher) how often its greedy
     action is the teacher's on the states the student visits (`same_actions`: continuous, within 5 % of the range)."""
-    act = student_actor(student, prep)
     agree = [0, 0]
 
-    def act_and_compare(obs: np.ndarray) -> np.ndarray:
-        actions = act(obs)
+    def compare(obs: np.ndarray, actions: np.ndarray) -> None:
         if teacher is not None:
             teacher_actions = env_action(teacher.label(obs)[0], teacher.action_space)
             same = same_actions(actions, teacher_actions, teacher.action_space)
             agree[0] += int(same.sum())
             agree[1] += len(same)
+
+    returns = run_episodes(_Watched(student_actor(student, prep), compare), factory, episodes, seed)
+    return returns, (agree[0] / agree[1] if agree[1] else float("nan"))
+
+
+class _Watched:
+    """An actor whose every batch of actions `watch(obs, actions)` also sees; a stateful actor keeps its memory."""
+
+    def __init__(self, act: ActFn, watch: Callable[[np.ndarray, np.ndarray], None]) -> None:
+        self.act, self.watch = act, watch
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        actions = self.act(obs)
+        self.watch(obs, actions)
         return actions
 
-    returns = run_episodes(act_and_compare, factory, episodes, seed)
-    return returns, (agree[0] / agree[1] if agree[1] else float("nan"))
+    def step(self, obs: np.ndarray, episodes: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        actions = self.act.step(obs, episodes, starts) if isinstance(self.act, Remembers) else self.act(obs)
+        self.watch(obs, actions)
+        return actions

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 from gymnasium import spaces
-from sb3_contrib import ARS, QRDQN, TQC, TRPO
+from sb3_contrib import ARS, QRDQN, TQC, TRPO, RecurrentPPO
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from torch import nn
 
 from policykd.errors import PolicykdError
 
@@ -27,6 +28,7 @@ ALGOS: dict[str, type[BaseAlgorithm]] = {
     "td3": TD3,
     "ddpg": DDPG,
     "ars": ARS,
+    "recurrent-ppo": RecurrentPPO,
 }
 
 # Module of the saved policy class -> algorithm. Actor-critic policies are shared by
@@ -38,6 +40,7 @@ _POLICY_MODULES = {
     "sb3_contrib.tqc.policies": "tqc",
     "stable_baselines3.td3.policies": "td3",
     "sb3_contrib.ars.policies": "ars",
+    "sb3_contrib.common.recurrent.policies": "recurrent-ppo",
 }
 
 
@@ -114,6 +117,8 @@ def acting_params(policy: BasePolicy) -> int:
     """Parameters the policy needs to act: the actor, or the Q-network (no critic, no target net)."""
     if isinstance(policy, ActorCriticPolicy):
         value_parts = [policy.mlp_extractor.value_net, policy.value_net]
+        recurrent = (getattr(policy, "lstm_critic", None), getattr(policy, "critic", None))  # RecurrentPPO's critic
+        value_parts += [part for part in recurrent if isinstance(part, nn.Module)]
         if not policy.share_features_extractor:
             value_parts.append(policy.vf_features_extractor)
         value = sum(p.numel() for part in value_parts for p in part.parameters())

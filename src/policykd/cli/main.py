@@ -108,7 +108,8 @@ def _train_teacher(given: dict[str, object]) -> None:
 def _plot(given: dict[str, object]) -> None:
     from pathlib import Path
 
-    from policykd.report.plots import plot_runs, write_curves
+    from policykd.report.compare import plot_runs
+    from policykd.report.plots import write_curves
 
     settings = build(PlotSettings, given)
     runs = [Path(r) for r in settings.runs]

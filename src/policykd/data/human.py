@@ -197,6 +197,7 @@ def human_policy(
         factory.env_wrapper,
         {**factory.env_kwargs, "render_mode": "rgb_array"},
         factory.frame_stack,
+        wrappers=factory.wrappers,
         on_make=player.attach,
     )
     return human_factory, player

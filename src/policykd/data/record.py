@@ -24,17 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from stable_baselines3.common.vec_env import VecEnv
 
 from policykd.constants import DIST_FIELDS
-from policykd.data.datasets import (
-    META_FILE,
-    DatasetMeta,
-    Episode,
-    dataset_root,
-    episode_score_and_steps,
-    folder_bytes,
-    frames_of,
-    stored_observation_space,
-    write_dataset,
-)
+from policykd.data.dataset_writer import Episode, episode_score_and_steps, frames_of, write_dataset
+from policykd.data.datasets import META_FILE, DatasetMeta, dataset_root, folder_bytes, stored_observation_space
 from policykd.distributions import ActionDist, check_finite, env_action
 from policykd.envs import EnvFactory, array_obs, is_atari
 from policykd.errors import PolicykdError, option

@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from policykd.envs import EnvFactory, check_env_id
+from policykd.envs import EnvFactory, EnvOptions, check_env_id, env_factory, env_options, using_env_options
 from policykd.errors import PolicykdError, option
+from policykd.exporters.contract import read_contract, sensor_factory
+from policykd.exporters.remembering import c_memory, onnx_memory
 from policykd.sb3_models import describe_space
 
 ARTIFACT_SUFFIXES = (".onnx", ".c", ".so")
@@ -34,7 +36,9 @@ def is_artifact(spec: str | Path) -> bool:
 
 @dataclass
 class Artifact:
-    """An exported policy with what evaluate shows of it; `act` maps raw env observations to env actions."""
+    """An exported policy with what evaluate shows of it; `act` maps the observations `factory`'s envs emit (a
+    contract's sensor view, or the raw env observation) to env actions, keeping a file's memory per episode
+    (`policykd.exporters.remembering`)."""
 
     name: str
     algo: str
@@ -44,10 +48,16 @@ class Artifact:
     act: Callable[[np.ndarray], np.ndarray]
 
 
-def _factory(env_id: str, meta: dict[str, Any]) -> tuple[EnvFactory, spaces.Space, spaces.Space]:
-    check_env_id(env_id)
-    stack = meta.get("frame_stack")  # null for an env without a frame stack (only Atari's has one)
-    factory = EnvFactory(env_id, env_wrapper=meta.get("env_wrapper"), frame_stack=int(stack or EnvFactory.frame_stack))
+def _factory(env_id: str, meta: dict[str, Any], path: Path) -> tuple[EnvFactory, spaces.Space, spaces.Space]:
+    """The envs the file acts in: the env's own observations, or (a contract beside it) the sensor view it names."""
+    saved = EnvOptions(meta.get("env_kwargs") or {}, tuple(meta.get("env_wrappers") or ()))
+    with using_env_options(env_options() or saved):  # the env options it was exported with, unless the command's
+        check_env_id(env_id)
+        stack = meta.get("frame_stack")  # null for an env without a frame stack (only Atari's has one)
+        factory = env_factory(env_id, env_wrapper=meta.get("env_wrapper"), frame_stack=int(stack or 4))
+    terms = read_contract(path, meta)
+    if terms is not None:
+        factory = sensor_factory(terms, factory, path)
     return (factory, *factory.spaces())
 
 
@@ -65,8 +75,8 @@ def _onnx(path: Path, env_id: str) -> Artifact:
         raise PolicykdError(
             f"{path} is not a loadable ONNX model: {type(err).__name__}: {str(err).splitlines()[0]}"
         ) from None
-    factory, obs_space, _ = _factory(env_id, meta)
-    (given,) = session.get_inputs()
+    factory, obs_space, _ = _factory(env_id, meta, path)
+    given = session.get_inputs()[0]
     if list(given.shape[1:]) != list(obs_space.shape or ()):
         raise PolicykdError(
             f"{path} takes observations of shape {given.shape[1:]}, but {env_id} emits {describe_space(obs_space)}"
@@ -78,8 +88,14 @@ def _onnx(path: Path, env_id: str) -> Artifact:
     def act(obs: np.ndarray) -> np.ndarray:
         return session.run(["action"], {given.name: np.asarray(obs, dtype=dtype)})[0]
 
+    stateful = [i.name for i in session.get_inputs()[1:]]
     return Artifact(
-        str(path), meta.get("algo", "?") + " (onnx)", int(meta.get("acting_params", 0)), factory, obs_space, act
+        str(path),
+        meta.get("algo", "?") + " (onnx)",
+        int(meta.get("acting_params", 0)),
+        factory,
+        obs_space,
+        onnx_memory(session, dtype) if stateful else act,
     )
 
 
@@ -111,7 +127,7 @@ def _c(path: Path, env_id: str) -> Artifact:
             raise PolicykdError(f"{path} is not a loadable shared library: {err}") from None
     if not hasattr(library, "policykd_act"):
         raise PolicykdError(f"{path} has no policykd_act function: export it with {option('format', 'c')}")
-    factory, obs_space, action_space = _factory(env_id, meta)
+    factory, obs_space, action_space = _factory(env_id, meta, path)
     if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
         raise PolicykdError(f"{path} acts on flat observations, but {env_id} emits {describe_space(obs_space)}")
     declared = re.search(r"#define POLICYKD_OBS_DIM (\d+)", header.read_text()) if header.is_file() else None
@@ -132,7 +148,12 @@ def _c(path: Path, env_id: str) -> Artifact:
         return actions[:, 0].astype(np.int64) if discrete else actions.reshape(len(rows), *shape)
 
     return Artifact(
-        str(path), meta.get("algo", "?") + " (c)", int(meta.get("acting_params", 0)), factory, obs_space, act
+        str(path),
+        meta.get("algo", "?") + " (c)",
+        int(meta.get("acting_params", 0)),
+        factory,
+        obs_space,
+        c_memory(library, act) if hasattr(library, "policykd_state") else act,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch as th
 from gymnasium import spaces
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.dqn.policies import DQNPolicy
 from stable_baselines3.sac.policies import SACPolicy
@@ -23,7 +24,7 @@ from policykd.exporters.source import ExportSource
 
 def head_kind(algo: str, policy: BasePolicy, action_space: spaces.Space) -> str:
     """`logits`, `q_values`, `gaussian` (PPO/A2C Box), `squashed` (SAC) or `deterministic` (TD3)."""
-    if algo in ("ppo", "a2c") and isinstance(policy, ActorCriticPolicy):
+    if algo in ("ppo", "a2c", "recurrent-ppo") and isinstance(policy, ActorCriticPolicy):
         if getattr(policy, "use_sde", False):
             raise PolicykdError(
                 "cannot export a gSDE policy (use_sde=True): its deterministic action is not supported yet"
@@ -44,7 +45,7 @@ def head_kind(algo: str, policy: BasePolicy, action_space: spaces.Space) -> str:
         return "deterministic"
     raise PolicykdError(
         f"cannot export a {algo.upper()} student acting in {action_space}: "
-        "supported are PPO/A2C (Discrete or Box), DQN (Discrete), SAC and TD3 (Box)"
+        "supported are PPO/A2C/RecurrentPPO (Discrete or Box), DQN (Discrete), SAC and TD3 (Box)"
     )
 
 
@@ -92,16 +93,14 @@ class ActingGraph(nn.Module):
         return OUTPUTS[self.kind]
 
     def forward(self, obs: th.Tensor) -> tuple[th.Tensor, ...]:
-        if self.normalize:  # VecNormalize.normalize_obs, in float64 as numpy does it; the policy then casts to float32
-            obs = th.clamp((obs.double() - self.obs_mean) / self.obs_std, -self.clip_obs, self.clip_obs)
         policy = self.policy  # head_kind admitted these four policy classes only
+        if isinstance(policy, RecurrentActorCriticPolicy):
+            raise PolicykdError(
+                "a recurrent student acts through policykd.exporters.memory.MemoryGraph (its LSTM state)"
+            )
+        obs = self.normalized(obs)
         if isinstance(policy, ActorCriticPolicy):
-            features = policy.extract_features(obs, policy.pi_features_extractor)  # preprocess_obs inside
-            assert isinstance(features, th.Tensor)  # one extractor given: one tensor (a tuple only for two)
-            mean = policy.action_net(policy.mlp_extractor.forward_actor(features))
-            if self.kind == "logits":
-                return th.argmax(mean, dim=1), mean
-            return th.minimum(th.maximum(mean, self.low), self.high), mean, policy.log_std.expand_as(mean)
+            return self.actor_head(self.actor_features(obs))
         if isinstance(policy, DQNPolicy):
             q_values = policy.q_net(obs)
             return th.argmax(q_values, dim=1), q_values
@@ -110,6 +109,34 @@ class ActingGraph(nn.Module):
             return self._rescale(th.tanh(mean)), mean, log_std
         assert isinstance(policy, TD3Policy)
         return (self._rescale(policy.actor(obs)),)
+
+    def normalized(self, obs: th.Tensor) -> th.Tensor:
+        """VecNormalize.normalize_obs, in float64 as numpy does it; the policy then casts to float32."""
+        if not self.normalize:
+            return obs
+        return th.clamp((obs.double() - self.obs_mean) / self.obs_std, -self.clip_obs, self.clip_obs)
+
+    def actor_features(self, obs: th.Tensor) -> th.Tensor:
+        """An actor-critic policy's features of a normalised observation (preprocess_obs inside); a recurrent
+        policy's are what its actor LSTM reads."""
+        policy = self.policy
+        assert isinstance(policy, ActorCriticPolicy)
+        features: th.Tensor | tuple[th.Tensor, th.Tensor]
+        if isinstance(policy, RecurrentActorCriticPolicy):  # as its get_distribution: BasePolicy's, with the actor's
+            features = BasePolicy.extract_features(policy, obs, policy.pi_features_extractor)
+        else:
+            features = policy.extract_features(obs, policy.pi_features_extractor)
+        assert isinstance(features, th.Tensor)  # one extractor given: one tensor (a tuple only for two)
+        return features
+
+    def actor_head(self, latent: th.Tensor) -> tuple[th.Tensor, ...]:
+        """An actor-critic policy's action from its actor latent (a recurrent one's: the actor LSTM's output)."""
+        policy = self.policy
+        assert isinstance(policy, ActorCriticPolicy)
+        mean = policy.action_net(policy.mlp_extractor.forward_actor(latent))
+        if self.kind == "logits":
+            return th.argmax(mean, dim=1), mean
+        return th.minimum(th.maximum(mean, self.low), self.high), mean, policy.log_std.expand_as(mean)
 
     def _rescale(self, squashed: th.Tensor) -> th.Tensor:
         """SB3's `unscale_action`: [-1, 1] -> [low, high]."""

@@ -63,6 +63,11 @@ def write_int8_onnx(source: ExportSource, out: Path) -> Path:
 
     from policykd.exporters.to_onnx import write_onnx
 
+    if source.has_contract:
+        raise PolicykdError(
+            f"{option('int8')} with {option('format', 'onnx')} is not supported for a student with a view or an LSTM "
+            f"(its calibration rollout would need the sensor view and the memory): use {option('format', 'c')}"
+        )
     observations = calibration_observations(source)
     with tempfile.TemporaryDirectory(prefix="policykd-export-") as folder:
         float_path = write_onnx(source, Path(folder) / "float.onnx")

@@ -20,6 +20,7 @@ from policykd.errors import PolicykdError
 from policykd.run.folder import load_finished
 from policykd.sb3_models import describe_space, uses_images
 from policykd.teachers.base import SB3Teacher
+from policykd.views import View
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,24 @@ class ExportSource:
     def env_id(self) -> str:
         return self.student.factory.env_id
 
+    @property
+    def view(self) -> View | None:
+        """The student's view of the env (its run's `--student-obs`), None when it sees the teacher's observation."""
+        return self.student.factory.view
+
+    @property
+    def input_space(self) -> spaces.Space:
+        """What the exported file is fed each step: the view's sensor reading without its trailing history (the file
+        keeps that window), else the student's observation."""
+        view = self.view
+        return view.sensors().space if view is not None else self.student.observation_space
+
+    @property
+    def has_contract(self) -> bool:
+        """A student with a view or an LSTM: its files take sensor readings and keep memory, which contract.json
+        spells out (a plain student's files take the env's observation, as the metadata says)."""
+        return self.view is not None or self.student.algo == "recurrent-ppo"
+
     def obs_normalization(self) -> ObsNormalization | None:
         """The student's frozen VecNormalize observation statistics, in float64 as numpy applies them (None: the
         observations go in as the env emits them)."""
@@ -64,21 +83,27 @@ class ExportSource:
 
         `input_dtype`: what the file takes, when not the env's own dtype (C takes `float`); `batched`: a leading
         batch dimension (ONNX), or one observation per call (C)."""
-        student, obs = self.student, self.student.observation_space
+        student, obs = self.student, self.input_space
         factory = student.factory
         meta: dict[str, object] = {
             "producer": "policykd",
             "env_id": self.env_id,
             "algo": student.algo,
             "env_wrapper": factory.env_wrapper,
+            "env_kwargs": dict(factory.env_kwargs),
+            "env_wrappers": list(factory.wrappers),
             "frame_stack": factory.frame_stack if is_atari(self.env_id) else None,
             "observation_space": describe_space(obs),
-            "observation_layout": _layout(obs, input_dtype or str(obs.dtype), batched, student.normalizer is not None),
+            "observation_layout": _layout(
+                obs, input_dtype or str(obs.dtype), batched, student.normalizer is not None, self.view is not None
+            ),
             "action_space": _action_space(student.action_space),
             "vecnormalize": student.normalizer is not None,
             "source": self.path.name,
             "acting_params": student.acting_params,
         }
+        meta["student_obs"] = list(self.view.specs) if self.view is not None else []
+        meta["contract"] = "contract.json"
         for key in (
             "teacher_algo",
             "teacher_return_mean",
@@ -103,13 +128,14 @@ def shipped_name(spec: str) -> str:
     return spec if spec.startswith("zoo:") else spec.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
-def _layout(obs: spaces.Space, dtype: str, batched: bool, normalised: bool) -> str:
+def _layout(obs: spaces.Space, dtype: str, batched: bool, normalised: bool, sensors: bool = False) -> str:
     shape = ", ".join(map(str, obs.shape or ()))
     if uses_images(obs):
         what = f"{dtype} channel-first image stack, scaled by 1/255 inside"
     else:
         cast = f" (cast from the env's {obs.dtype})" if dtype != str(obs.dtype) else ""
-        what = f"{dtype} raw env observations{cast}" + (", normalised inside" if normalised else "")
+        read = "sensor readings of the student's view (contract.json)" if sensors else "raw env observations"
+        what = f"{dtype} {read}{cast}" + (", normalised inside" if normalised else "")
     return f"[batch, {shape}] {what}" if batched else f"[{shape}] {what}"
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch as th
 
 from policykd.exporters.graph import ActingGraph
+from policykd.exporters.memory import MemoryGraph, example_inputs, memory_of
 from policykd.exporters.source import ExportSource
 from policykd.storage import atomic_write
 
@@ -22,25 +23,29 @@ METADATA_KEY = "policykd"  # the full metadata as JSON; the main facts also have
 
 
 def write_onnx(source: ExportSource, out: Path) -> Path:
-    """`out` (atomically): the student's `predict(deterministic=True)` as ONNX, input `obs`."""
+    """`out` (atomically): the student's `predict(deterministic=True)` as ONNX, input `obs`; a student with memory
+    (a view's history, an LSTM) also takes and returns its state, and `reset` (`policykd.exporters.memory`)."""
     import onnx
 
-    graph = ActingGraph(source).eval()
-    space = source.student.observation_space
-    example = th.as_tensor(np.stack([space.sample(), space.sample()]))  # the env's own dtype: float32/64 or uint8
-    names = graph.output_names
-    dynamic = {name: {0: "batch"} for name in ("obs", *names)}
+    memory = memory_of(source)
+    graph: ActingGraph | MemoryGraph = MemoryGraph(source, memory) if memory.stateful else ActingGraph(source)
+    graph.eval()
+    space = source.input_space
+    obs = th.as_tensor(np.stack([space.sample(), space.sample()]))  # the env's own dtype: float32/64 or uint8
+    example = example_inputs(memory, obs)
+    inputs, names = memory.inputs, graph.output_names
+    dynamic = {name: {0: "batch"} for name in (*inputs, *names)}
 
     def export(path: Path) -> None:
         with warnings.catch_warnings(), th.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             th.onnx.export(
                 graph,
-                (example,),
+                example,
                 str(path),
                 dynamo=False,
                 opset_version=OPSET,
-                input_names=["obs"],
+                input_names=list(inputs),
                 output_names=list(names),
                 dynamic_axes=dynamic,
             )
@@ -48,6 +53,9 @@ def write_onnx(source: ExportSource, out: Path) -> Path:
         onnx.checker.check_model(model, full_check=True)
         meta = source.metadata()
         meta["outputs"] = list(names)
+        if memory.stateful:
+            meta["inputs"] = list(inputs)
+            meta["state_sizes"] = memory.state_sizes()
         entries = {METADATA_KEY: json.dumps(meta)}
         entries.update(
             {

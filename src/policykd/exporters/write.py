@@ -1,5 +1,6 @@
 """`policykd export`: find the format's exporter, check where its file goes, load the student, write it.
 
+A student with a view or memory also gets contract.json beside the file (`policykd.exporters.contract`).
 Every check comes before any write, and a failed write (an int8 calibration that finds no rollout, say) leaves
 nothing behind: not the file, nor the folders made for it. What a format is (its writer, suffix, default file
 name, int8 support) is read from `policykd.exporters.registry`, never spelled here.
@@ -19,6 +20,7 @@ def export_student(settings: ExportSettings) -> Path:
     """The student of `settings.source` in `settings.format`; returns the file written (companions go beside it)."""
     import torch as th
 
+    from policykd.exporters.contract import write_contract
     from policykd.exporters.source import load_source
 
     exporter = find_exporter(settings.format)
@@ -27,7 +29,13 @@ def export_student(settings: ExportSettings) -> Path:
     source = load_source(settings.source, settings.env_id)
     out = target or source.path.with_name(exporter.default_name(settings.int8))
     th.set_num_threads(1)
-    return write_creating_folders(out, lambda: write(source, out))
+
+    def write_with_contract() -> Path:
+        written = write(source, out)
+        write_contract(source, written)  # what a deployment must feed the file, checked again by evaluate
+        return written
+
+    return write_creating_folders(out, write_with_contract)
 
 
 def out_path(out: str | None, exporter: Exporter, int8: bool) -> Path | None:

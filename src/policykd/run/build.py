@@ -18,28 +18,29 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from policykd.constants import EVAL_SEED_OFFSET
 from policykd.data.buffer import DistillationBuffer
-from policykd.data.source import DatasetSource, label_steps, needs_relabelling, open_source
-from policykd.distributions import DETERMINISTIC, ActionDist, check_finite, obs_tensor, policy_dist
+from policykd.data.source import DatasetSource, open_source
+from policykd.distributions import ActionDist, obs_tensor, policy_dist
 from policykd.envs import EnvFactory, array_obs, check_env_id
 from policykd.errors import PolicykdError, option
 from policykd.fields import spelled
-from policykd.losses import loss_fn
-from policykd.registry import LOSSES
+from policykd.registry import STUDENT_FAMILIES
 from policykd.rl.model import load_rl_model, make_env, rl_config, segment_ends
 from policykd.run.checkpoint import resumable, unstarted
 from policykd.run.collect import Collector
 from policykd.run.knowledge import Knowledge, make_knowledge
+from policykd.run.loss_choice import check_loss_fits
 from policykd.run.plan import Plan, make_plan
 from policykd.run.reinforce import RLParts
 from policykd.sb3_models import uses_images
 from policykd.settings import DistillSettings
 from policykd.storage import check_out
 from policykd.students.averaging import make_average
-from policykd.students.build import auto_arch, build_student, default_student_algo
+from policykd.students.build import auto_arch, build_student, check_family_fits, default_student_algo
 from policykd.students.folding import ObsStats
 from policykd.teachers import Teacher, load_teachers
 from policykd.teachers.ensemble import EnsembleTeacher
 from policykd.teachers.shipped import default_agent
+from policykd.views import View, view_for, with_view
 
 FALLBACK_ARCH = {False: (64, 64), True: (16, 32, 32, 32)}  # action-only datasets: no teacher size to scale from
 
@@ -73,6 +74,8 @@ class Run:
     """Feature hints and relations (--hint-weight, --relation-weight), with the hints' training-only projection."""
     rl: RLParts | None = None
     """With --rl-steps: the RL hyperparameters and segments, and (once RL has begun) the RL models."""
+    view: View | None = None
+    """The student's view of the env (--student-obs); None: it sees what the teacher sees."""
 
     @property
     def known(self) -> Teacher | DatasetSource:
@@ -98,7 +101,13 @@ class Run:
 
     @property
     def factory(self) -> EnvFactory:
+        """The teacher's envs (its full observation)."""
         return self.known.factory
+
+    @property
+    def student_factory(self) -> EnvFactory:
+        """The student's envs: the teacher's seen through the student's view."""
+        return with_view(self.factory, self.view)
 
     @property
     def action_space(self) -> spaces.Space:
@@ -106,7 +115,9 @@ class Run:
 
     @property
     def normalizer(self) -> VecNormalize | None:
-        return self.known.normalizer
+        """The teacher's VecNormalize, which the student reads through too (not with a view: it normalises the
+        teacher's observation; a view student standardises its own inputs)."""
+        return self.known.normalizer if self.view is None else None
 
     @property
     def teacher_algo(self) -> str:
@@ -158,7 +169,7 @@ class Run:
         if self.collector is None:
             raise PolicykdError("this run has no collection envs (no live teacher)")
         self.envs.close()
-        self.venv = self.collector.venv = self.factory.make(self.settings.n_envs, seed)
+        self.venv = self.collector.venv = self.student_factory.make(self.settings.n_envs, seed)
         return array_obs(self.venv.reset())
 
     def close(self) -> None:
@@ -225,14 +236,16 @@ def build_run(settings: DistillSettings) -> Run:
     if not (resuming or restarting):
         check_out(out, settings.overwrite)
     check_env_id(settings.env_id)
+    check_family_fits(settings)
     teacher = _live_teacher(settings)
     source = open_source(settings.dataset, settings.env_id) if settings.dataset else None
-    student, algo, arch = _student(settings, teacher, source)
+    view = view_for(teacher.factory, settings.student_obs, settings.seed) if teacher else None
+    student, algo, arch = _student(settings, teacher, source, view)
     online = settings.steps if teacher else 0
     capacity = max(settings.buffer_size, source.dataset.total_steps + online) if source else settings.buffer_size
-    buffer = DistillationBuffer(capacity)
+    buffer = DistillationBuffer(capacity, sequences=STUDENT_FAMILIES.load(algo).recurrent)
     rng = np.random.default_rng(settings.seed)
-    venv = teacher.factory.make(settings.n_envs, settings.seed) if teacher else None
+    venv = with_view(teacher.factory, view).make(settings.n_envs, settings.seed) if teacher else None
     collector = Collector(venv, teacher, buffer, rng, sample=settings.sample_actions) if teacher and venv else None
     rl = _rl_parts(settings, algo, teacher) if settings.rl_steps else None
     plan = make_plan(settings, has_dataset=source is not None, live=teacher is not None, rl_ends=rl.ends if rl else ())
@@ -254,8 +267,9 @@ def build_run(settings: DistillSettings) -> Run:
         resuming=resuming,
         restarting=restarting,
         rl=rl,
+        view=view,
     )
-    _check_loss_fits(run)
+    check_loss_fits(run)
     if settings.hint_weight or settings.relation_weight:
         _add_knowledge(run)
     if rl is not None:
@@ -294,9 +308,10 @@ def _check_rl_fits(run: Run) -> None:
 
 
 def _student(
-    settings: DistillSettings, teacher: Teacher | None, source: DatasetSource | None
+    settings: DistillSettings, teacher: Teacher | None, source: DatasetSource | None, view: View | None = None
 ) -> tuple[BaseAlgorithm, str, tuple[int, ...]]:
-    """A fresh SB3 student of the teacher's family, within `student_fraction` of its size unless `student_arch` says."""
+    """A fresh SB3 student of the teacher's family, within `student_fraction` of its size unless `student_arch` says;
+    built for its view's observation space when it has one."""
     known: Teacher | DatasetSource
     if teacher is not None:
         known, teacher_algo, teacher_params = teacher, teacher.algo, teacher.acting_params
@@ -306,7 +321,7 @@ def _student(
         raise PolicykdError("a run needs a teacher or a dataset")
     algo = settings.student_algo or default_student_algo(teacher_algo, known.action_space)
     # Built on a single env so the saved student has n_envs=1: `model.set_env(gym.make(...))` works.
-    spaces_env = known.factory.make(1, settings.seed)
+    spaces_env = with_view(known.factory, view).make(1, settings.seed)
     try:
         budget = int(settings.student_fraction * teacher_params)
         images = uses_images(spaces_env.observation_space)
@@ -343,41 +358,3 @@ def _load_weights(student: BaseAlgorithm, settings: DistillSettings) -> None:
             f"{option('init_student', settings.init_student)} has other layer sizes than the student "
             f"({init.model.policy_kwargs.get('net_arch')}): pass its arch as {spelled('student_arch')}"
         ) from None
-
-
-def choose_loss(run: Run, teacher_kind: str) -> str:
-    """The configured loss, except where the default KL cannot apply: a deterministic teacher
-    (TD3/DDPG/ARS) is matched by MSE on the action, action-only data by the hard-label loss."""
-    loss = run.settings.loss
-    if teacher_kind == DETERMINISTIC and not run.actions_only and loss == "kl":
-        return "mse_action"
-    if not run.actions_only or not LOSSES[loss].meta.get("needs_distribution"):
-        return loss
-    if loss != "kl":
-        raise PolicykdError(
-            f"dataset {run.settings.dataset} holds only actions: loss {loss!r} needs the teacher's "
-            f"distributions; use {option('loss', 'nll')} (behaviour cloning) or record with a teacher"
-        )
-    continuous = isinstance(run.action_space, spaces.Box)
-    return "mse_action" if continuous and run.student_algo == "td3" else "nll"
-
-
-def _check_loss_fits(run: Run) -> None:
-    """Run the loss once on a few labelled observations, so a bad combination fails before any work."""
-    if run.teacher is not None:
-        obs = array_obs(run.envs.reset())
-        teacher_dist, teacher_value = run.teacher.label(obs)
-        check_finite(teacher_dist, teacher_value, "the teacher's output on the first observations")
-        if run.source is not None and needs_relabelling(run.source.dataset, run.teacher, teacher_dist):
-            run.relabel_with = run.teacher
-    else:
-        dataset = run.dataset_source.dataset
-        obs, actions, labels, values = next(dataset.episodes())
-        teacher_dist, _ = label_steps(
-            dataset, obs, actions, labels, values, slice(0, 8), live=None, squashed=run.squashed_student
-        )
-        check_finite(teacher_dist, None, f"the distributions stored in dataset {run.settings.dataset}")
-        obs = obs[:8]
-    run.loss = choose_loss(run, teacher_dist.kind)
-    with th.no_grad():
-        loss_fn(run.loss)(run.student_dist(obs), teacher_dist, run.settings.temperature)

@@ -16,7 +16,9 @@ from stable_baselines3.common.vec_env import VecEnv
 from policykd.data.buffer import DistillationBuffer
 from policykd.distributions import check_finite, env_action, sample_action
 from policykd.envs import array_obs
+from policykd.rollouts import Remembers
 from policykd.teachers import Teacher
+from policykd.views import full_obs
 
 ActFn = Callable[[np.ndarray], np.ndarray]
 
@@ -40,6 +42,13 @@ class Collector:
     sample: bool = False
     """The teacher's executed actions are drawn from its distribution, not its mode (the student's
     act function is given accordingly): the data then covers recovering from small errors."""
+    starts: np.ndarray | None = None
+    """Where an episode starts at `obs` (one per env): the buffer keeps it for recurrent students, whose actor
+    (`policykd.rollouts.Remembers`) restarts its state there."""
+
+    def restart(self, obs: np.ndarray) -> None:
+        """Continue from fresh envs' first observations: every env starts an episode."""
+        self.obs, self.starts = obs, np.ones(len(obs), dtype=bool)
 
     def run(
         self,
@@ -52,25 +61,31 @@ class Collector:
         """Collect at least `n_steps` env steps (rounded up to whole vector steps);
         `steps_before` (the run's earlier steps) only numbers the steps in error messages."""
         if self.obs is None:
-            self.obs = array_obs(self.venv.reset())
-        obs = self.obs
+            self.restart(array_obs(self.venv.reset()))
+        obs, starts = self.obs, self.starts
+        assert obs is not None and starts is not None  # `restart` set both
         stats = CollectStats()
         n_envs = self.venv.num_envs
+        envs = np.arange(n_envs)
         for _ in range(math.ceil(n_steps / n_envs)):
-            dist, value = self.teacher.label(obs)
+            dist, value = self.teacher.label(full_obs(self.venv, obs))  # the student's view: the teacher's obs
             check_finite(dist, value, f"the teacher's output at env step {steps_before + stats.steps}")
-            self.buffer.add(obs, dist, value)
+            self.buffer.add(obs, dist, value, starts=starts)
             actions = (sample_action if self.sample else env_action)(dist, self.venv.action_space)
             if beta < 1.0:
                 assert student_act is not None, "a student must act when beta < 1"
                 from_teacher = self.rng.random(n_envs) < beta
-                if not from_teacher.all():
+                if isinstance(student_act, Remembers):  # its memory sees every step, whoever acts
+                    own = student_act.step(obs, envs, starts)
+                    actions = np.where(_broadcast(from_teacher, actions), actions, own)
+                elif not from_teacher.all():
                     actions = np.where(_broadcast(from_teacher, actions), actions, student_act(obs))
                 stats.teacher_actions += int(from_teacher.sum())
             else:
                 stats.teacher_actions += n_envs
-            next_obs, _, _, infos = self.venv.step(actions)
+            next_obs, _, dones, infos = self.venv.step(actions)
             self.obs = obs = array_obs(next_obs)
+            self.starts = starts = np.asarray(dones, dtype=bool)
             stats.steps += n_envs
             stats.episode_returns += [info["episode"]["r"] for info in infos if "episode" in info]
             if on_step is not None:

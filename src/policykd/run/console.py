@@ -29,12 +29,15 @@ RETURNS_LAYOUT = {
 }
 
 
-def tensorboard_logger(folder: Path) -> Logger:
-    """SB3's Logger writing to `folder`, with the teacher-vs-student custom-scalars layout."""
+def tensorboard_logger(folder: Path, student_obs: tuple[str, ...] = ()) -> Logger:
+    """SB3's Logger writing to `folder`, with the teacher-vs-student custom-scalars layout (and, for a student that
+    sees less than its teacher, its view as the text `student_obs`)."""
     logger = configure(str(folder), ["tensorboard"])
     for fmt in logger.output_formats:
         if isinstance(fmt, TensorBoardOutputFormat):
             fmt.writer.add_custom_scalars(RETURNS_LAYOUT)
+            if student_obs:
+                fmt.writer.add_text("student_obs", " ".join(student_obs) + " (the teacher sees the full observation)")
             fmt.writer.flush()
     return logger
 
@@ -61,6 +64,7 @@ SUMMARY_ROWS = (
     ("dataset", "dataset"),
     ("teacher algo / params", ("teacher_algo", "teacher_params")),
     ("student algo / params", ("student_algo", "student_params")),
+    ("student sees", "student_obs"),
     ("params ratio", "params_ratio"),
     ("teacher return", ("teacher_return_mean", "teacher_return_std")),
     ("student return", ("student_return_mean", "student_return_std")),
@@ -116,6 +120,8 @@ def _row_text(summary: dict[str, Any], key: str | tuple[str, str]) -> str:
     if isinstance(key, tuple):
         a, b = (summary.get(k) for k in key)
         return plus_minus(a, b) if key[0].endswith("_return_mean") else f"{_fmt(a)} / {_fmt(b)}"
+    if key == "student_obs":  # the view, in the order its stages apply
+        return " ".join(summary.get(key) or ()) or "the teacher's observation"
     return duration(summary.get(key)) if key == "wall_seconds" else _fmt(summary.get(key))
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
-from policykd.envs import EnvFactory
+from policykd.envs import EnvFactory, EnvOptions, env_options, using_env_options
 from policykd.errors import PolicykdError
 from policykd.fields import spelled
 from policykd.rl.replay import plain_sb3
@@ -65,6 +65,29 @@ class FinishedRun:
     @property
     def normalizer(self) -> VecNormalize | None:
         return self.student.normalizer
+
+
+def saved_view(model: str | Path) -> tuple[str, ...]:
+    """The student view (`--student-obs`) its run's summary.json names for a run folder or a zip in one: () if none."""
+    path = Path(model).expanduser()
+    folder = path if path.is_dir() else path.parent
+    if not (folder / SUMMARY).is_file():
+        return ()
+    return tuple(RunFolder(folder).summary().get("student_obs") or ())
+
+
+def saved_env_options(model: str | Path) -> EnvOptions:
+    """The env options (`--env-kwargs`, `--env-wrapper`) its run's summary.json names for a run folder or a zip in
+    one: none if there is no summary."""
+    path = Path(model).expanduser()
+    folder = path if path.is_dir() else path.parent
+    if not (folder / SUMMARY).is_file():
+        return EnvOptions()
+    return _env_options(RunFolder(folder).summary())
+
+
+def _env_options(summary: Mapping[str, Any]) -> EnvOptions:
+    return EnvOptions(summary.get("env_kwargs") or {}, tuple(summary.get("env_wrappers") or ()))
 
 
 def load_finished(source: str | Path, env_id: str | None = None) -> FinishedRun:
@@ -123,7 +146,10 @@ class RunFolder:
         algo = summary.get("student_algo") or ""
         zoo_copy = self.path / algo / f"{zoo_env_name(env_id)}_1"
         use_zoo_copy = zip_path == self.student_zip and algo and (zoo_copy / f"{zoo_env_name(env_id)}.zip").is_file()
-        return FinishedRun(zip_path, load_teacher(zoo_copy if use_zoo_copy else zip_path, env_id=env_id), summary)
+        view = tuple(summary.get("student_obs") or ())
+        with using_env_options(env_options() or _env_options(summary)):  # the run's env, unless the command names one
+            loaded = load_teacher(zoo_copy if use_zoo_copy else zip_path, env_id=env_id, view=view)
+        return FinishedRun(zip_path, loaded, summary)
 
     def write_summary(self, summary: Mapping[str, object]) -> Path:
         return write_summary(self.path, summary)

@@ -68,7 +68,7 @@ def _run_phases(
     run: Run, state: RunState, console: Console, quiet: bool, start: float, on_evaluation: OnEvaluation | None
 ) -> None:
     teacher = Returns(np.array(state.teacher_returns), np.zeros(0))
-    logger = tensorboard_logger(run.out / "tb")
+    logger = tensorboard_logger(run.out / "tb", run.view.specs if run.view else ())
     offline = run.teacher is None
     try:
         with progress_bar(console, disable=quiet) as bar:

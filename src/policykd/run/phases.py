@@ -43,7 +43,7 @@ def collect(run: Run, state: RunState, phase: Collect, view: View) -> None:
     beta = run.plan.beta(settings, phase.round)
     collector = run.collector
     assert collector is not None  # collection is planned only with a live teacher, whose run has a collector
-    collector.obs = run.fresh_envs(run.plan.env_seed(settings, state.phase))
+    collector.restart(run.fresh_envs(run.plan.env_seed(settings, state.phase)))
     t0 = time.time()
     with averaged_weights(run.student.policy, run.average):
         act = student_actor(run.student, run.prep, deterministic=not settings.sample_actions)
@@ -106,10 +106,10 @@ def evaluate(run: Run, state: RunState, phase: Evaluate, view: View) -> None:
         returns, agreement = student_eval(
             run.student,
             lambda obs: run.prep(obs, folded=phase.final),
-            run.factory,
+            run.student_factory,
             settings.eval_episodes,
             run.eval_seed,
-            run.teacher,
+            run.teacher if run.view is None else None,  # agreement needs the teacher's observation of each state
         )
         if phase.final:
             save_student(run, state)

@@ -50,6 +50,13 @@ class RunSummary:
     config: dict[str, object]
     """The resolved settings (defaults < preset < flags)."""
     student_path: str
+    env_kwargs: dict[str, object] = field(default_factory=dict)
+    """The env's keyword arguments (--env-kwargs over a teacher config's): export and evaluate make the env with them."""
+    env_wrappers: list[str] = field(default_factory=list)
+    """The user's own wrapper classes (--env-wrapper), in the order applied."""
+    student_obs: list[str] = field(default_factory=list)
+    """The student's view (--student-obs), empty when it sees the teacher's observation; the student's zip, its
+    evaluation and its exports read the env through it."""
     dataset: dict[str, object] | None = None
     seconds_by_phase: dict[str, float] = field(default_factory=dict)
     """Where the wall-clock went: teacher_eval, collect, train, evaluate (the student's), checkpoint, loaddataset,
@@ -114,6 +121,9 @@ def summarize(run: Run, state: RunState) -> RunSummary:
         driver=run.settings.driver if run.teacher else "offline",
         config=run.settings.to_dict(),
         student_path=str(run.out / "student.zip"),
+        env_kwargs=dict(run.factory.env_kwargs),
+        env_wrappers=list(run.factory.wrappers),
+        student_obs=list(run.view.specs) if run.view else [],
         dataset=_dataset(run),
         rl=_rl(run, state),
     )

@@ -18,8 +18,10 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from policykd import networks as cnn
 from policykd.errors import PolicykdError
+from policykd.fields import spelled
 from policykd.registry import STUDENT_FAMILIES
 from policykd.sb3_models import acting_params, uses_images
+from policykd.settings import DistillSettings
 from policykd.students.families import Family
 
 MAX_WIDTH, WIDTH_STEP = 256, 4  # default MLP students: widths 4, 8, ..., 256
@@ -52,6 +54,18 @@ def default_student_algo(teacher_algo: str, action_space: spaces.Space) -> str:
     return "ppo"
 
 
+def check_family_fits(settings: DistillSettings) -> None:
+    """Refuse, before any work, the settings the asked-for student family cannot be distilled with."""
+    if settings.student_algo is None:
+        return
+    family: Family = STUDENT_FAMILIES.load(settings.student_algo)
+    for name in family.unsupported:
+        if getattr(settings, name):
+            raise PolicykdError(
+                f"a {settings.student_algo} student cannot be distilled with {spelled(name)} (not supported)"
+            )
+
+
 def _image_kwargs(arch: Sequence[int]) -> dict:
     if len(arch) != 4:
         raise PolicykdError(f"an image student's arch is conv1,conv2,conv3,features (4 numbers), got {list(arch)}")
@@ -71,20 +85,33 @@ def build_student(
         kind = "a discrete" if family.action_space is spaces.Discrete else "a continuous (Box)"
         raise PolicykdError(f"a {algo.upper()} student needs {kind} action space")
     images = uses_images(venv.observation_space)
+    if images and not family.images:
+        raise PolicykdError(
+            f"a {algo} student reads flat observations, not images: pass another {spelled('student_algo')}"
+        )
     kwargs = family.kwargs([] if images else list(arch), learning_rate, _image_kwargs(arch) if images else {})
     if images and family.image_buffer_size is not None:
         kwargs["buffer_size"] = family.image_buffer_size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return family.algo("CnnPolicy" if images else "MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **kwargs)
+        return family.algo(_policy_name(family, images), venv, seed=seed, device="cpu", verbose=0, **kwargs)
+
+
+def _policy_name(family: Family, images: bool) -> str:
+    if family.recurrent:
+        return "MlpLstmPolicy"
+    return "CnnPolicy" if images else "MlpPolicy"
 
 
 def auto_arch(
-    algo: str, venv: VecEnv, max_params: int, *, depth: int = 2, min_width: int = WIDTH_STEP
+    algo: str, venv: VecEnv, max_params: int, *, depth: int | None = None, min_width: int = WIDTH_STEP
 ) -> tuple[int, ...]:
     """The largest student with at most `max_params` acting parameters: for vectors the widest
     2-layer MLP (widths in steps of 4, up to 256) but never narrower than `min_width` (rounded up to a
-    step; a small teacher's fraction is too few units to play), for images the largest CNN of a fixed ladder."""
+    step; a small teacher's fraction is too few units to play), for images the largest CNN of a fixed ladder.
+    `depth` (default: the family's) is how many equal widths: a recurrent student's default is 1, an LSTM of that
+    many units whose heads read it directly (its 4 gates make it ~4x an MLP layer's parameters at the same width)."""
+    depth = depth or STUDENT_FAMILIES.load(algo).depth
     if uses_images(venv.observation_space):
         for arch in _CNN_SIZES:
             if acting_params(build_student(algo, venv, arch, seed=0).policy) <= max_params:

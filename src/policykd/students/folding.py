@@ -1,4 +1,4 @@
-"""Input normalisation for MLP students, folded into their first layer when saved.
+"""Input normalisation for MLP and LSTM students, folded into their first layer (an LSTM's input weights) when saved.
 
 A teacher trained on raw MuJoCo observations (rl-zoo's SAC agents) leaves the student to
 learn from inputs whose scales differ by orders of magnitude, which slows distillation
@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch as th
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.torch_layers import FlattenExtractor
@@ -70,6 +71,18 @@ def input_layers(policy: BasePolicy) -> list[nn.Linear]:
     return [_first_linear(mu, mu)]  # TD3
 
 
+def input_maps(policy: BasePolicy) -> list[tuple[th.Tensor, th.Tensor]]:
+    """(weight, bias) of every affine map that reads the observation: the input layers, or for a recurrent policy its
+    LSTMs' input-to-gates maps (`weight_ih_l0`, `bias_ih_l0`: the gates are W_ih x + b_ih + W_hh h + b_hh, so folding
+    x's standardisation into W_ih and b_ih alone is exact) and a feed-forward critic's layer."""
+    if isinstance(policy, RecurrentActorCriticPolicy):
+        lstms = [lstm for lstm in (policy.lstm_actor, policy.lstm_critic) if lstm is not None]
+        maps = [(lstm.get_parameter("weight_ih_l0"), lstm.get_parameter("bias_ih_l0")) for lstm in lstms]
+        critic = policy.critic if isinstance(policy.critic, nn.Linear) else None
+        return maps + ([(critic.weight, critic.bias)] if critic is not None else [])
+    return [(layer.weight, layer.bias) for layer in input_layers(policy)]
+
+
 def supports_folding(model: BaseAlgorithm) -> bool:
     """Flat Box observations read by SB3's FlattenExtractor (MLP students)."""
     policy = model.policy
@@ -104,10 +117,9 @@ def fold(model: BaseAlgorithm, stats: ObsStats) -> None:
     policy = model.policy
     mean, std = th.as_tensor(stats.mean), th.as_tensor(stats.std)
     with th.no_grad():
-        for layer in input_layers(policy):
-            weight = layer.weight / std
-            layer.bias.sub_(layer.weight @ (mean / std))
-            layer.weight.copy_(weight)
+        for weight, bias in input_maps(policy):
+            bias.sub_(weight @ (mean / std))
+            weight.div_(std)
         sync_targets(policy)
 
 
@@ -118,7 +130,7 @@ def unfold(model: BaseAlgorithm, stats: ObsStats) -> None:
     policy = model.policy
     mean, std = th.as_tensor(stats.mean), th.as_tensor(stats.std)
     with th.no_grad():
-        for layer in input_layers(policy):
-            layer.bias.add_(layer.weight @ mean)
-            layer.weight.mul_(std)
+        for weight, bias in input_maps(policy):
+            bias.add_(weight @ mean)
+            weight.mul_(std)
         sync_targets(policy)

@@ -51,11 +51,11 @@ class SweepResult:
 def plan_sweep(settings: SweepSettings, fixed: Mapping[str, Value] | None = None) -> SweepPlan:
     """Every check of the sweep's input; raises PolicykdError (one line) before anything runs. `fixed`: distill
     settings by field name, the same in every trial (`steps=4000`)."""
-    from policykd.envs import check_env_id
+    from policykd.envs import EnvOptions, check_env_id, folder_name
 
-    check_env_id(settings.env_id)
     fixed = dict(fixed or {})
     check_fixed_names(fixed)
+    check_env_id(settings.env_id, EnvOptions.parse(fixed.get("env_kwargs"), fixed.get("env_wrappers")))
     grid = parse_grid(settings.grid, fixed)
     if not grid and settings.target is None:
         raise PolicykdError(
@@ -69,9 +69,7 @@ def plan_sweep(settings: SweepSettings, fixed: Mapping[str, Value] | None = None
             settings.env_id, [Combination({**c.values, "student_arch": s}) for c in combos for s in sizes], fixed
         )
     typed = check_trials(settings.env_id, combos, fixed)
-    out = Path(
-        settings.out or f"runs/sweep-{settings.env_id.replace('/', '-')}"
-    ).resolve()  # Tune runs trials elsewhere
+    out = Path(settings.out or f"runs/sweep-{folder_name(settings.env_id)}").resolve()  # Tune runs trials elsewhere
     return SweepPlan(combos, sizes, out, typed)
 
 

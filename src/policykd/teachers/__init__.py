@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from policykd.envs import EnvFactory, check_env_id, newest_version
+from policykd.envs import check_env_id, env_factory, newest_version
 from policykd.errors import PolicykdError
 from policykd.fields import spelled
 from policykd.registry import TEACHER_FORMATS
@@ -17,6 +17,7 @@ from policykd.teachers.ensemble import EnsembleTeacher
 from policykd.teachers.formats import Format, Resolved
 from policykd.teachers.safe_load import load_sb3_safely
 from policykd.teachers.zoo import load_vecnormalize
+from policykd.views import view_for, with_view
 
 __all__ = ["Teacher", "SB3Teacher", "EnsembleTeacher", "load_teacher", "load_teachers"]
 
@@ -36,13 +37,15 @@ def load_teacher(
     env_id: str | None = None,
     zoo_folder: str | Path | None = None,
     trust: bool = False,
+    view: Sequence[str] = (),
 ) -> SB3Teacher:
     """Load one teacher, checked against `env_id` (default: the newest version of its own env).
 
     The algorithm is read from the zip. Spaces come from the live env, so agents saved
     with the legacy `gym` package load on gymnasium; a mismatch names both spaces.
     By default nothing in the zip is unpickled (`load_sb3_safely`); `trust=True` uses
-    SB3's full `load`, which runs the zip's pickles: only for zips you trust.
+    SB3's full `load`, which runs the zip's pickles: only for zips you trust. `view`: the zip is a student that
+    acts on this view of the env (`--student-obs` specs, as its run's summary.json names them).
     """
     spec = str(spec)
     found = _resolve(spec, zoo_folder)
@@ -56,7 +59,14 @@ def load_teacher(
             )
         env_id = newest_version(trained_env)
     check_env_id(env_id)
-    factory = EnvFactory(env_id, env_wrapper=config.get("env_wrapper"), frame_stack=int(config.get("frame_stack", 4)))
+    factory = env_factory(
+        env_id,
+        env_wrapper=config.get("env_wrapper"),
+        env_kwargs=config.get("env_kwargs"),
+        frame_stack=int(config.get("frame_stack", 4)),
+    )
+    if view:
+        factory = with_view(factory, view_for(factory, view))
     obs_space, action_space = factory.spaces()
     check_spaces(data, obs_space, action_space, f"teacher {spec}", env_id)
     if not trust:

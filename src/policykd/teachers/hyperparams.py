@@ -20,6 +20,7 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 from stable_baselines3.common.utils import LinearSchedule
 from torch import nn
 
+from policykd.envs import split_env_id
 from policykd.errors import PolicykdError, option
 from policykd.resources import resource_path
 
@@ -80,7 +81,9 @@ def check_action_space(algo: str, env_id: str, action_space: spaces.Space) -> No
 
 
 def lookup(algo: str, env_id: str, path: Path = HYPERPARAMS_FILE) -> ZooHyperparams:
-    """The entry for `env_id` (exact id first, then its name without version, then `atari` for ALE/*) under `algo`."""
+    """The entry for `env_id` (exact id first, then its name without version, then `atari` for ALE/*) under `algo`;
+    a `module:EnvId` is looked up as EnvId."""
+    env_id = split_env_id(env_id)[1]
     entries = read_table(path).get(algo) or {}
     namespace, name, _ = parse_env_id(env_id)
     family = f"{namespace}/{name}" if namespace else name

@@ -2,8 +2,8 @@
 
 A thin layer: SB3 trains, saves, loads and keeps the replay buffer and VecNormalize
 statistics; this module picks the hyperparameters (`envs/teachers.yaml`), checkpoints so a
-kill at any instant loses at most one checkpoint interval, and writes the result in rl-zoo
-layout with a model card, so `--teacher <out>` loads it.
+kill at any instant loses at most one checkpoint interval, and has the result written in rl-zoo
+layout with a model card (`policykd.teachers.card`), so `--teacher <out>` loads it.
 
 Checkpoints: every `--checkpoint-every` env steps (at the start of a rollout, when the model
 has been trained on every step it has counted) SB3 writes the model, replay buffer and
@@ -25,26 +25,24 @@ from pathlib import Path
 from typing import TypedDict, cast
 
 import torch as th
-import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from policykd.constants import EVAL_SEED_OFFSET
-from policykd.envs import EnvFactory, check_env_id
+from policykd.envs import check_env_id, env_factory
 from policykd.errors import PolicykdError, option
 from policykd.fields import spelled
 from policykd.sb3_models import ALGOS
 from policykd.settings import TrainTeacherSettings
 from policykd.storage import (
     CheckpointStore,
-    atomic_write_text,
     check_out,
     disk_full_is_one_line,
     prepare_out,
     settings_differ,
 )
+from policykd.teachers.card import SB3_DEFAULTS, TeacherCard, finish
 from policykd.teachers.hyperparams import (
     VecNormalizeKwargs,
     ZooHyperparams,
@@ -52,11 +50,12 @@ from policykd.teachers.hyperparams import (
     check_action_space,
     lookup,
     train_freq_steps,
+    translate,
 )
-from policykd.teachers.zoo import write_zoo_run, zoo_env_name
+from policykd.teachers.zoo import zoo_env_name
 
 CKPT_DIR = "checkpoint"
-IDENTITY = ("env_id", "algo", "steps", "seed", "n_envs", "hyperparameters")
+IDENTITY = ("env_id", "env_kwargs", "env_wrappers", "algo", "steps", "seed", "n_envs", "hyperparameters")
 
 
 def identity(settings: TrainTeacherSettings, hp: ZooHyperparams) -> dict[str, object]:
@@ -71,8 +70,8 @@ def resolve(settings: TrainTeacherSettings) -> tuple[TrainTeacherSettings, ZooHy
     _check_device(settings.device)
     env_id, algo = settings.env_id, settings.algo
     check_env_id(env_id)
-    check_action_space(algo, env_id, EnvFactory(env_id).spaces()[1])
-    hp = lookup(algo, env_id)
+    check_action_space(algo, env_id, env_factory(env_id).spaces()[1])
+    hp = _hyperparameters(settings)
     steps = settings.steps or hp.n_timesteps
     n_envs = settings.n_envs or hp.n_envs
     per_env = (
@@ -86,6 +85,21 @@ def resolve(settings: TrainTeacherSettings) -> tuple[TrainTeacherSettings, ZooHy
         raise PolicykdError(f"output path {out} exists and is not a folder")
     every = settings.checkpoint_every or max(steps // 10, rollout)
     return replace(settings, steps=steps, n_envs=n_envs, checkpoint_every=every, out=str(out)), hp
+
+
+def _hyperparameters(settings: TrainTeacherSettings) -> ZooHyperparams:
+    """rl-zoo's entry for the env; for an env it has none for, such as your own, SB3's defaults once --steps says
+    how long (rl-zoo's n_timesteps is what is missing)."""
+    try:
+        return lookup(settings.algo, settings.env_id)
+    except PolicykdError as err:
+        if settings.steps is None:
+            raise PolicykdError(f"{err}, or pass {spelled('steps')} to train with SB3's defaults") from None
+    return translate(SB3_DEFAULTS, {})
+
+
+def _source(hp: ZooHyperparams) -> str:
+    return SB3_DEFAULTS if hp.key == SB3_DEFAULTS else f"rl-zoo entry {hp.key!r}"
 
 
 @dataclass(frozen=True)
@@ -133,23 +147,6 @@ class Checkpoint(TypedDict, total=False):
     resumed_at: list[int]
     settings: dict[str, object]
     path: Path
-
-
-class _Card(TypedDict):
-    model: str
-    env_id: str
-    algo: str
-    env_steps: int
-    return_mean: float
-    return_std: float
-    episodes: int
-    protocol: str
-
-
-class TeacherCard(_Card, total=False):
-    """card.yaml: the trained teacher's file, how it was measured and what it returned."""
-
-    vecnormalize: str
 
 
 def read_checkpoint(out: Path) -> Checkpoint | None:
@@ -202,7 +199,7 @@ def _algo_gamma(algo: str) -> float:
 
 
 def _make_env(settings: TrainTeacherSettings, hp: ZooHyperparams, seed: int, vecnormalize: Path | None) -> VecEnv:
-    venv = EnvFactory(settings.env_id).make(_filled(settings).n_envs, seed)
+    venv = env_factory(settings.env_id).make(_filled(settings).n_envs, seed)
     if hp.normalize is None:
         return venv
     if vecnormalize is not None:
@@ -269,7 +266,12 @@ def _prepare(settings: TrainTeacherSettings, hp: ZooHyperparams) -> tuple[Checkp
         check_out(out, settings.overwrite or ours)
         return None, settings.overwrite or ours
     saved, current = ckpt.get("settings", {}), identity(settings, hp)
-    keys = settings_differ(saved, current, ignore=("steps",) if _may_change_steps(ckpt, settings, hp) else ())
+    keys = settings_differ(
+        saved,
+        current,
+        ignore=("steps",) if _may_change_steps(ckpt, settings, hp) else (),
+        defaults={"env_kwargs": (), "env_wrappers": ()},  # a checkpoint from before they existed made the plain env
+    )
     ordered = [k for k in IDENTITY if k in keys] + [k for k in keys if k not in IDENTITY]
     differ = [k if k == "hyperparameters" else f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in ordered]
     if differ:
@@ -304,7 +306,7 @@ def train_teacher(
     else:
         log(
             f"training {settings.algo} on {settings.env_id} for {settings.steps} steps "
-            f"({settings.n_envs} envs, rl-zoo entry {hp.key!r}); checkpoints every {settings.checkpoint_every}"
+            f"({settings.n_envs} envs, {_source(hp)}); checkpoints every {settings.checkpoint_every}"
         )
     session_start = time.time()
 
@@ -338,7 +340,7 @@ def train_teacher(
         raise
     wall = wall_before + time.time() - session_start
     with disk_full_is_one_line(filled.out, "the teacher and its card"):
-        card = _finish(settings, hp, model, wall, resumed_at)
+        card = finish(settings, hp, model, filled.out, wall, resumed_at)
     venv = model.get_env()
     if venv is not None:  # always: the model was built or loaded with its env
         venv.close()
@@ -351,108 +353,3 @@ def train_teacher(
         f"{card['episodes']} episodes after {card['env_steps']} steps ({wall:.0f} s); card: {filled.out / 'CARD.md'}"
     )
     return card
-
-
-# --- outputs ----------------------------------------------------------------------------------
-
-
-def _finish(
-    settings: TrainTeacherSettings, hp: ZooHyperparams, model: BaseAlgorithm, wall: float, resumed_at: list[int]
-) -> TeacherCard:
-    """rl-zoo layout, then the deterministic evaluation of the files as written, then the card."""
-    from policykd.rollouts import run_episodes, teacher_actor
-    from policykd.teachers import load_teacher
-
-    out, name = _filled(settings).out, zoo_env_name(settings.env_id)
-    normalizer = model.get_vec_normalize_env()
-    config = {**hp.raw, "n_timesteps": settings.steps, "n_envs": settings.n_envs}
-    args = {
-        "n_timesteps": settings.steps,
-        "seed": settings.seed,
-        "conf_file": "policykd/resources/envs/teachers.yaml",
-        "tensorboard_log": str(out / "tb"),
-        "device": settings.device,
-    }
-    run = write_zoo_run(
-        out, model, algo=settings.algo, env_id=settings.env_id, config=config, args=args, normalizer=normalizer
-    )
-
-    start = time.time()
-    teacher = load_teacher(str(run), env_id=settings.env_id)
-    returns = run_episodes(teacher_actor(teacher), teacher.factory, settings.eval_episodes, EVAL_SEED_OFFSET)
-    eval_s = time.time() - start
-    protocol = (
-        f"deterministic actions (bitwise SB3's predict: evaluate_policy gives the same); "
-        f"{settings.eval_episodes} episodes, episode i reset with seed {EVAL_SEED_OFFSET}+i (as `policykd evaluate`); "
-        "raw Monitor returns"
-        + ("; observations through the frozen VecNormalize statistics" if normalizer is not None else "")
-    )
-    card: TeacherCard = {
-        "model": str((run / f"{name}.zip").relative_to(out)),
-        "env_id": settings.env_id,
-        "algo": settings.algo,
-        "env_steps": int(model.num_timesteps),
-        "return_mean": round(returns.mean, 4),
-        "return_std": round(returns.std, 4),
-        "episodes": settings.eval_episodes,
-        "protocol": protocol,
-    }
-    if normalizer is not None:
-        card["vecnormalize"] = str((run / name / "vecnormalize.pkl").relative_to(out))
-    atomic_write_text(
-        out / "CARD.md", _card_markdown(settings, hp, card, wall, eval_s, returns.returns.tolist(), resumed_at)
-    )
-    atomic_write_text(out / "card.yaml", yaml.safe_dump(card, sort_keys=False))  # last: marks the run finished
-    return card
-
-
-def _card_markdown(
-    settings: TrainTeacherSettings,
-    hp: ZooHyperparams,
-    card: TeacherCard,
-    wall: float,
-    eval_s: float,
-    returns: list[float],
-    resumed_at: list[int],
-) -> str:
-    hyper = yaml.safe_dump(hp.raw, sort_keys=False).strip()
-    resumed = ", ".join(str(s) for s in resumed_at) if resumed_at else "never (one uninterrupted run)"
-    rows = [
-        (
-            "file",
-            f"`{card['model']}`: SB3 {settings.algo.upper()} zip (`{settings.algo.upper()}.load` works, `.learn()` continues)",
-        ),
-        ("algorithm", f"{settings.algo.upper()}, `{hp.policy}`"),
-        ("environment", f"`{settings.env_id}` ({settings.n_envs} envs, seed {settings.seed})"),
-        (
-            "normalisation",
-            f"VecNormalize {hp.normalize}: `{card['vecnormalize']}`" if "vecnormalize" in card else "none",
-        ),
-        ("hyperparameters", f"rl-baselines3-zoo, entry `{settings.algo}: {hp.key}` of `envs/teachers.yaml` (below)"),
-        ("env steps", f"{card['env_steps']:,}"),
-        (
-            "wall-clock",
-            f"{wall:.0f} s training (all sessions, checkpoints included) + {eval_s:.0f} s evaluation; "
-            f"torch threads 1, device {settings.device} (this session)",
-        ),
-        ("resumed at step", resumed),
-        (
-            "measured return",
-            f"**{card['return_mean']:.2f} ± {card['return_std']:.2f}** (mean ± std) over "
-            f"{card['episodes']} episodes: {', '.join(f'{r:.1f}' for r in returns)}",
-        ),
-        (
-            "how measured",
-            card["protocol"] + f"; `policykd evaluate --env {settings.env_id} --model {settings.out}` repeats it",
-        ),
-    ]
-    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
-    command = (
-        f"policykd train-teacher --env {settings.env_id} --algo {settings.algo} --steps {settings.steps} "
-        f"--seed {settings.seed} --n-envs {settings.n_envs} --out {settings.out}"
-    )
-    return (
-        f"# {settings.algo}-{zoo_env_name(settings.env_id)}: {settings.algo.upper()} teacher for "
-        f"{settings.env_id}\n\nTrained with `{command}`.\n\n| field | value |\n|---|---|\n{table}\n\n"
-        f"## Hyperparameters\n\n```yaml\n{hyper}\n```\n\nTensorBoard: `tensorboard --logdir {_filled(settings).out / 'tb'}`.\n"
-    )

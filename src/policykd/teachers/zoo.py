@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from policykd.envs import is_atari
+from policykd.envs import folder_name, is_atari
 from policykd.errors import PolicykdError
 from policykd.fields import spelled
 from policykd.hub import hub_access
@@ -212,8 +212,9 @@ ATARI_WRAPPER = "stable_baselines3.common.atari_wrappers.AtariWrapper"
 
 
 def zoo_env_name(env_id: str) -> str:
-    """rl-zoo's folder and file name for an env id (huggingface_sb3's EnvironmentName): ALE/Pong-v5 -> ALE-Pong-v5."""
-    return env_id.replace("/", "-")
+    """rl-zoo's folder and file name for an env id (huggingface_sb3's EnvironmentName): ALE/Pong-v5 -> ALE-Pong-v5;
+    mymod:Point-v0 -> Point-v0, as rl-zoo names it (its --gym-packages imports the module)."""
+    return folder_name(env_id)
 
 
 def zoo_policy_kwargs(kwargs: Mapping[str, object]) -> str:

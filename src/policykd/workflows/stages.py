@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from policykd.errors import PolicykdError, option
-from policykd.fields import spelled
+from policykd.fields import spelled, stage_archs
 from policykd.rollouts import return_ratio
 from policykd.run.folder import RunFolder, copy_student
-from policykd.settings import DistillSettings, stage_archs
+from policykd.settings import DistillSettings
 from policykd.storage import field_defaults, prepare_or_resume
 
 STAGES_FILE = "stages.json"

@@ -1,12 +1,5 @@
-"""Every setting of every command, declared once: one frozen dataclass per command.
-
-The attribute docstrings are the CLI help (`policykd.cli` generates the options from these fields), the defaults
-are the only defaults, and `check` (`policykd.fields`) is the only validation of values, run when a settings object
-is built, before any env is made. A field's `metadata` says how the CLI spells it (`flag`, a `negative` flag for
-booleans, `positional`) and what it must satisfy (`rule`). Precedence for distill: these defaults < the env's
-preset (`policykd/resources/envs/*.yaml`) < what the caller passes (flags or keyword arguments).
-
-Adding an option is one field here: its type, default, docstring and rule.
+"""`policykd distill`'s settings, the command with most of them: one frozen dataclass, its choices, and the checks
+that need more than one field (a view with what cannot read it, RL without a teacher, stages with an arch).
 """
 
 from __future__ import annotations
@@ -15,12 +8,13 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from policykd.constants import EVAL_SEED_OFFSET
 from policykd.errors import PolicykdError, option
 from policykd.fields import (
     ALL_POSITIVE,
+    CLASS_PATHS,
     FRACTION,
     HALF_OPEN_UNIT,
+    KEY_VALUES,
     NON_NEGATIVE,
     POSITIVE,
     UNIT,
@@ -29,7 +23,7 @@ from policykd.fields import (
     spelled,
     stage_archs,
 )
-from policykd.registry import EXPORTERS, LOSSES, PERTURBATIONS, STUDENT_FAMILIES, augmentations
+from policykd.registry import LOSSES, STUDENT_FAMILIES, augmentations
 
 Driver = Literal["teacher", "student", "dagger"]
 BetaSchedule = Literal["linear", "exponential"]
@@ -49,7 +43,14 @@ class DistillSettings:
     """
 
     env_id: str = opt(flag="--env")
-    """Gymnasium env id, e.g. CartPole-v1, HalfCheetah-v5, ALE/Pong-v5."""
+    """Gymnasium env id, e.g. CartPole-v1, HalfCheetah-v5, ALE/Pong-v5, or module:EnvId for an env your module registers
+    when imported (docs/own-env.md)."""
+    env_kwargs: tuple[str, ...] = opt((), flag="--env-kwargs", rule=KEY_VALUES)
+    """Keyword arguments of the env, KEY=VALUE, repeatable: gym.make(env, KEY=VALUE, ...), VALUE read as YAML (3, true,
+    [1, 2], text); they add to, or override, those of a teacher's rl-zoo config."""
+    env_wrappers: tuple[str, ...] = opt((), flag="--env-wrapper", rule=CLASS_PATHS)
+    """Your own gymnasium wrapper class, module:Class, repeatable, applied in order around the env (after a teacher's
+    rl-zoo env_wrapper); it must be importable where the env runs."""
     teachers: tuple[str, ...] = opt((), flag="--teacher")
     """SB3 zip, rl-zoo run folder, zoo:<algo>/<ENV> or shipped agent name; repeat for an ensemble (default: the env's shipped teacher)."""
     teacher_weights: tuple[float, ...] = opt((), rule=(lambda v: all(w >= 0 for w in v), "must be non-negative"))
@@ -111,6 +112,10 @@ class DistillSettings:
     """Entropy bonus on the student's distribution."""
     vf_coef: float = opt(0.5, rule=NON_NEGATIVE)
     """Weight of the value-distillation MSE (actor-critic teachers and students)."""
+    student_obs: tuple[str, ...] = opt((), flag="--student-obs")
+    """What the student sees, when less than its teacher (repeatable, applied in order): mask=IDX,... or a named
+    group (mask=velocities), noise=SIGMA, delay=K, history=K, ram (Atari), or module:function. The teacher labels the
+    env's full observation; the student is trained, evaluated and exported on its view (docs/views.md)."""
     student_algo: str | None = opt(None, choices=STUDENT_FAMILIES.names)
     """The SB3 algorithm the student is saved as (default: the teacher's family)."""
     student_arch: tuple[int, ...] | None = opt(None, rule=ALL_POSITIVE)
@@ -203,6 +208,9 @@ class DistillSettings:
                 f"{spelled('teachers', '--teacher')} for its distillation term (the kick), and the env for reward"
             )
 
+        if self.student_obs:
+            _check_view_fits(self)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -219,211 +227,20 @@ class DistillSettings:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("identity", True)}
 
 
-@dataclass(frozen=True)
-class EvaluateSettings:
-    """Returns of a model (and a teacher) side by side on identical episode seeds."""
-
-    env_id: str = opt(flag="--env")
-    """Gymnasium env id."""
-    model: str = opt()
-    """A student.zip (a vecnormalize.pkl beside it is applied), a run folder, any teacher spec, or an exported
-    student.onnx, policy.c (compiled here with cc) or libpolicy.so."""
-    teacher: str | None = None
-    """Also evaluate this teacher on the same seeds."""
-    episodes: int = opt(10, rule=POSITIVE)
-    """Episodes, one per env, side by side."""
-    seed: int = EVAL_SEED_OFFSET
-    """Episode i is reset with seed + i (distill's evaluations use its --seed + 10000)."""
-    zoo_folder: str | None = None
-    """Where zoo:<algo>/<ENV> specs are looked up."""
-    trust_teacher: bool = False
-    """Use SB3's full load (runs the zip's pickles)."""
-    perturb: tuple[str, ...] = opt((), choices=PERTURBATIONS.names, specs=True)
-    """Also evaluate under NAME=SIZE, repeatable: obs-noise=0.05 (Gaussian, x each observation dim's std), sticky=0.5,
-    action-noise=0.1 (x half the action range; discrete: random-action probability), fgsm=0.01, pgd=0.01
-    (adversarial, budget x the std; Atari: x 255 pixel levels). Same seeds for every condition."""
-    as_json: bool = opt(False, flag="--json")
-    """Print JSON instead of a table."""
-
-    def __post_init__(self) -> None:
-        check(self)
-
-
-@dataclass(frozen=True)
-class RecordSettings:
-    """Record a teacher (its full action distribution per step) or a person into a Minari dataset; re-run to resume."""
-
-    env_id: str = opt(flag="--env")
-    """Gymnasium env id."""
-    dataset: str = opt()
-    """Minari dataset id to write, e.g. pong/teacher-v0 (under $MINARI_DATASETS_PATH)."""
-    episodes: int = opt(rule=POSITIVE)
-    """Episodes to record (episode i is reset with seed + i)."""
-    teacher: str | None = None
-    """Teacher spec (default: the env's shipped teacher)."""
-    human: bool = False
-    """A person plays with the keyboard (needs a display); actions only."""
-    fps: float = opt(15.0, rule=NON_NEGATIVE)
-    """With --human: agent steps per second (15 = Atari's real speed; 0 = unpaced)."""
-    actions_only: bool = False
-    """Store the teacher's actions, not its distributions (as an expert's logs would be)."""
-    seed: int = 0
-    """Episode i is reset with seed + i."""
-    zoo_folder: str | None = None
-    """Where zoo:<algo>/<ENV> specs are looked up."""
-    trust_teacher: bool = False
-    """Use SB3's full load (runs the zip's pickles)."""
-    overwrite: bool = False
-    """Replace an existing dataset (and any unfinished recording of it)."""
-    quiet: bool = False
-    """No progress bar."""
-
-    def __post_init__(self) -> None:
-        check(self)
-        if self.human and self.teacher:
+def _check_view_fits(settings: DistillSettings) -> None:
+    """What a student view cannot be combined with (yet): whatever reads the teacher's observation through the student's
+    inputs (hints and relations compare their latents on one observation; a dataset holds the teacher's observations;
+    RL's kick labels the student's states with the teacher)."""
+    clashes = {
+        "hint_weight": settings.hint_weight,
+        "relation_weight": settings.relation_weight,
+        "dataset": settings.dataset,
+        "rl_steps": settings.rl_steps,
+        "stages": settings.stages,
+    }
+    for name, value in clashes.items():
+        if value:
             raise PolicykdError(
-                f"{spelled('human')} and {spelled('teacher')} exclude each other: record a person or a teacher"
+                f"{spelled('student_obs')} gives the student another observation than its teacher's: "
+                f"{spelled(name)} is not supported with it (it needs both on the same observation)"
             )
-
-
-@dataclass(frozen=True)
-class TrainTeacherSettings:
-    """Train a teacher with rl-zoo's tuned hyperparameters (policykd/resources/envs/teachers.yaml); re-run to resume."""
-
-    env_id: str = opt(flag="--env")
-    """Gymnasium env id, e.g. Hopper-v5, CartPole-v1."""
-    algo: TeacherAlgo = opt()
-    """sac, tqc, ppo or td3."""
-    steps: int | None = opt(None, rule=POSITIVE)
-    """Env steps (default: rl-zoo's n_timesteps for the env)."""
-    out: str | None = None
-    """Output folder (default: runs/teachers/<algo>-<env>)."""
-    seed: int = 0
-    """Seeds the algorithm and the envs."""
-    checkpoint_every: int | None = opt(None, rule=POSITIVE)
-    """Checkpoint every this many env steps (default: about --steps/10, at least one rollout)."""
-    eval_episodes: int = opt(10, rule=POSITIVE)
-    """Deterministic episodes for the model card's return."""
-    n_envs: int | None = opt(None, rule=POSITIVE)
-    """Parallel envs (default: rl-zoo's n_envs)."""
-    overwrite: bool = False
-    """Replace a finished or unfinished run in --out."""
-    device: str = "cpu"
-    """cpu, cuda[:N] or auto; a checkpoint resumes on any device (a GPU does not pay for these small MLPs)."""
-
-    def __post_init__(self) -> None:
-        check(self)
-
-
-@dataclass(frozen=True)
-class PlotSettings:
-    """Several runs on one figure: teacher and student returns against env steps, losses below."""
-
-    runs: tuple[str, ...] = opt(positional=True, rule=(lambda v: len(v) > 0, "must name at least one run folder"))
-    """Run folders (each with a summary.json)."""
-    out: str | None = None
-    """The PNG to write (default: curves.png in the run folder for one run, runs/plot.png for several)."""
-    labels: tuple[str, ...] = opt((), flag="--label")
-    """A legend label per run, repeatable (default: the folder names)."""
-
-    def __post_init__(self) -> None:
-        check(self)
-
-
-@dataclass(frozen=True)
-class ExportSettings:
-    """Export a student to a file that acts without Python: ONNX, or C for MLP students (docs/export.md).
-
-    Observation normalisation (vecnormalize.pkl beside the zip), image scaling and the action's
-    post-processing are inside the file: it gives SB3's predict(deterministic=True) action.
-    """
-
-    source: str = opt(positional=True)
-    """A run folder written by distill (its student.zip), or a student.zip (a vecnormalize.pkl beside it is applied)."""
-    format: str = opt("onnx", choices=EXPORTERS.names)
-    """The file format: one of the registered exporters (policykd.registry.EXPORTERS; docs/export.md says what each
-    writes and for which students)."""
-    out: str | None = None
-    """A file with the format's suffix, or a folder (existing, or a path without a suffix) to write the format's default name in; missing folders are created (default: beside the student.zip, student.onnx or policy.c with policy.h; with --int8 student.int8.onnx or policy_int8.c with policy_int8.h). A .c file's header is its name with .h."""
-    env_id: str | None = opt(None, flag="--env")
-    """The env the student acts in (default: the env_id of the summary.json beside the zip)."""
-    int8: bool = False
-    """int8 weights (student.int8.onnx: onnxruntime static quantisation calibrated on a seeded rollout; policy_int8.c: per-channel int8 weights, float scales)."""
-
-    def __post_init__(self) -> None:
-        check(self)
-
-
-@dataclass(frozen=True)
-class PruneSettings:
-    """Prune a run's student to a smaller dense SB3 model: whole units and channels out by importance, then distilled
-    again from the same teacher, in a few cycles (docs/prune.md). Re-run the same command to resume."""
-
-    run: str = opt(positional=True)
-    """A run folder written by distill (its config.json names the teacher and settings the recovery repeats)."""
-    fraction: float = opt(rule=FRACTION)
-    """The pruned student's acting parameters are at most this fraction of the teacher's."""
-    cycles: int = opt(3, rule=POSITIVE)
-    """Prune-and-distil cycles: the size falls geometrically from the student's to the target across them."""
-    steps: int | None = opt(None, rule=POSITIVE)
-    """Env steps of each cycle's recovery distillation (default: the run's own --steps)."""
-    out: str | None = None
-    """Output folder (default: <run>/pruned): cycle-<k>/ run folders, and the final student.zip and summary.json."""
-    overwrite: bool = False
-    """Replace an existing output folder."""
-    quiet: bool = False
-    """No progress bars."""
-
-    def __post_init__(self) -> None:
-        check(self)
-
-
-@dataclass(frozen=True)
-class SweepSettings:
-    """Many distillations as Ray Tune trials (docs/sweep.md): every combination of --grid values x --seeds, or with
-    --target the search for the smallest student whose mean return over the seeds reaches target x the teacher's.
-    Writes one run folder per trial under <out>/trials, sweep.csv, sweep.md and pareto.png; re-run to resume."""
-
-    env_id: str = opt(flag="--env")
-    """Gymnasium env id."""
-    teachers: tuple[str, ...] = opt((), flag="--teacher")
-    """Teacher spec(s) of every trial, as distill's --teacher (default: the env's shipped teacher)."""
-    grid: tuple[str, ...] = ()
-    """A distill setting and its values, KEY=V1,V2,... (repeatable; keys as distill spells them): a list value is
-    written with x (student-arch=8x8,16x16), student-width=8,16,32 is 2-layer MLPs of those widths, and a key with one
-    value (steps=5000) applies to every trial."""
-    seeds: int = opt(1, rule=POSITIVE)
-    """Seeds 0..N-1 of every combination."""
-    target: float | None = opt(None, rule=(lambda v: 0 < v <= 1.5, "must be within (0, 1.5]"))
-    """Search the smallest student whose mean return over the seeds is at least this fraction of the teacher's,
-    over the grid's student-width/student-arch values (else --widths): bisection, one seed first where it decides."""
-    widths: tuple[int, ...] = opt((4, 8, 16, 32, 64, 128, 256), rule=ALL_POSITIVE)
-    """2-layer widths --target searches when the grid gives no student size."""
-    margin: float = opt(0.1, rule=UNIT)
-    """--target: one seed decides a size when its return ratio is this far from the target; a trial whose ratio is
-    3 x this below the target after half its env steps is stopped as hopeless."""
-    cpus_per_trial: float = opt(1.0, rule=POSITIVE)
-    """CPUs Ray gives each trial (its torch threads for CNN students)."""
-    max_failures: int = opt(2, rule=NON_NEGATIVE)
-    """Retries of a trial whose worker died; the retry resumes the trial's run from its checkpoint."""
-    address: str | None = None
-    """An existing Ray cluster (host:port, ray://host:port or auto); default: Ray started on this machine."""
-    out: str | None = None
-    """Output folder (default: runs/sweep-<env>); re-running the same command there resumes the sweep."""
-    quiet: bool = False
-    """No progress bar or result table."""
-
-    def __post_init__(self) -> None:
-        check(self)
-
-
-COMMANDS: dict[str, type] = {
-    "distill": DistillSettings,
-    "evaluate": EvaluateSettings,
-    "record": RecordSettings,
-    "train-teacher": TrainTeacherSettings,
-    "plot": PlotSettings,
-    "export": ExportSettings,
-    "prune": PruneSettings,
-    "sweep": SweepSettings,
-}
