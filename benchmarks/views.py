@@ -108,14 +108,14 @@ def table(env_id: str, rows: dict[str, list[str]], seeds: list[int], root: Path,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", choices=MUJOCO, action="append", help="repeatable; default: all three")
-    parser.add_argument("--row", choices=sorted(ROWS), action="append", help="repeatable; default: all")
+    parser.add_argument("--row", choices=sorted({*ROWS, *PONG}), action="append", help="repeatable; default: all")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--episodes", type=int, default=50, help="held-out episodes per student and teacher")
     parser.add_argument("--pong", action="store_true", help="the Pong rows (RAM vs frames) instead of MuJoCo")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-views"))
     args = parser.parse_args()
     envs = ["ALE/Pong-v5"] if args.pong else args.env or list(MUJOCO)
-    rows = PONG if args.pong else {k: v for k, v in ROWS.items() if not args.row or k in args.row}
+    rows = {k: v for k, v in (PONG if args.pong else ROWS).items() if not args.row or k in args.row}
     print(f"reference: {reference(envs[0]):,.0f} env steps/s of a plain {envs[0]} loop (random actions, one core)")
     print(
         "| env | student view | teacher (held out) | student (held out) | ratio, mean of seeds | worst seed "

@@ -24,7 +24,7 @@ from policykd.exporters.memory import Memory, memory_of
 from policykd.exporters.source import ExportSource
 from policykd.sb3_models import describe_space
 from policykd.storage import atomic_write_text
-from policykd.views import Delay, Function, History, Mask, Noise, Ram, View, named_groups, view_for, with_view
+from policykd.views import Delay, Function, History, Mask, Noise, Ram, Stage, View, named_groups, view_for, with_view
 
 CONTRACT = "contract.json"
 VERSION = 1
@@ -36,13 +36,13 @@ def write_contract(source: ExportSource, artifact: Path) -> Path:
     return atomic_write_text(artifact.parent / CONTRACT, json.dumps(contract(source), indent=2) + "\n")
 
 
-def contract(source: ExportSource) -> dict[str, Any]:
+def contract(source: ExportSource) -> dict[str, object]:
     """The contract of `source`'s student, JSON-ready (no path of this machine)."""
     factory, view, memory = source.student.factory, source.view, memory_of(source)
     probe = _probe(dataclasses.replace(factory, view=None))  # the env's own observation, before the view
     space = source.input_space
     stages = view.sensors().stages if view is not None else ()
-    facts: dict[str, Any] = {"producer": "policykd", "version": VERSION, "env_id": factory.env_id}
+    facts: dict[str, object] = {"producer": "policykd", "version": VERSION, "env_id": factory.env_id}
     if factory.env_kwargs:
         facts["env_kwargs"] = dict(factory.env_kwargs)
     if factory.env_wrapper:
@@ -81,7 +81,7 @@ def _probe(plain: EnvFactory) -> _Probe:
         venv.close()
 
 
-def _entries(probe: _Probe, stages: tuple[Any, ...]) -> list[dict[str, Any]]:
+def _entries(probe: _Probe, stages: tuple[Stage, ...]) -> list[dict[str, object]]:
     """Each sensor entry's env observation index (null where a stage computes it) and name, where known (MuJoCo's
     `positions[j]` and `velocities[j]`, an env's `observation_groups`), followed through the view's stages."""
     size = int(probe.obs.size)
@@ -107,7 +107,7 @@ def _entries(probe: _Probe, stages: tuple[Any, ...]) -> list[dict[str, Any]]:
     return [{"index": k, "env_index": i, "name": name} for k, (i, name) in enumerate(entries)]
 
 
-def _sensor_model(stages: tuple[Any, ...]) -> dict[str, Any]:
+def _sensor_model(stages: tuple[Stage, ...]) -> dict[str, object]:
     """The noise and latency the student was trained with: the robot's sensors have their own, so they are not
     inside the file (several noise stages add up as independent Gaussians)."""
     sigmas = [s.sigma for s in stages if isinstance(s, Noise)]
@@ -119,7 +119,7 @@ def _sensor_model(stages: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def _action(space: spaces.Space) -> dict[str, Any]:
+def _action(space: spaces.Space) -> dict[str, object]:
     if isinstance(space, spaces.Discrete):
         return {"space": describe_space(space), "n": int(space.n), "start": int(space.start)}
     if isinstance(space, spaces.Box):
@@ -127,7 +127,7 @@ def _action(space: spaces.Space) -> dict[str, Any]:
     return {"space": describe_space(space)}
 
 
-def _rate(env: Any) -> dict[str, Any]:
+def _rate(env: object) -> dict[str, object]:
     """The policy's step rate: MuJoCo's `dt` (frame skip x timestep), else the env's `render_fps` (null if neither)."""
     dt = getattr(env, "dt", None)
     if isinstance(dt, (int, float)) and dt > 0:
@@ -138,7 +138,7 @@ def _rate(env: Any) -> dict[str, Any]:
     return {"rate_hz": None, "dt": None, "rate_from": None}
 
 
-def _lstm(memory: Memory) -> dict[str, Any] | None:
+def _lstm(memory: Memory) -> dict[str, object] | None:
     if not memory.lstm_hidden:
         return None
     return {
@@ -149,7 +149,7 @@ def _lstm(memory: Memory) -> dict[str, Any] | None:
     }
 
 
-def _interface(memory: Memory, dtype: str, action_space: spaces.Space) -> dict[str, Any]:
+def _interface(memory: Memory, dtype: str, action_space: spaces.Space) -> dict[str, object]:
     """How each format takes the reading and keeps the memory (docs/export.md)."""
     act_dim = 1 if isinstance(action_space, spaces.Discrete) else int(np.prod(action_space.shape or ()))
     onnx: dict[str, Any] = {"obs": [memory.sensors, dtype]}

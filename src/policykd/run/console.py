@@ -78,6 +78,8 @@ SUMMARY_ROWS = (
 
 def _fmt(value: object) -> str:
     if isinstance(value, float):
+        if not math.isfinite(value):  # not measured (an agreement without the teacher's view of the state)
+            return "-"
         return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
     if isinstance(value, int):
         return f"{value:,}"
