@@ -195,11 +195,12 @@ def test_contract_says_what_the_robot_feeds_and_what_is_not_inside(students):
 
 def test_contract_names_mujoco_groups():
     pytest.importorskip("mujoco")
-    from policykd.exporters.contract import _entries, _probe
+    from policykd.exporters.contract import _entries
+    from policykd.views import probe
 
     factory = EnvFactory("Hopper-v5")
     view = view_for(factory, ["mask=velocities"])
-    entries = _entries(_probe(factory), view.stages)
+    entries = _entries(probe(factory)[0], view.stages)
     assert [e["name"] for e in entries] == [f"positions[{j}]" for j in range(5)]
     assert [e["env_index"] for e in entries] == list(range(5))
 

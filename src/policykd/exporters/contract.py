@@ -24,7 +24,21 @@ from policykd.exporters.memory import Memory, memory_of
 from policykd.exporters.source import ExportSource
 from policykd.sb3_models import describe_space
 from policykd.storage import atomic_write_text
-from policykd.views import Delay, Function, History, Mask, Noise, Ram, Stage, View, named_groups, view_for, with_view
+from policykd.views import (
+    Delay,
+    Function,
+    History,
+    Mask,
+    Noise,
+    Probe,
+    Ram,
+    Stage,
+    View,
+    named_groups,
+    probe,
+    view_for,
+    with_view,
+)
 
 CONTRACT = "contract.json"
 VERSION = 1
@@ -39,7 +53,7 @@ def write_contract(source: ExportSource, artifact: Path) -> Path:
 def contract(source: ExportSource) -> dict[str, object]:
     """The contract of `source`'s student, JSON-ready (no path of this machine)."""
     factory, view, memory = source.student.factory, source.view, memory_of(source)
-    probe = _probe(dataclasses.replace(factory, view=None))  # the env's own observation, before the view
+    first, _ = probe(dataclasses.replace(factory, view=None))  # the env's own observation, before the view
     space = source.input_space
     stages = view.sensors().stages if view is not None else ()
     facts: dict[str, object] = {"producer": "policykd", "version": VERSION, "env_id": factory.env_id}
@@ -55,12 +69,12 @@ def contract(source: ExportSource) -> dict[str, object]:
         "dtype": str(space.dtype),
         "low": _floats(getattr(space, "low", [])),
         "high": _floats(getattr(space, "high", [])),
-        "entries": _entries(probe, stages),
+        "entries": _entries(first, stages),
     }
     facts["history"] = memory.history
     facts["sensor_model"] = _sensor_model(stages)
     facts["action"] = _action(source.student.action_space)
-    facts.update(_rate(probe.env))
+    facts.update(_rate(first.env))
     facts["lstm"] = _lstm(memory)
     facts["interface"] = _interface(memory, str(space.dtype), source.student.action_space)
     return facts
@@ -71,24 +85,14 @@ def _floats(values: Any) -> list[float | None]:
     return [float(v) if np.isfinite(v) else None for v in np.asarray(values, dtype=np.float64).ravel()]
 
 
-def _probe(plain: EnvFactory) -> _Probe:
-    """One env of `plain`, reset: its first observation, info and unwrapped env (closed: only read from)."""
-    venv = plain.make(1, 0)
-    try:
-        obs = np.asarray(venv.reset())[0]
-        return _Probe(obs, venv.reset_infos[0] if venv.reset_infos else {}, venv.get_attr("unwrapped")[0])
-    finally:
-        venv.close()
-
-
-def _entries(probe: _Probe, stages: tuple[Stage, ...]) -> list[dict[str, object]]:
+def _entries(env: Probe, stages: tuple[Stage, ...]) -> list[dict[str, object]]:
     """Each sensor entry's env observation index (null where a stage computes it) and name, where known (MuJoCo's
     `positions[j]` and `velocities[j]`, an env's `observation_groups`), followed through the view's stages."""
-    size = int(probe.obs.size)
+    size = int(env.obs.size)
     names: dict[int, str] = {}
-    for group, indices in named_groups(probe).items():
+    for group, indices in named_groups(env).items():
         names.update({i: f"{group}[{j}]" for j, i in enumerate(indices)})
-    flat = probe.obs.ndim == 1  # an image's pixels are not listed: its layout is the image
+    flat = env.obs.ndim == 1  # an image's pixels are not listed: its layout is the image
     entries: list[tuple[int | None, str | None]] = [(i, names.get(i)) for i in range(size)] if flat else []
     for stage in stages:
         if isinstance(stage, Mask):
@@ -209,10 +213,3 @@ def sensor_factory(terms: dict[str, Any], factory: EnvFactory, artifact: Path) -
             f"{artifact.name}'s {CONTRACT} acts in {saved}, but {env_id}'s actions are {describe_space(action_space)}"
         )
     return factory
-
-
-class _Probe:
-    """What `named_groups` reads of an env: its first observation, info and unwrapped env."""
-
-    def __init__(self, obs: np.ndarray, info: dict, env: Any) -> None:
-        self.obs, self.info, self.env = obs, info, env

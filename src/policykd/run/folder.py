@@ -67,23 +67,22 @@ class FinishedRun:
         return self.student.normalizer
 
 
+def _summary_beside(model: str | Path) -> dict[str, Any]:
+    """The summary.json of a run folder, or of the folder a zip lies in: {} if there is none."""
+    path = Path(model).expanduser()
+    folder = path if path.is_dir() else path.parent  # a teacher spec (zoo:..., a shipped name) has none
+    return RunFolder(folder).summary() if (folder / SUMMARY).is_file() else {}
+
+
 def saved_view(model: str | Path) -> tuple[str, ...]:
     """The student view (`--student-obs`) its run's summary.json names for a run folder or a zip in one: () if none."""
-    path = Path(model).expanduser()
-    folder = path if path.is_dir() else path.parent
-    if not (folder / SUMMARY).is_file():
-        return ()
-    return tuple(RunFolder(folder).summary().get("student_obs") or ())
+    return tuple(_summary_beside(model).get("student_obs") or ())
 
 
 def saved_env_options(model: str | Path) -> EnvOptions:
     """The env options (`--env-kwargs`, `--env-wrapper`) its run's summary.json names for a run folder or a zip in
     one: none if there is no summary."""
-    path = Path(model).expanduser()
-    folder = path if path.is_dir() else path.parent
-    if not (folder / SUMMARY).is_file():
-        return EnvOptions()
-    return _env_options(RunFolder(folder).summary())
+    return _env_options(_summary_beside(model))
 
 
 def _env_options(summary: Mapping[str, Any]) -> EnvOptions:

@@ -54,6 +54,7 @@ __all__ = [
     "build_view",
     "full_obs",
     "named_groups",
+    "probe",
     "view_for",
     "with_view",
 ]
@@ -223,18 +224,24 @@ def full_obs(venv: VecEnv, obs: np.ndarray) -> np.ndarray:
     return venv.full_obs if isinstance(venv, VecView) and venv.full_obs is not None else obs
 
 
+def probe(factory: MakesEnvs, seed: int = 0) -> tuple[Probe, gym.Space]:
+    """One env of `factory`, reset with `seed`: its first observation, reset info and unwrapped env, and its
+    observation space (the env is closed: what stages and contracts read of it does not step it)."""
+    venv = factory.make(1, seed)
+    try:
+        obs = np.asarray(venv.reset())
+        info = venv.reset_infos[0] if venv.reset_infos else {}
+        return _EnvProbe(obs[0], info, venv.get_attr("unwrapped")[0]), venv.observation_space
+    finally:
+        venv.close()
+
+
 def view_for(factory: MakesEnvs, specs: Sequence[str], seed: int = 0) -> View | None:
     """The view `specs` describe on the envs `factory` makes, checked against one env's first observation."""
     if not specs:
         return None
-    venv = factory.make(1, seed)
-    try:
-        obs = np.asarray(venv.reset())
-        env = venv.get_attr("unwrapped")[0]
-        info = venv.reset_infos[0] if venv.reset_infos else {}
-        return build_view(specs, _EnvProbe(obs[0], info, env), venv.observation_space)
-    finally:
-        venv.close()
+    first, space = probe(factory, seed)
+    return build_view(specs, first, space)
 
 
 class MakesEnvs(Protocol):
