@@ -7,12 +7,11 @@ returns a typed result. Nothing here parses text: that is the CLI's job.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from policykd.errors import PolicykdError, option
 from policykd.fields import build
@@ -73,23 +72,6 @@ class EvaluateResult(_EvaluateResult, total=False):
     perturbed: list[dict[str, object]]
 
 
-Entry = TypeVar("Entry", bound=Callable[..., Any])
-
-
-def _in_its_env(entry: Entry) -> Entry:
-    """An entry point run with its settings' env options (`--env-kwargs`, `--env-wrapper`), which every env it makes
-    from an env id takes (`policykd.envs.using_env_options`): a trial in a Ray worker and a resumed run too."""
-
-    @functools.wraps(entry)
-    def run(settings: object, *args: Any, **kwargs: Any) -> Any:
-        from policykd.envs import EnvOptions, using_env_options
-
-        with using_env_options(EnvOptions.of(settings)):
-            return entry(settings, *args, **kwargs)
-
-    return cast("Entry", run)
-
-
 def distill(env_id: str, teachers: Sequence[str | Path] = (), **settings: Any) -> DistillResult:
     """`policykd.distill("CartPole-v1")`: the env's shipped teacher, its preset, any DistillSettings field as a keyword.
     `student_obs` also takes your own `function(obs, info) -> array` or gymnasium `ObservationWrapper` class.
@@ -105,7 +87,6 @@ def distill(env_id: str, teachers: Sequence[str | Path] = (), **settings: Any) -
     return distill_with(resolve_distill(env_id, **given))
 
 
-@_in_its_env
 def distill_with(
     settings: DistillSettings, *, console: Console | None = None, on_evaluation: OnEvaluation | None = None
 ) -> DistillResult:
@@ -153,6 +134,7 @@ def _distill_stages(
     settings: DistillSettings, console: Console | None, on_evaluation: OnEvaluation | None
 ) -> DistillResult:
     """--stages: one distillation per stage (`policykd.workflows.stages`), the last one's student as the result."""
+    from policykd.envs import EnvOptions
     from policykd.report.compare import plot_runs
     from policykd.run.summary import RunSummary
     from policykd.teachers import load_teacher
@@ -169,7 +151,11 @@ def _distill_stages(
         out / "curves.png",
         [f"stage {r['stage']}: {','.join(map(str, r['student_arch']))}" for r in rows],
     )
-    student = last.student if last is not None else load_teacher(out / "student.zip", env_id=settings.env_id).model
+    if last is not None:
+        student = last.student
+    else:  # every stage was finished before: the last one's student from its zip
+        options = EnvOptions.of(settings)
+        student = load_teacher(out / "student.zip", env_id=settings.env_id, options=options).model
     return DistillResult(student, RunSummary.from_dict(summary), out)
 
 
@@ -193,30 +179,30 @@ def evaluate(env_id: str, model: str | Path, **settings: Any) -> EvaluateResult:
 def evaluate_with(settings: EvaluateSettings) -> EvaluateResult:
     """An exported file (.onnx, .c, .so) as --model acts through its own `act`; SB3 models through `teacher_actor`.
     The env options are the settings', else those of the model's run (its summary.json), else an export's own."""
-    from policykd.envs import EnvOptions, using_env_options
-    from policykd.run.folder import saved_env_options
-
-    with using_env_options(EnvOptions.of(settings) or saved_env_options(settings.model)):
-        return _evaluate_with(settings)
-
-
-def _evaluate_with(settings: EvaluateSettings) -> EvaluateResult:
     import torch as th
 
+    from policykd.envs import EnvOptions
     from policykd.exporters.artifact import Artifact, is_artifact, load_artifact
     from policykd.robust.evaluate import check_gradients, robustness
     from policykd.rollouts import run_episodes, teacher_actor
-    from policykd.run.folder import saved_view
+    from policykd.run.folder import saved_env_options, saved_view
     from policykd.sb3_models import uses_images
     from policykd.teachers import SB3Teacher, load_teacher
 
+    options = EnvOptions.of(settings) or saved_env_options(settings.model)
+
     def load(spec: str, view: tuple[str, ...] = ()) -> SB3Teacher:
         return load_teacher(
-            spec, env_id=settings.env_id, zoo_folder=settings.zoo_folder, trust=settings.trust_teacher, view=view
+            spec,
+            env_id=settings.env_id,
+            zoo_folder=settings.zoo_folder,
+            trust=settings.trust_teacher,
+            view=view,
+            options=options,
         )
 
     if is_artifact(settings.model):
-        model: Artifact | SB3Teacher = load_artifact(settings.model, settings.env_id)
+        model: Artifact | SB3Teacher = load_artifact(settings.model, settings.env_id, options)
     else:
         model = load(settings.model, settings.student_obs or saved_view(settings.model))
     policies: dict[str, Artifact | SB3Teacher] = {"model": model}
@@ -289,18 +275,18 @@ def record(env_id: str, dataset: str, episodes: int, **settings: Any) -> dict[st
     return record_with(build(RecordSettings, {"env_id": env_id, "dataset": dataset, "episodes": episodes, **settings}))
 
 
-@_in_its_env
 def record_with(settings: RecordSettings) -> dict[str, object]:
     from policykd.data.record import Recording, check_dataset_id, teacher_policy
     from policykd.data.record import record as run_record
-    from policykd.envs import EnvFactory, check_env_id, env_factory
+    from policykd.envs import EnvFactory, EnvOptions, check_env_id, env_factory
 
-    check_env_id(settings.env_id)
+    options = EnvOptions.of(settings)
+    check_env_id(settings.env_id, options)
     check_dataset_id(settings.dataset)
     if settings.human:
         from policykd.data.human import human_policy
 
-        human_factory, policy = human_policy(env_factory(settings.env_id), fps=settings.fps)  # RGB on, and the window
+        human_factory, policy = human_policy(env_factory(settings.env_id, options=options), fps=settings.fps)
         factory: EnvFactory = human_factory
         loaded = None
     else:
@@ -309,7 +295,7 @@ def record_with(settings: RecordSettings) -> dict[str, object]:
 
         spec = settings.teacher or resolve_teacher_specs(settings.env_id, ())[0]
         loaded = load_teacher(
-            spec, env_id=settings.env_id, zoo_folder=settings.zoo_folder, trust=settings.trust_teacher
+            spec, env_id=settings.env_id, zoo_folder=settings.zoo_folder, trust=settings.trust_teacher, options=options
         )
         factory, policy = loaded.factory, teacher_policy(loaded, actions_only=settings.actions_only)
     source = "human" if settings.human else ("teacher-actions" if settings.actions_only else "teacher")
@@ -321,7 +307,15 @@ def record_with(settings: RecordSettings) -> dict[str, object]:
         source,
         None if loaded is None else (settings.teacher or loaded.name),
     )
-    return run_record(factory, policy, recording, teacher=loaded, overwrite=settings.overwrite, quiet=settings.quiet)
+    return run_record(
+        factory,
+        policy,
+        recording,
+        teacher=loaded,
+        overwrite=settings.overwrite,
+        quiet=settings.quiet,
+        env_kwargs=options.kwargs,
+    )
 
 
 def train_teacher(env_id: str, algo: str, **settings: Any) -> TeacherCard:
@@ -329,7 +323,6 @@ def train_teacher(env_id: str, algo: str, **settings: Any) -> TeacherCard:
     return train_teacher_with(build(TrainTeacherSettings, {"env_id": env_id, "algo": algo, **settings}))
 
 
-@_in_its_env
 def train_teacher_with(settings: TrainTeacherSettings, log: Callable[[str], None] = print) -> TeacherCard:
     from policykd.teachers.train import resolve
     from policykd.teachers.train import train_teacher as run

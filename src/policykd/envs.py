@@ -5,9 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -97,8 +95,8 @@ def _candidates(module: str | None) -> list[str]:
 
 def check_env_id(env_id: str, options: EnvOptions | None = None) -> str:
     """Return `env_id` if gymnasium knows it (importing the module of a `module:EnvId` first), else a PolicykdError
-    with the closest ids; then the env options (`options`, else the command's: `using_env_options`) are checked by
-    making the env once with them."""
+    with the closest ids; then the command's env options (`options`), if any, are checked by making the env once
+    with them."""
     module, _ = split_env_id(env_id)
     name = _import_env_module(env_id)
     _register(name)
@@ -110,7 +108,7 @@ def check_env_id(env_id: str, options: EnvOptions | None = None) -> str:
         if module is not None:
             raise PolicykdError(f"env module {module!r} registers no env {name!r}{hint}") from None
         raise PolicykdError(f"unknown env id {env_id!r} ({type(err).__name__}){hint}") from None
-    check_env_options(env_id, options or env_options())
+    check_env_options(env_id, options or EnvOptions())
     return env_id
 
 
@@ -174,26 +172,6 @@ class EnvOptions:
     def of(cls, settings: object) -> EnvOptions:
         """A settings object's `env_kwargs` and `env_wrappers` (none for one without them)."""
         return cls.parse(getattr(settings, "env_kwargs", ()), getattr(settings, "env_wrappers", ()))
-
-
-_OPTIONS: ContextVar[EnvOptions | None] = ContextVar("policykd_env_options", default=None)
-
-
-@contextmanager
-def using_env_options(options: EnvOptions) -> Iterator[None]:
-    """The env options of the command in progress: each entry point (`policykd.api`) sets its settings' here, and
-    every factory made from an env id while it runs (`env_factory`: a teacher's, a dataset's, a student's) takes them,
-    so teacher, student, evaluation, RL and a resumed or sweep trial's run all step the same env."""
-    token = _OPTIONS.set(options)
-    try:
-        yield
-    finally:
-        _OPTIONS.reset(token)
-
-
-def env_options() -> EnvOptions:
-    """The options `using_env_options` set (none outside a command)."""
-    return _OPTIONS.get() or EnvOptions()
 
 
 def user_wrapper(spec: str) -> type[gym.Wrapper]:
@@ -289,6 +267,11 @@ class EnvFactory:
     wrappers: tuple[str, ...] = ()
     """The user's own wrapper classes (`--env-wrapper module:Class`), applied after `env_wrapper`."""
 
+    @property
+    def options(self) -> EnvOptions:
+        """What another model of these envs is loaded with to step the same ones (config's kwargs included)."""
+        return EnvOptions(self.env_kwargs, self.wrappers)
+
     def make(self, n_envs: int, seed: int) -> VecEnv:
         """`n_envs` envs seeded `seed`, `seed + 1`, ...; with a view, the student's observations of them (the
         teacher's are the wrapper's `full_obs`)."""
@@ -319,11 +302,17 @@ class EnvFactory:
 
 
 def env_factory(
-    env_id: str, *, env_wrapper: object = None, env_kwargs: Mapping[str, object] | None = None, frame_stack: int = 4
+    env_id: str,
+    *,
+    env_wrapper: object = None,
+    env_kwargs: Mapping[str, object] | None = None,
+    frame_stack: int = 4,
+    options: EnvOptions | None = None,
 ) -> EnvFactory:
     """The factory for `env_id` as a teacher's config has it (`env_wrapper`, `env_kwargs`, `frame_stack`), with the
-    command's env options on top (`using_env_options`): its keyword arguments override the config's, its wrappers
-    follow the config's."""
-    options = env_options()
+    command's env options on top (`options`: `--env-kwargs`, `--env-wrapper`): its keyword arguments override the
+    config's, its wrappers follow the config's. Every other factory of a run derives from the teacher's (the student's
+    view, evaluation, RL), so options given here reach all of them."""
+    options = options or EnvOptions()
     kwargs = {**(env_kwargs or {}), **options.kwargs}
     return EnvFactory(env_id, env_wrapper, kwargs, frame_stack, wrappers=options.wrappers)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +21,7 @@ import numpy as np
 from gymnasium import spaces
 
 from policykd.data.datasets import LABEL_KEYS, META_FILE, NORMALIZER_FILE, VALUE_KEY, DatasetMeta, dataset_root
-from policykd.envs import env_options, split_env_id
+from policykd.envs import split_env_id
 from policykd.errors import PolicykdError, option
 from policykd.storage import atomic_write, atomic_write_text
 
@@ -98,6 +98,7 @@ def write_dataset(
     action_space: spaces.Space,
     normalizer: VecNormalize | None = None,
     overwrite: bool = False,
+    env_kwargs: Mapping[str, object] | None = None,
 ) -> Path:
     """A Minari dataset under its root, with `policykd.json` (and the teacher's VecNormalize) beside it.
 
@@ -135,7 +136,7 @@ def write_dataset(
         create_dataset_from_buffers(
             dataset_id,
             buffers(),
-            env=_env_spec(meta.env_id),
+            env=_env_spec(meta.env_id, env_kwargs or {}),
             observation_space=observation_space,
             action_space=action_space,
             algorithm_name=f"policykd record ({meta.source}: {meta.teacher or 'human'})",
@@ -150,14 +151,14 @@ def write_dataset(
     return folder
 
 
-def _env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+def _env_spec(env_id: str, env_kwargs: Mapping[str, object]) -> gym.envs.registration.EnvSpec:
     """The env as Minari stores it, as JSON, to remake it (`recover_environment`): gymnasium's spec with the command's
     --env-kwargs, and an entry point registered as a class or function written as its `module:name`."""
     spec = gym.spec(split_env_id(env_id)[1])
     entry, name = spec.entry_point, getattr(spec.entry_point, "__qualname__", None)
     if callable(entry) and name:
         entry = f"{entry.__module__}:{name}"
-    return replace(spec, entry_point=entry, kwargs={**spec.kwargs, **env_options().kwargs})
+    return replace(spec, entry_point=entry, kwargs={**spec.kwargs, **env_kwargs})
 
 
 def compact_frames(data: Path, rows: int = 64) -> None:

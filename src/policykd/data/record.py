@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -158,8 +158,10 @@ def record(
     overwrite: bool = False,
     console: Console | None = None,
     quiet: bool = False,
+    env_kwargs: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
-    """Record `settings.episodes` episodes into the Minari dataset `settings.dataset`; returns a summary."""
+    """Record `settings.episodes` episodes into the Minari dataset `settings.dataset`; returns a summary.
+    `env_kwargs`: the command's `--env-kwargs`, stored in the dataset's env spec so Minari remakes the same env."""
     console = console or Console()
     folder = _prepare(settings, overwrite)
     frame_stack = factory.frame_stack if is_atari(factory.env_id) else 0
@@ -168,7 +170,7 @@ def record(
         template is None and teacher is not None and settings.source == "teacher"
     ):  # all from an earlier, interrupted run
         template = teacher.label(factory_reset_obs(factory, settings.seed))[0]
-    summary = _write(settings, folder, frame_stack, template, teacher, spaces_)
+    summary = _write(settings, folder, frame_stack, template, teacher, spaces_, env_kwargs or {})
     if not quiet:
         console.print(
             f"dataset {settings.dataset}: {summary['episodes']} episodes, {summary['steps']:,} steps, "
@@ -242,6 +244,7 @@ def _write(
     template: ActionDist | None,
     teacher: Teacher | None,
     spaces_: tuple[spaces.Space, spaces.Space],
+    env_kwargs: Mapping[str, object],
 ) -> dict[str, object]:
     """The Minari dataset from the episode files (streamed, one in memory at a time); then they are removed."""
     paths = sorted(folder.glob("episode_*.npz"))
@@ -268,6 +271,7 @@ def _write(
             action_space=spaces_[1],
             normalizer=normalizer,
             overwrite=True,
+            env_kwargs=env_kwargs,
         )
     shutil.rmtree(folder, ignore_errors=True)
     steps = int(sum(lengths))

@@ -17,7 +17,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from policykd.data.buffer import DistillationBuffer
 from policykd.data.datasets import Dataset, action_labels, open_dataset, stored_labels
-from policykd.envs import EnvFactory, env_factory
+from policykd.envs import EnvFactory, EnvOptions, env_factory
 from policykd.teachers.base import Teacher
 from policykd.teachers.zoo import load_vecnormalize
 
@@ -44,9 +44,10 @@ class DatasetSource:
         return int(self.dataset.meta.teacher_params or 0)
 
 
-def open_source(spec: str, env_id: str) -> DatasetSource:
-    """Open and check a dataset against `env_id` (one line on any mismatch), with its VecNormalize."""
-    factory = env_factory(env_id)  # with the command's --env-kwargs and --env-wrapper
+def open_source(spec: str, env_id: str, options: EnvOptions | None = None) -> DatasetSource:
+    """Open and check a dataset against `env_id` with the command's env `options` (one line on any mismatch), with
+    its VecNormalize."""
+    factory = env_factory(env_id, options=options)
     obs_space, action_space = factory.spaces()
     dataset = open_dataset(spec, env_id, obs_space, action_space)
     normalizer = None

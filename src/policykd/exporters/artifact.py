@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from policykd.envs import EnvFactory, EnvOptions, check_env_id, env_factory, env_options, using_env_options
+from policykd.envs import EnvFactory, EnvOptions, check_env_id, env_factory
 from policykd.errors import PolicykdError, option
 from policykd.exporters.contract import read_contract, sensor_factory
 from policykd.exporters.remembering import c_memory, onnx_memory
@@ -48,20 +48,23 @@ class Artifact:
     act: Callable[[np.ndarray], np.ndarray]
 
 
-def _factory(env_id: str, meta: dict[str, Any], path: Path) -> tuple[EnvFactory, spaces.Space, spaces.Space]:
-    """The envs the file acts in: the env's own observations, or (a contract beside it) the sensor view it names."""
+def _factory(
+    env_id: str, meta: dict[str, Any], path: Path, options: EnvOptions | None
+) -> tuple[EnvFactory, spaces.Space, spaces.Space]:
+    """The envs the file acts in: the env's own observations, or (a contract beside it) the sensor view it names;
+    with the env options it was exported with, unless the caller's `options` name some."""
     saved = EnvOptions(meta.get("env_kwargs") or {}, tuple(meta.get("env_wrappers") or ()))
-    with using_env_options(env_options() or saved):  # the env options it was exported with, unless the command's
-        check_env_id(env_id)
-        stack = meta.get("frame_stack")  # null for an env without a frame stack (only Atari's has one)
-        factory = env_factory(env_id, env_wrapper=meta.get("env_wrapper"), frame_stack=int(stack or 4))
+    options = options or saved
+    check_env_id(env_id, options)
+    stack = meta.get("frame_stack")  # null for an env without a frame stack (only Atari's has one)
+    factory = env_factory(env_id, env_wrapper=meta.get("env_wrapper"), frame_stack=int(stack or 4), options=options)
     terms = read_contract(path, meta)
     if terms is not None:
         factory = sensor_factory(terms, factory, path)
     return (factory, *factory.spaces())
 
 
-def _onnx(path: Path, env_id: str) -> Artifact:
+def _onnx(path: Path, env_id: str, env_options: EnvOptions | None) -> Artifact:
     import onnxruntime as ort
 
     from policykd.exporters.to_onnx import read_metadata
@@ -75,7 +78,7 @@ def _onnx(path: Path, env_id: str) -> Artifact:
         raise PolicykdError(
             f"{path} is not a loadable ONNX model: {type(err).__name__}: {str(err).splitlines()[0]}"
         ) from None
-    factory, obs_space, _ = _factory(env_id, meta, path)
+    factory, obs_space, _ = _factory(env_id, meta, path, env_options)
     given = session.get_inputs()[0]
     if list(given.shape[1:]) != list(obs_space.shape or ()):
         raise PolicykdError(
@@ -111,7 +114,7 @@ def compile_c(source: Path, library: Path) -> Path:
     return library
 
 
-def _c(path: Path, env_id: str) -> Artifact:
+def _c(path: Path, env_id: str, env_options: EnvOptions | None) -> Artifact:
     from policykd.exporters.to_c import header_path, read_c_metadata
 
     named = header_path(path.with_name(path.stem.removeprefix("lib") + ".c"))  # policy_int8.c, libpolicy_int8.so
@@ -127,7 +130,7 @@ def _c(path: Path, env_id: str) -> Artifact:
             raise PolicykdError(f"{path} is not a loadable shared library: {err}") from None
     if not hasattr(library, "policykd_act"):
         raise PolicykdError(f"{path} has no policykd_act function: export it with {option('format', 'c')}")
-    factory, obs_space, action_space = _factory(env_id, meta, path)
+    factory, obs_space, action_space = _factory(env_id, meta, path, env_options)
     if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
         raise PolicykdError(f"{path} acts on flat observations, but {env_id} emits {describe_space(obs_space)}")
     declared = re.search(r"#define POLICYKD_OBS_DIM (\d+)", header.read_text()) if header.is_file() else None
@@ -157,9 +160,10 @@ def _c(path: Path, env_id: str) -> Artifact:
     )
 
 
-def load_artifact(path: str | Path, env_id: str) -> Artifact:
-    """An exported .onnx, .c (compiled here) or .so, ready to act in `env_id`."""
+def load_artifact(path: str | Path, env_id: str, options: EnvOptions | None = None) -> Artifact:
+    """An exported .onnx, .c (compiled here) or .so, ready to act in `env_id` (with `options`: `--env-kwargs` and
+    `--env-wrapper`, else those it was exported with)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise PolicykdError(f"exported model not found: {path}")
-    return _onnx(path, env_id) if path.suffix == ".onnx" else _c(path, env_id)
+    return _onnx(path, env_id, options) if path.suffix == ".onnx" else _c(path, env_id, options)

@@ -20,7 +20,7 @@ from policykd.constants import EVAL_SEED_OFFSET
 from policykd.data.buffer import DistillationBuffer
 from policykd.data.source import DatasetSource, open_source
 from policykd.distributions import ActionDist, obs_tensor, policy_dist
-from policykd.envs import EnvFactory, array_obs, check_env_id
+from policykd.envs import EnvFactory, EnvOptions, array_obs, check_env_id
 from policykd.errors import PolicykdError, option
 from policykd.fields import spelled
 from policykd.registry import STUDENT_FAMILIES
@@ -200,6 +200,7 @@ def _live_teacher(settings: DistillSettings) -> Teacher | None:
         weights=settings.teacher_weights,
         zoo_folder=settings.zoo_folder,
         trust=settings.trust_teacher,
+        options=EnvOptions.of(settings),
     )
     if settings.teacher_weighting != "fixed":
         if not isinstance(teacher, EnsembleTeacher):
@@ -235,10 +236,10 @@ def build_run(settings: DistillSettings) -> Run:
     restarting = not resuming and unstarted(out, settings)
     if not (resuming or restarting):
         check_out(out, settings.overwrite)
-    check_env_id(settings.env_id)
+    check_env_id(settings.env_id, EnvOptions.of(settings))
     check_family_fits(settings)
     teacher = _live_teacher(settings)
-    source = open_source(settings.dataset, settings.env_id) if settings.dataset else None
+    source = open_source(settings.dataset, settings.env_id, EnvOptions.of(settings)) if settings.dataset else None
     view = view_for(teacher.factory, settings.student_obs, settings.seed) if teacher else None
     student, algo, arch = _student(settings, teacher, source, view)
     online = settings.steps if teacher else 0
@@ -345,7 +346,9 @@ def _load_weights(student: BaseAlgorithm, settings: DistillSettings) -> None:
     from policykd.teachers import load_teacher
 
     assert settings.init_student  # called only with --init-student
-    init = load_teacher(settings.init_student, env_id=settings.env_id, trust=settings.trust_teacher)
+    init = load_teacher(
+        settings.init_student, env_id=settings.env_id, trust=settings.trust_teacher, options=EnvOptions.of(settings)
+    )
     if type(init.model) is not type(student):
         raise PolicykdError(
             f"{option('init_student', settings.init_student)} is {init.algo.upper()}, the student is "

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
-from policykd.envs import EnvFactory, EnvOptions, env_options, using_env_options
+from policykd.envs import EnvFactory, EnvOptions
 from policykd.errors import PolicykdError
 from policykd.fields import spelled
 from policykd.rl.replay import plain_sb3
@@ -127,10 +127,13 @@ class RunFolder:
         """config.json: the settings the run was made with (DistillSettings' fields)."""
         return self._json(CONFIG, True, "config.json")
 
-    def load_student(self, env_id: str | None = None, zip_path: Path | None = None) -> FinishedRun:
+    def load_student(
+        self, env_id: str | None = None, zip_path: Path | None = None, options: EnvOptions | None = None
+    ) -> FinishedRun:
         """The run's student loaded as a teacher is (its VecNormalize and env stack with it), with the summary:
         through the rl-zoo copy when there is one (it names the env wrapper and frame stack), else the zip.
-        `env_id` defaults to the summary's; `zip_path`: another zip in this folder than student.zip."""
+        `env_id` defaults to the summary's; `zip_path`: another zip in this folder than student.zip; `options`: env
+        options instead of the run's own (summary.json's)."""
         zip_path = zip_path or self.student_zip
         if not zip_path.is_file():
             raise PolicykdError(
@@ -146,8 +149,8 @@ class RunFolder:
         zoo_copy = self.path / algo / f"{zoo_env_name(env_id)}_1"
         use_zoo_copy = zip_path == self.student_zip and algo and (zoo_copy / f"{zoo_env_name(env_id)}.zip").is_file()
         view = tuple(summary.get("student_obs") or ())
-        with using_env_options(env_options() or _env_options(summary)):  # the run's env, unless the command names one
-            loaded = load_teacher(zoo_copy if use_zoo_copy else zip_path, env_id=env_id, view=view)
+        options = options or _env_options(summary)
+        loaded = load_teacher(zoo_copy if use_zoo_copy else zip_path, env_id=env_id, view=view, options=options)
         return FinishedRun(zip_path, loaded, summary)
 
     def write_summary(self, summary: Mapping[str, object]) -> Path:

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from policykd.envs import check_env_id, env_factory, newest_version
+from policykd.envs import EnvOptions, check_env_id, env_factory, newest_version
 from policykd.errors import PolicykdError
 from policykd.fields import spelled
 from policykd.registry import TEACHER_FORMATS
@@ -38,6 +38,7 @@ def load_teacher(
     zoo_folder: str | Path | None = None,
     trust: bool = False,
     view: Sequence[str] = (),
+    options: EnvOptions | None = None,
 ) -> SB3Teacher:
     """Load one teacher, checked against `env_id` (default: the newest version of its own env).
 
@@ -45,7 +46,8 @@ def load_teacher(
     with the legacy `gym` package load on gymnasium; a mismatch names both spaces.
     By default nothing in the zip is unpickled (`load_sb3_safely`); `trust=True` uses
     SB3's full `load`, which runs the zip's pickles: only for zips you trust. `view`: the zip is a student that
-    acts on this view of the env (`--student-obs` specs, as its run's summary.json names them).
+    acts on this view of the env (`--student-obs` specs, as its run's summary.json names them). `options`: the
+    command's `--env-kwargs` and `--env-wrapper`, on top of the teacher's own config.
     """
     spec = str(spec)
     found = _resolve(spec, zoo_folder)
@@ -58,12 +60,13 @@ def load_teacher(
                 f"teacher {spec} does not say which env it was trained on: pass {spelled('env_id', '--env')}"
             )
         env_id = newest_version(trained_env)
-    check_env_id(env_id)
+    check_env_id(env_id, options)
     factory = env_factory(
         env_id,
         env_wrapper=config.get("env_wrapper"),
         env_kwargs=config.get("env_kwargs"),
         frame_stack=int(config.get("frame_stack", 4)),
+        options=options,
     )
     if view:
         factory = with_view(factory, view_for(factory, view))
@@ -111,16 +114,20 @@ def load_teachers(
     weights: Sequence[float] | None = None,
     zoo_folder: str | Path | None = None,
     trust: bool = False,
+    options: EnvOptions | None = None,
 ) -> Teacher:
-    """One teacher, or an ensemble when several specs are given (all on the same env)."""
+    """One teacher, or an ensemble when several specs are given (all on the same env, with the same `options`)."""
     if not specs:
         raise PolicykdError(
             f"no teacher given: pass {spelled('teachers', '--teacher')} (or use an env with a shipped teacher)"
         )
-    first = load_teacher(specs[0], env_id=env_id, zoo_folder=zoo_folder, trust=trust)
+    first = load_teacher(specs[0], env_id=env_id, zoo_folder=zoo_folder, trust=trust, options=options)
     if len(specs) == 1:
         if weights and len(weights) != 1:
             raise PolicykdError(f"{len(weights)} teacher weights for 1 teacher")
         return first
-    rest = [load_teacher(s, env_id=first.factory.env_id, zoo_folder=zoo_folder, trust=trust) for s in specs[1:]]
+    rest = [
+        load_teacher(s, env_id=first.factory.env_id, zoo_folder=zoo_folder, trust=trust, options=options)
+        for s in specs[1:]
+    ]
     return EnsembleTeacher([first, *rest], list(weights or []))

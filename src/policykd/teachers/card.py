@@ -15,7 +15,7 @@ import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from policykd.constants import EVAL_SEED_OFFSET
-from policykd.envs import env_options
+from policykd.envs import EnvOptions
 from policykd.settings import TrainTeacherSettings
 from policykd.storage import atomic_write_text
 from policykd.teachers.hyperparams import ZooHyperparams
@@ -65,14 +65,15 @@ def finish(
         "tensorboard_log": str(out / "tb"),
         "device": settings.device,
     }
-    if env_options().kwargs:
-        args["env_kwargs"] = dict(env_options().kwargs)  # where rl-zoo's enjoy reads them
+    options = EnvOptions.of(settings)
+    if options.kwargs:
+        args["env_kwargs"] = dict(options.kwargs)  # where rl-zoo's enjoy reads them
     run = write_zoo_run(
         out, model, algo=settings.algo, env_id=settings.env_id, config=config, args=args, normalizer=normalizer
     )
 
     start = time.time()
-    teacher = load_teacher(str(run), env_id=settings.env_id)
+    teacher = load_teacher(str(run), env_id=settings.env_id, options=options)
     returns = run_episodes(teacher_actor(teacher), teacher.factory, settings.eval_episodes, EVAL_SEED_OFFSET)
     eval_s = time.time() - start
     protocol = (

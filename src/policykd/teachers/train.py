@@ -30,7 +30,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from policykd.envs import check_env_id, env_factory
+from policykd.envs import EnvOptions, check_env_id, env_factory
 from policykd.errors import PolicykdError, option
 from policykd.fields import spelled
 from policykd.sb3_models import ALGOS
@@ -69,8 +69,9 @@ def resolve(settings: TrainTeacherSettings) -> tuple[TrainTeacherSettings, ZooHy
     check that needs no training, in the order a user would fix them."""
     _check_device(settings.device)
     env_id, algo = settings.env_id, settings.algo
-    check_env_id(env_id)
-    check_action_space(algo, env_id, env_factory(env_id).spaces()[1])
+    options = EnvOptions.of(settings)
+    check_env_id(env_id, options)
+    check_action_space(algo, env_id, env_factory(env_id, options=options).spaces()[1])
     hp = _hyperparameters(settings)
     steps = settings.steps or hp.n_timesteps
     n_envs = settings.n_envs or hp.n_envs
@@ -199,7 +200,7 @@ def _algo_gamma(algo: str) -> float:
 
 
 def _make_env(settings: TrainTeacherSettings, hp: ZooHyperparams, seed: int, vecnormalize: Path | None) -> VecEnv:
-    venv = env_factory(settings.env_id).make(_filled(settings).n_envs, seed)
+    venv = env_factory(settings.env_id, options=EnvOptions.of(settings)).make(_filled(settings).n_envs, seed)
     if hp.normalize is None:
         return venv
     if vecnormalize is not None:

@@ -209,7 +209,7 @@ def prune(settings: PruneSettings, distill: Callable[[DistillSettings], object])
 def _load(path: Path, source: FinishedRun) -> BaseAlgorithm:
     from policykd.teachers import load_teacher
 
-    return load_teacher(path, env_id=source.env_id).model
+    return load_teacher(path, env_id=source.env_id, options=source.factory.options).model
 
 
 def _finish(out: Path, run_dir: Path, source: FinishedRun, cycles: list[Cycle]) -> dict[str, Any]:
