@@ -8,6 +8,9 @@ from pathlib import Path
 ZOO = Path(__file__).resolve().parents[2] / "shared" / "teachers" / "rl-zoo"
 """rl-baselines3-zoo's agents beside the repository (../shared): used from there, never copied."""
 
+HOLDOUT_SEED = 20_000
+"""The first of the held-out episode seeds every benchmark evaluates on: runs evaluate on 10000+, never on these."""
+
 
 def reference(env_id: str, seconds: float = 5.0) -> float:
     """Env steps/s of a plain loop of `env_id` with random actions, one process: the yardstick a wall-clock figure is

@@ -10,7 +10,6 @@ The stepping, compiling and feeding are the test suite's (tests/test_export_view
 
 from __future__ import annotations
 
-import ctypes
 import json
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_export_views import _compile, _episodes  # noqa: E402  (the suite's stepping and C build)
+from test_export_views import _c_actions, _compile, _episodes  # noqa: E402  (the suite's stepping and C build)
 
 import policykd  # noqa: E402
 
@@ -44,23 +43,7 @@ def onnx_gap(run: Path, seen: list) -> float:
 def c_gap(run: Path, seen: list) -> float:
     policykd.export(run, "c")
     library = _compile(run, Path(tempfile.mkdtemp()))
-    library.policykd_state.restype = ctypes.c_void_p
-    library.policykd_state_size.restype = ctypes.c_ulong
-    pointer, size = library.policykd_state(), library.policykd_state_size()
-    memories = [ctypes.create_string_buffer(size) for _ in range(ENVS)]
-    floats, gap = ctypes.POINTER(ctypes.c_float), 0.0
-    for obs, starts, expected in seen:
-        got = np.zeros((ENVS, 1 if expected.ndim == 1 else expected.shape[1]), np.float32)
-        for env in range(ENVS):
-            if starts[env]:
-                library.policykd_reset()
-            else:
-                ctypes.memmove(pointer, memories[env], size)
-            row = np.ascontiguousarray(obs[env], dtype=np.float32)
-            library.policykd_act(row.ctypes.data_as(floats), got[env].ctypes.data_as(floats))
-            ctypes.memmove(memories[env], pointer, size)
-        gap = max(gap, float(np.max(np.abs((got[:, 0] if expected.ndim == 1 else got) - expected))))
-    return gap
+    return max(float(np.max(np.abs(got - expected))) for got, expected in _c_actions(library, seen))
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from common import ZOO  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from common import HOLDOUT_SEED, ZOO  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from policykd.report.compare import plot_benchmark
 from policykd.teachers.shipped import default_agent
@@ -36,7 +36,6 @@ ENVS = {  # env -> rl-zoo folders (relative to ZOO) distilled with the preset
     "Hopper-v5": ["sac/Hopper-v3_1", "ppo/Hopper-v3_1"],
     "Walker2d-v5": ["sac/Walker2d-v3_1"],
 }
-HOLDOUT_SEED = 20_000
 SIZES = ([], ["--student-arch", "16,16"])  # the preset's (the widest within 5 % of the actor), then about 1 %
 DRIVERS = ([], ["--driver", "teacher"])  # the preset's (DAgger), then teacher-driven
 

@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import HOLDOUT_SEED  # benchmarks/ is on sys.path when run as a script
 
 from policykd.report.compare import plot_benchmark
 
 ENV = "ALE/Pong-v5"
-HELD_OUT_SEED = 20000
 
 
 def env_steps_per_second(seconds: float = 10.0) -> float:
@@ -78,7 +78,7 @@ def evaluate(model: str, episodes: int) -> list[float]:
         "--episodes",
         str(episodes),
         "--seed",
-        str(HELD_OUT_SEED),
+        str(HOLDOUT_SEED),
         "--json",
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -89,7 +89,7 @@ def table(rows: list[dict], teacher: list[float], reference: float, episodes: in
     t = float(np.mean(teacher))
     lines = [
         f"Reference, same run: {reference:,.0f} agent steps/s (preset env stack, 8 envs, random actions, one process).",
-        f"Teacher on the {episodes} held-out episodes (seeds {HELD_OUT_SEED}+): {t:+.2f} ± {np.std(teacher):.2f}.",
+        f"Teacher on the {episodes} held-out episodes (seeds {HOLDOUT_SEED}+): {t:+.2f} ± {np.std(teacher):.2f}.",
         "",
         "| seed | wall-clock | peak RSS | run: teacher / student (20 ep.) | student, held-out | student − teacher |",
         "|---|---|---|---|---|---|",

@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from views import HOLDOUT_SEED, MUJOCO  # the held-out episodes of benchmarks/views.py (on sys.path as a script)
+from common import HOLDOUT_SEED  # benchmarks/ is on sys.path when run as a script
+from views import MUJOCO
 
 from policykd import load_teacher
 from policykd.teachers.shipped import default_agent

@@ -19,7 +19,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from common import reference  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from common import HOLDOUT_SEED, reference  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from policykd.rollouts import return_ratio
 
@@ -55,7 +55,6 @@ PONG = {
     "frames": [],
     "ram": [*_view("ram", "history=4"), "--student-fraction", "0.02"],
 }
-HOLDOUT_SEED = 20_000
 
 
 def evaluate(env_id: str, model: str, episodes: int) -> float:

@@ -5,6 +5,7 @@ real episodes with resets, write contract.json, and `policykd evaluate` on them 
 import ctypes
 import json
 import subprocess
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -150,15 +151,22 @@ def test_c_keeps_the_memory_and_gives_predicts_action(students, name, tmp_path):
     terms = json.loads((run / "contract.json").read_text())
     assert f"#define POLICYKD_OBS_DIM {terms['sensors']['size']}\n" in header
     assert f"#define POLICYKD_HISTORY {terms['history']}\n" in header and "void policykd_reset(void);" in header
-    library = _compile(run, tmp_path)
+    for got, expected in _c_actions(_compile(run, tmp_path), _episodes(run)):
+        _same(got, expected, 1e-4)
+
+
+def _c_actions(library: ctypes.CDLL, seen: list) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The C file's actions beside SB3's at each step of `_episodes`: envs side by side, one memory each (the file's
+    state copied out after an env's step and back in before its next), reset where an episode starts."""
     library.policykd_state.restype = ctypes.c_void_p
     library.policykd_state_size.restype = ctypes.c_ulong
     pointer, size = library.policykd_state(), library.policykd_state_size()
     floats = ctypes.POINTER(ctypes.c_float)
-    memories = [ctypes.create_string_buffer(size) for _ in range(2)]  # two envs side by side: one memory each
-    for obs, starts, expected in _episodes(run):
-        got = np.zeros((2, 1 if expected.ndim == 1 else expected.shape[1]), np.float32)
-        for env in range(2):
+    memories: list = []
+    for obs, starts, expected in seen:
+        memories = memories or [ctypes.create_string_buffer(size) for _ in range(len(obs))]
+        got = np.zeros((len(obs), 1 if expected.ndim == 1 else expected.shape[1]), np.float32)
+        for env in range(len(obs)):
             if starts[env]:
                 library.policykd_reset()
             else:
@@ -166,7 +174,7 @@ def test_c_keeps_the_memory_and_gives_predicts_action(students, name, tmp_path):
             row = np.ascontiguousarray(obs[env], dtype=np.float32)
             library.policykd_act(row.ctypes.data_as(floats), got[env].ctypes.data_as(floats))
             ctypes.memmove(memories[env], pointer, size)
-        _same(got[:, 0] if expected.ndim == 1 else got, expected, 1e-4)
+        yield (got[:, 0] if expected.ndim == 1 else got), expected
 
 
 def test_contract_says_what_the_robot_feeds_and_what_is_not_inside(students):
