@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -27,6 +29,14 @@ def reference(env_id: str, seconds: float = 5.0) -> float:
             env.reset()
         steps += 1
     return steps / (time.perf_counter() - start)
+
+
+def held_out(env_id: str, model: str, episodes: int, seed: int = HOLDOUT_SEED) -> dict:
+    """`policykd evaluate --json`'s row for `model` (a zip, run folder or agent) over `episodes` held-out seeds:
+    return_mean, return_std, returns, ..."""
+    cmd = ["policykd", "evaluate", "--env", env_id, "--model", model, "--episodes", str(episodes)]
+    done = subprocess.run([*cmd, "--seed", str(seed), "--json"], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)["model"]
 
 
 def report(root: Path, lines: list[str]) -> None:

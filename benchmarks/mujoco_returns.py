@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from common import HOLDOUT_SEED, ZOO  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from common import ZOO, held_out  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from policykd.report.compare import plot_benchmark
 from policykd.teachers.shipped import default_agent
@@ -59,20 +59,7 @@ def teacher_of(cmd: list[str]) -> str:
 
 def holdout_returns(env_id: str, model: str, episodes: int) -> tuple[float, float]:
     """Mean and std of `policykd evaluate` over `episodes` held-out seeds."""
-    cmd = [
-        "policykd",
-        "evaluate",
-        "--env",
-        env_id,
-        "--model",
-        model,
-        "--episodes",
-        str(episodes),
-        "--seed",
-        str(HOLDOUT_SEED),
-        "--json",
-    ]
-    result = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)["model"]
+    result = held_out(env_id, model, episodes)
     return result["return_mean"], result["return_std"]
 
 

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import HOLDOUT_SEED  # benchmarks/ is on sys.path when run as a script
+from common import HOLDOUT_SEED, held_out  # benchmarks/ is on sys.path when run as a script
 
 from policykd.report.compare import plot_benchmark
 
@@ -68,21 +68,7 @@ def distill(out: Path, seed: int, arch: str | None, extra: list[str]) -> dict:
 
 
 def evaluate(model: str, episodes: int) -> list[float]:
-    cmd = [
-        "policykd",
-        "evaluate",
-        "--env",
-        ENV,
-        "--model",
-        model,
-        "--episodes",
-        str(episodes),
-        "--seed",
-        str(HOLDOUT_SEED),
-        "--json",
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)["model"]["returns"]
+    return held_out(ENV, model, episodes)["returns"]
 
 
 def table(rows: list[dict], teacher: list[float], reference: float, episodes: int) -> str:

@@ -23,7 +23,7 @@ import subprocess
 import time
 from pathlib import Path
 
-HOLDOUT_SEED = 20_000
+from common import HOLDOUT_SEED, held_out  # benchmarks/ is on sys.path when run as a script
 
 
 def sh(cmd: list[str]) -> float:
@@ -37,20 +37,7 @@ def sh(cmd: list[str]) -> float:
 
 
 def holdout(env_id: str, model: str, episodes: int) -> tuple[float, float]:
-    cmd = [
-        "policykd",
-        "evaluate",
-        "--env",
-        env_id,
-        "--model",
-        model,
-        "--episodes",
-        str(episodes),
-        "--seed",
-        str(HOLDOUT_SEED),
-        "--json",
-    ]
-    result = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)["model"]
+    result = held_out(env_id, model, episodes)
     return result["return_mean"], result["return_std"]
 
 

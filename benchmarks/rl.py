@@ -1,15 +1,22 @@
-"""RL continuation and kickstarting, measured against the same student net trained from scratch.
+"""RL continuation and kickstarting against plain RL of the same net: three curves per env and seed (issue 32).
 
-Run by hand (each part prints the `policykd distill` commands it runs and a Markdown table):
+Run by hand (each env prints the `policykd distill` commands it runs, a Markdown table, and draws one picture):
 
-    python benchmarks/rl.py cartpole          # weak CartPole teacher (PPO stopped at 1,024 steps), seeds 0-2
-    python benchmarks/rl.py hopper            # rl-zoo sac/Hopper-v3_1 (1,107 on Hopper-v5), needs ../shared
-    python benchmarks/rl.py hopper --start scratch --rl-steps 300000   # the issue's kickstarting target
+    python benchmarks/rl.py cartpole                  # the issue's weak CartPole teacher, 60k RL steps, seeds 0-4
+    python benchmarks/rl.py hopper --seeds 0          # rl-zoo sac/Hopper-v3_1, 300k RL steps (needs ../shared)
+    python benchmarks/rl.py halfcheetah               # rl-zoo ppo/HalfCheetah-v3_1 with VecNormalize, 300k
 
-Each run adds `--baseline-scratch`, so the same algorithm, net and random start learn without the teacher over the
-same RL env steps in the same process, evaluated on the same seeds. "steps to scratch's final" is the first RL
-evaluation at which the kicked student reached the baseline's final return. The reference, measured in the same run:
-env steps/s of a plain loop of the env with random actions.
+Per seed, two runs of `policykd distill`:
+- `--rl-start distilled --baseline-scratch`: the **continued** student (distilled, then RL + the kick) and **plain**
+  RL (the same algorithm, hyperparameters and net from the same random weights, no teacher, same env steps, same
+  process, evaluated on the same seeds);
+- `--rl-start scratch`: the **kickstarted** student (that same random start, RL + the kick from step 0).
+Every curve is evaluated on the run's 10 evaluation episodes after each RL segment (a tenth of the RL steps). The
+table gives each curve's final return on those episodes and of its final model over `--episodes` held-out episodes
+(seed 20000 on: `student.zip` of each run, `baseline-scratch.zip` for plain RL), its area under the curve (the mean
+of its evaluations, all on the same grid of env steps), and the RL env steps at which it first reached plain RL's
+final return. A finished run (its summary.json) is read back, not run again. Reference: a plain env loop's steps/s,
+same run.
 """
 
 from __future__ import annotations
@@ -20,91 +27,152 @@ import subprocess
 import time
 from pathlib import Path
 
-from common import ZOO, reference, report
+import numpy as np
+from common import ZOO, held_out, reference, report
 
 ROOT = Path("runs/bench-rl")
+CURVES = ("continued", "kickstarted", "plain")
 
 
 def weak_cartpole_teacher(path: Path) -> Path:
-    """PPO with SB3's defaults (n_steps 256) stopped after 1,024 env steps: ~130 of 500."""
+    """The issue's weak teacher: SB3's PPO (n_steps 256, batch 64, seed 3) stopped after 1,024 env steps (83.3)."""
     from stable_baselines3 import PPO
 
     if not path.is_file():
-        model = PPO("MlpPolicy", "CartPole-v1", seed=0, n_steps=256, device="cpu")
-        model.learn(1024)
-        model.save(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        PPO("MlpPolicy", "CartPole-v1", seed=3, n_steps=256, batch_size=64, device="cpu").learn(1024).save(path)
     return path
 
 
-def distill(args: list[str]) -> tuple[dict, float, str]:
-    cmd = ["policykd", "distill", *args, "--baseline-scratch", "--overwrite", "--quiet"]
-    start = time.time()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed: {done.stderr.strip()[-500:]}")
-    out = Path(args[args.index("--out") + 1])
-    return json.loads((out / "summary.json").read_text()), time.time() - start, " ".join(cmd)
+ENVS = {  # env id, teacher, RL env steps
+    "cartpole": ("CartPole-v1", lambda: str(weak_cartpole_teacher(ROOT / "weak-cartpole-issue32.zip")), 60_000),
+    "hopper": ("Hopper-v5", lambda: str(ZOO / "sac" / "Hopper-v3_1"), 300_000),
+    "halfcheetah": ("HalfCheetah-v5", lambda: str(ZOO / "ppo" / "HalfCheetah-v3_1"), 300_000),
+}
 
 
-def row(summary: dict, wall: float) -> str:
-    rl, teacher = summary["rl"], summary["teacher_return_mean"]
-    final = rl["scratch_return"]
-    reached = next((e["env_steps"] for e in rl["evals"] if e["return_mean"] >= final), None)
-    share = f"{reached:,} ({reached / rl['rl_steps']:.2f})" if reached is not None else "never"
-    return (
-        f"| {summary['config']['seed']} | {teacher:.1f} | {rl['return_before_rl']:.1f} | {rl['return_after_rl']:.1f} "
-        f"({rl['return_after_rl'] / teacher:.2f}x) | {final:.1f} | {share} | {rl['rl_steps']:,} | {wall / 60:.1f} min |"
-    )
+def distill(flags: list[str], out: Path) -> dict:
+    """`policykd distill FLAGS --out OUT`, or the summary it already wrote."""
+    cmd = ["policykd", "distill", *flags, "--out", str(out), "--overwrite", "--quiet"]
+    if not (out / "summary.json").is_file():
+        print("# " + " ".join(cmd[:-2]), flush=True)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed: {done.stderr.strip()[-500:]}")
+    return json.loads((out / "summary.json").read_text())
+
+
+def curves(continued: dict, kickstarted: dict) -> dict[str, list[tuple[int, float]]]:
+    """Each curve's (RL env steps, return) after every segment, from the two runs' summaries."""
+    return {
+        "continued": [(e["env_steps"], e["return_mean"]) for e in continued["rl"]["evals"]],
+        "kickstarted": [(e["env_steps"], e["return_mean"]) for e in kickstarted["rl"]["evals"]],
+        "plain": [(e["env_steps"], e["return_mean"]) for e in continued["rl"]["scratch_evals"]],
+    }
+
+
+def finals(env_id: str, continued: Path, kickstarted: Path, episodes: int) -> dict[str, float]:
+    """Each curve's final model over `episodes` held-out episodes (kept in CONTINUED/heldout.json)."""
+    done = continued / f"heldout-{episodes}.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    models = {
+        "continued": continued / "student.zip",
+        "kickstarted": kickstarted / "student.zip",
+        "plain": continued / "baseline-scratch.zip",
+    }
+    result = {name: held_out(env_id, str(model), episodes)["return_mean"] for name, model in models.items()}
+    done.write_text(json.dumps(result) + "\n")
+    return result
+
+
+def rows(seed: int, teacher: float, by_curve: dict[str, list[tuple[int, float]]], final: dict[str, float]) -> list[str]:
+    plain_final, plain_area = by_curve["plain"][-1][1], float(np.mean([r for _, r in by_curve["plain"]]))
+    lines = []
+    for name in CURVES:
+        points = by_curve[name]
+        area = float(np.mean([r for _, r in points]))
+        reached = next((steps for steps, r in points if r >= plain_final), None)
+        lines.append(
+            f"| {seed} | {name} | {teacher:.1f} | {points[-1][1]:.1f} | {final[name]:.1f} | "
+            f"{area:.1f} ({area / plain_area:.2f}x) | "
+            f"{'-' if name == 'plain' else f'{reached:,}' if reached is not None else 'never'} | "
+            + ", ".join(f"{r:.0f}" for _, r in points)
+            + " |"
+        )
+    return lines
+
+
+def picture(env_id: str, teacher: float, runs: list[dict[str, list[tuple[int, float]]]], path: Path) -> None:
+    """One panel: every seed's curve thin, the mean over seeds thick, the teacher dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, color in zip(CURVES, ("tab:blue", "tab:green", "tab:gray")):
+        for run in runs:
+            steps, returns = zip(*run[name])
+            ax.plot(steps, returns, color=color, alpha=0.25, linewidth=0.8)
+        steps = [s for s, _ in runs[0][name]]
+        mean = np.mean([[r for _, r in run[name]] for run in runs], axis=0)
+        ax.plot(steps, mean, color=color, linewidth=2.2, label=f"{name} (mean of {len(runs)} seeds)")
+    ax.axhline(teacher, color="black", linestyle="--", linewidth=1, label="teacher")
+    ax.set(xlabel="RL env steps", ylabel="return (10 evaluation episodes)", title=env_id)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 HEADER = (
-    "| seed | teacher | student before RL | after RL (x teacher) | scratch, final | RL steps to scratch's final "
-    "(share) | RL steps | wall (both) |\n|---|---|---|---|---|---|---|---|"
+    "| seed | curve | teacher | final | final, held out | area (x plain's) | RL steps to plain's final "
+    "| returns after each segment |\n|---|---|---|---|---|---|---|---|"
 )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=("cartpole", "hopper"))
-    parser.add_argument("--start", choices=("distilled", "scratch"), default=None)
+    parser.add_argument("env", choices=tuple(ENVS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--rl-steps", type=int, default=None)
-    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--episodes", type=int, default=50, help="held-out episodes for each final model")
+    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more distill flags for every run")
     args = parser.parse_args()
+    env_id, teacher_spec, steps = ENVS[args.env]
+    steps = args.rl_steps or steps
     ROOT.mkdir(parents=True, exist_ok=True)
-    if args.part == "cartpole":
-        env, teacher = "CartPole-v1", str(weak_cartpole_teacher(ROOT / "weak-cartpole.zip"))
-        extra, steps, seeds = ["--steps", "4000", "--rounds", "2"], args.rl_steps or 20_000, args.seeds or 3
-    else:
-        env, teacher = "Hopper-v5", str(ZOO / "sac" / "Hopper-v3_1")
-        extra, steps, seeds = [], args.rl_steps or 100_000, args.seeds or 1
-    starts = [args.start] if args.start else ["distilled", "scratch"]
+    common = ["--env", env_id, "--teacher", teacher_spec(), "--rl-steps", str(steps), *args.extra]
+    tag = "-".join([args.env, str(steps), *(a.lstrip("-") for a in args.extra)])
     lines = [
-        f"## {args.part} ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain {env} loop "
-        f"{reference(env):,.0f} env steps/s, same run)"
+        f"## {env_id}, {steps:,} RL steps ({time.strftime('%Y-%m-%d %H:%M')}; reference: plain {env_id} loop "
+        f"{reference(env_id):,.0f} env steps/s, same run)\n\n`{' '.join(['policykd', 'distill', *common])}` "
+        "`--seed S` with `--rl-start distilled --baseline-scratch` and with `--rl-start scratch`\n",
+        HEADER,
     ]
-    for start in starts:
-        lines += [f"\n--rl-start {start}:\n", HEADER]
-        for seed in range(seeds):
-            out = ROOT / f"{args.part}-{start}-{seed}"
-            summary, wall, cmd = distill(
-                [
-                    "--env",
-                    env,
-                    "--teacher",
-                    teacher,
-                    *extra,
-                    "--rl-steps",
-                    str(steps),
-                    "--rl-start",
-                    start,
-                    "--seed",
-                    str(seed),
-                    "--out",
-                    str(out),
-                ]
-            )
-            lines.append(row(summary, wall))
-            print(f"# {cmd}\n{lines[-1]}", flush=True)
+    runs, teachers, held = [], [], []
+    for seed in args.seeds:
+        out_c, out_k = ROOT / f"{tag}-continued-{seed}", ROOT / f"{tag}-kickstarted-{seed}"
+        continued = distill([*common, "--seed", str(seed), "--baseline-scratch"], out_c)
+        kicked = distill([*common, "--seed", str(seed), "--rl-start", "scratch"], out_k)
+        runs.append(curves(continued, kicked))
+        held.append(finals(env_id, out_c, out_k, args.episodes))
+        teachers.append(continued["teacher_return_mean"])
+        lines += rows(seed, teachers[-1], runs[-1], held[-1])
+        print("\n".join(lines[-3:]), flush=True)
+    teacher_held = held_out(env_id, teacher_spec(), args.episodes)["return_mean"]
+    lines.append(f"\nTeacher over the same {args.episodes} held-out episodes: {teacher_held:.1f}")
+    for name in CURVES:
+        ends = [h[name] for h in held]
+        areas = [np.mean([r for _, r in run[name]]) / np.mean([r for _, r in run["plain"]]) for run in runs]
+        lines.append(
+            f"\n{name}, held out: {np.mean(ends):.1f} (seeds {', '.join(f'{f:.0f}' for f in ends)}); "
+            f"≥ plain at {sum(f >= h['plain'] for f, h in zip(ends, held))}/{len(runs)} seeds, ≥ teacher at "
+            f"{sum(f >= teacher_held for f in ends)}/{len(runs)}; area {np.mean(areas):.2f}x plain's on average"
+        )
+    picture(env_id, float(np.mean(teachers)), runs, ROOT / f"{tag}.png")
+    lines.append(f"\nPicture: {ROOT / f'{tag}.png'}")
     report(ROOT, lines)
 
 

@@ -11,7 +11,11 @@ rl-zoo's entry for the env), the same env seeds and the same evaluation episodes
 - `scratch`: a random student of the same net; `distilled`: the zip as it is;
 - `value`: the distilled actor with a random critic; `optimizer`: a fresh Adam; `action`: a random action layer;
 - `shrinkN`: shrink and perturb (Ash & Adams 2020), N x distilled + (1 - N) x random weights;
-- `...+entropy`: any of them with an entropy bonus of 0.01 (rl-zoo's CartPole PPO has none).
+- `...+entropy`: any of them with an entropy bonus of 0.01 (rl-zoo's CartPole PPO has none);
+- `...+warmup`: any of them with the actor frozen for the first 10 % of the steps, so the critic learns the
+  student's returns before the policy moves on its advantages (`policykd.rl.model.warm_up_critic`);
+- `...+sharp`: the policy at temperature 1/3 (`--rl-temperature 0.33`); `...+slow`: rl-zoo's learning rate at a third; `...+best`: the kick (adaptive lambda, KL) toward the best
+  snapshot of the student so far, by the evaluations along the way (the start first).
 
 Prints one line per run: the greedy returns along the way, the final sampled return and the policy's entropy.
 """
@@ -19,6 +23,7 @@ Prints one line per run: the greedy returns along the way, the final sampled ret
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +33,20 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from policykd.rl.model import load_rl_model, rl_config
+from policykd.envs import EnvFactory
+from policykd.rl.kick import Kick
+from policykd.rl.model import load_rl_model, rl_config, set_temperature, warm_up_critic
+from policykd.teachers.base import SB3Teacher
 
 
-def start(variant: str, zip_path: Path, env_id: str, seed: int) -> PPO:
+def start(variant: str, zip_path: Path, env_id: str, seed: int, model_steps: int) -> PPO:
     """The PPO model RL begins from, for `variant`."""
     distilled = PPO.load(zip_path, device="cpu")
     config = rl_config("ppo", env_id, distilled.action_space)
     venv = make_vec_env(env_id, n_envs=config.n_envs, seed=seed)
     net = {"net_arch": distilled.policy_kwargs["net_arch"]}
     fresh = PPO("MlpPolicy", venv, policy_kwargs=net, seed=seed, device="cpu", **config.kwargs)
-    name = variant.removesuffix("+entropy")
+    name = variant.split("+")[0]
     model = fresh if name == "scratch" else load_rl_model("ppo", zip_path, venv, config)
     model.set_random_seed(seed)
     policy, random = model.policy, fresh.policy
@@ -58,21 +66,59 @@ def start(variant: str, zip_path: Path, env_id: str, seed: int) -> PPO:
                 param.mul_(alpha).add_((1 - alpha) * weights[key])
         elif name not in ("scratch", "distilled"):
             raise SystemExit(f"unknown variant {variant!r}")
-    if variant.endswith("+entropy"):
+    if "+entropy" in variant:
         model.ent_coef = 0.01
+    if "+warmup" in variant:
+        warm_up_critic(model, model_steps // 10)
+    if "+sharp" in variant:  # the distilled policy at temperature 1/3, as --rl-temperature 0.33 sets it
+        set_temperature(model, 1 / 3)
+    if "+slow" in variant:  # rl-zoo's learning-rate schedule, at a third
+        schedule = model.lr_schedule
+        model.lr_schedule = lambda progress: schedule(progress) / 3
     return model
+
+
+def snapshot(model: PPO) -> PPO:
+    buffer = io.BytesIO()
+    model.save(buffer)
+    buffer.seek(0)
+    return PPO.load(buffer, device="cpu")
+
+
+class BestKick:
+    """`+best`: the kick toward the best snapshot so far (the start first), adaptive on the gap to its return."""
+
+    def __init__(self, model: PPO, env_id: str, start_return: float) -> None:
+        self.model, self.factory, self.best = model, EnvFactory(env_id), start_return
+        self.kick = Kick(
+            self._teacher(), "kl", 1.0, None, schedule="adaptive", weight=1.0, total=1, teacher_return=start_return
+        )
+        self.kick.last_return = start_return
+        self.kick.attach(model)
+
+    def _teacher(self) -> SB3Teacher:
+        return SB3Teacher("best", "ppo", snapshot(self.model), self.factory)
+
+    def evaluated(self, returns: float) -> None:
+        if returns > self.best:
+            self.best = returns
+            self.kick.teacher, self.kick.teacher_return = self._teacher(), returns
+        self.kick.last_return = returns
 
 
 class Curve(BaseCallback):
     """Greedy returns every `every` env steps on the same evaluation episodes."""
 
-    def __init__(self, env_id: str, every: int) -> None:
+    def __init__(self, env_id: str, every: int, best: BestKick | None = None) -> None:
         super().__init__()
         self.env, self.every, self.returns = make_vec_env(env_id, n_envs=1, seed=10_000), every, []
+        self.best = best
 
     def _on_step(self) -> bool:
         if self.num_timesteps % self.every < self.training_env.num_envs:
             self.returns.append(evaluate_policy(self.model, self.env, n_eval_episodes=10)[0])
+            if self.best is not None:
+                self.best.evaluated(self.returns[-1])
         return True
 
 
@@ -88,8 +134,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for variant in args.variants:
         for seed in args.seeds:
-            model = start(variant, args.student, args.env, seed)
-            curve = Curve(args.env, 6_000)
+            model = start(variant, args.student, args.env, seed, args.steps)
+            best = None
+            if "+best" in variant:
+                start_return = evaluate_policy(model, make_vec_env(args.env, n_envs=1, seed=10_000), 10)[0]
+                best = BestKick(model, args.env, start_return)
+            curve = Curve(args.env, 6_000, best)
             model.learn(args.steps, callback=curve)
             final = evaluate_policy(model, curve.env, n_eval_episodes=10)[0]
             sampled = evaluate_policy(model, curve.env, n_eval_episodes=10, deterministic=False)[0]

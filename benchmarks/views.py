@@ -19,7 +19,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from common import HOLDOUT_SEED, reference  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from common import held_out, reference  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from policykd.rollouts import return_ratio
 
@@ -58,9 +58,7 @@ PONG = {
 
 
 def evaluate(env_id: str, model: str, episodes: int) -> float:
-    cmd = ["policykd", "evaluate", "--env", env_id, "--model", model, "--episodes", str(episodes)]
-    cmd += ["--seed", str(HOLDOUT_SEED), "--json"]
-    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)["model"]["return_mean"]
+    return held_out(env_id, model, episodes)["return_mean"]
 
 
 def one_run(env_id: str, flags: list[str], seed: int, out: Path, episodes: int) -> dict | None:

@@ -9,6 +9,7 @@ it has one), and how `learn()` runs one segment so that a killed run repeats it 
 
 from __future__ import annotations
 
+import inspect
 import io
 import math
 from collections.abc import Callable
@@ -16,14 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from torch.utils.hooks import RemovableHandle
 
+from policykd.distributions import obs_tensor, policy_dist
 from policykd.envs import EnvFactory
 from policykd.errors import PolicykdError
 from policykd.rl.replay import FramesOnceReplayBuffer, frames_once
@@ -41,6 +46,22 @@ class RLConfig:
     kwargs: dict[str, Any]
     n_envs: int
     source: str
+
+    def with_learning_rate_scaled(self, algo: str, scale: float) -> RLConfig:
+        """The same hyperparameters with the learning rate (rl-zoo's, or SB3's default for `algo`) times `scale`, its
+        schedule kept: a linear schedule stays SB3's `LinearSchedule`, so the saved model still loads without us."""
+        if scale == 1.0:
+            return self
+        rate = self.kwargs.get("learning_rate", inspect.signature(ALGOS[algo]).parameters["learning_rate"].default)
+        if isinstance(rate, LinearSchedule):
+            scaled: LinearSchedule | float = LinearSchedule(rate.start * scale, rate.end * scale, rate.end_fraction)
+        elif callable(rate):
+            raise PolicykdError(f"RL hyperparameters ({self.source}): cannot scale the learning rate {rate!r}")
+        else:
+            scaled = float(rate) * scale
+        return RLConfig(
+            {**self.kwargs, "learning_rate": scaled}, self.n_envs, f"{self.source}, learning rate x {scale:.3g}"
+        )
 
     def rollout(self, algo: str) -> int:
         """Env steps of one rollout (all envs): RL segments end on whole rollouts, where SB3 has trained on every step."""
@@ -138,6 +159,56 @@ def copy_teacher_critic(model: BaseAlgorithm, teacher_model: BaseAlgorithm) -> b
     if our_coef is not None and their_coef is not None:
         our_coef.data.copy_(their_coef.data)
     return True
+
+
+def acting_parts(model: BaseAlgorithm) -> tuple[th.nn.Module, th.optim.Optimizer]:
+    """The features extractor whose input is the RL minibatch's observations, and the optimizer that steps the acting
+    network: SAC/TD3 their actor's; DQN its Q-network's; PPO/A2C the policy's."""
+    actor = getattr(model, "actor", None)
+    if actor is not None:
+        return actor.features_extractor, actor.optimizer
+    q_net = getattr(model, "q_net", None)
+    if q_net is not None:
+        return q_net.features_extractor, model.policy.optimizer
+    policy = model.policy
+    extractor = "features_extractor" if policy.share_features_extractor else "pi_features_extractor"
+    return policy.get_submodule(extractor), policy.optimizer
+
+
+def actor_parameters(model: BaseAlgorithm) -> list[th.nn.Parameter]:
+    """The parameters the policy's action distribution depends on (features extractor included when it is shared),
+    found by autograd from one observation, so any SB3 or sb3-contrib policy is covered; everything else the
+    optimizer steps (value head, critic layers) is the critic's."""
+    policy = model.policy
+    space = policy.observation_space
+    obs = obs_tensor(policy, np.zeros((1, *(space.shape or ())), dtype=space.dtype))
+    params = [p for p in policy.parameters() if p.requires_grad]
+    with th.enable_grad():
+        dist = policy_dist(policy, obs)
+        out = th.stack([t.float().sum() for t in (dist.logits, dist.mean, dist.log_std) if t is not None]).sum()
+        grads = th.autograd.grad(out, params, allow_unused=True)
+    return [p for p, g in zip(params, grads) if g is not None]
+
+
+def warm_up_critic(model: BaseAlgorithm, until: int) -> RemovableHandle | None:
+    """Only the critic learns while the model has taken at most `until` env steps: before each optimizer step that
+    would move the actor, the actor's gradients are dropped (PPO/A2C: in the one optimizer; SAC/TD3: the actor's own).
+
+    Why: a distilled actor's first RL updates follow advantages from a critic that has not seen the student's returns
+    (a random one, or the teacher's values distilled): on CartPole from a weak teacher they sent PPO into a
+    near-deterministic policy stuck near 120 at most seeds, where the same student with a warmed-up critic went on
+    (docs/rl.md). DQN's Q-network is its actor: None, nothing to warm up."""
+    if getattr(model, "q_net", None) is not None:
+        return None
+    actor = actor_parameters(model)
+    _, optimizer = acting_parts(model)
+
+    def drop(optimizer: th.optim.Optimizer, args: tuple[object, ...], kwargs: dict[str, object]) -> None:
+        if model.num_timesteps <= until:
+            for param in actor:
+                param.grad = None
+
+    return optimizer.register_step_pre_hook(drop)
 
 
 def _critics(model: BaseAlgorithm) -> tuple[th.nn.Module, th.nn.Module] | None:

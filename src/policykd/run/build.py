@@ -294,7 +294,30 @@ def _rl_parts(settings: DistillSettings, algo: str, teacher: Teacher | None) -> 
         raise PolicykdError(f"{spelled('rl_steps')} needs a live teacher")
     config = rl_config(algo, settings.env_id, teacher.action_space)
     every = settings.rl_eval_every or -(-settings.rl_steps // 10)
-    return RLParts(config, tuple(segment_ends(settings.rl_steps, every, config.rollout(algo))))
+    ends = tuple(segment_ends(settings.rl_steps, every, config.rollout(algo)))
+    scale = settings.rl_lr_scale or (FINE_TUNING_LR_SCALE if settings.rl_start == "distilled" else 1.0)
+    return RLParts(
+        config,
+        ends,
+        student_config=config.with_learning_rate_scaled(algo, scale),
+        warmup_end=_warmup_end(settings, ends, config.rollout(algo)),
+    )
+
+
+FINE_TUNING_LR_SCALE = 1 / 3
+"""RL continuing a distilled student runs at a third of rl-zoo's learning rate: on CartPole from a weak teacher
+(10 seeds, docs/rl.md) the continued student reached 450-500 within 12k steps at rl-zoo's rate and then fell back
+(final mean 290), where a third of it kept it there (`python benchmarks/rl_start.py`)."""
+
+
+def _warmup_end(settings: DistillSettings, ends: tuple[int, ...], rollout: int) -> int:
+    """The RL env step up to which only the critic learns: the first segment's end by default, else the asked steps
+    rounded up to a whole rollout; 0 (none) when RL starts from scratch."""
+    if settings.rl_start == "scratch" or settings.rl_critic_warmup == 0:
+        return 0
+    if settings.rl_critic_warmup is None:
+        return ends[0] if len(ends) > 1 else 0
+    return -(-settings.rl_critic_warmup // rollout) * rollout
 
 
 def _check_rl_fits(run: Run) -> None:

@@ -48,7 +48,7 @@ class Evaluate:
 @dataclass(frozen=True)
 class Reinforce:
     """RL of the student (or of the from-scratch baseline) up to `end` RL env steps, then an evaluation; `final`:
-    the student's last segment, which writes student.zip."""
+    the last segment, which writes student.zip (the baseline's: baseline-scratch.zip)."""
 
     round: int
     end: int
@@ -114,7 +114,7 @@ def _reinforce(settings: DistillSettings, r: int, ends: tuple[int, ...]) -> tupl
     for k, end in enumerate(ends):
         phases.append(Reinforce(r, end, final=k == len(ends) - 1))
         if settings.baseline_scratch:
-            phases.append(Reinforce(r, end, scratch=True))
+            phases.append(Reinforce(r, end, scratch=True, final=k == len(ends) - 1))
     return tuple(phases)
 
 

@@ -28,6 +28,7 @@ from policykd.rl.model import (
     restore_rl,
     save_rl,
     set_temperature,
+    warm_up_critic,
 )
 from policykd.rollouts import Returns, run_episodes, student_actor, student_eval
 from policykd.run.console import tensorboard_logger
@@ -48,11 +49,16 @@ class RLParts:
     """A run's RL: its hyperparameters and, once RL has begun (or a checkpoint is restored), its models."""
 
     config: RLConfig
+    """rl-zoo's hyperparameters: the from-scratch baseline's."""
     ends: tuple[int, ...]
+    student_config: RLConfig
+    """The RL student's: `config` with its learning rate scaled (`--rl-lr-scale`)."""
     student: BaseAlgorithm | None = None
     scratch: BaseAlgorithm | None = None
     kick: Kick | None = None
     loggers: dict[str, Logger] = field(default_factory=dict)
+    warmup_end: int = 0
+    """RL env steps up to which only the student's critic learns (`rl.model.warm_up_critic`); 0: none."""
 
     def student_kick(self) -> Kick:
         """The student's kick, which `_attach` makes with the student's model."""
@@ -95,6 +101,8 @@ def reinforce(run: Run, state: RunState, phase: Reinforce, view: View) -> None:
     }
     if phase.scratch:
         state.scratch_evals.append(row)
+        if phase.final:  # the baseline as a model too: held-out evaluations compare it with the student
+            model.save(run.out / "baseline-scratch.zip")
     else:
         kick = parts.student_kick()
         row.update(kick_weight=kick.weight_now(), kick_loss=kick.take_losses(), agreement=agreement)
@@ -119,7 +127,7 @@ def _model(run: Run, state: RunState, scratch: bool) -> BaseAlgorithm:
         if scratch:
             existing = load_rl_model(algo, _random_student(run), venv, parts.config)
         else:
-            existing = load_rl_model(algo, _start(run, state), venv, parts.config)
+            existing = load_rl_model(algo, _start(run, state), venv, parts.student_config)
             if run.settings.rl_start == "distilled":
                 state.rl_temperature = set_temperature(existing, run.settings.rl_temperature)
             teacher_model: BaseAlgorithm | None = getattr(run.teacher, "model", None)  # an SB3Teacher's
@@ -157,6 +165,9 @@ def _attach(run: Run, state: RunState, model: BaseAlgorithm, scratch: bool) -> N
         student_temperature=sharpened,
     )
     kick.attach(model)
+    if parts.warmup_end:
+        warm_up_critic(model, parts.warmup_end)
+        kick.silent_until = parts.warmup_end
     parts.student = run.student = model
     run.obs_stats = run.average = None  # folded into, and averaged into, the student.zip RL started from
 

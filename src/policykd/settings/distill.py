@@ -175,6 +175,14 @@ class DistillSettings:
     rl_temperature: float = opt(1.0, rule=POSITIVE)
     """The distilled student's policy temperature as RL begins (PPO/A2C: logits / T, or std x T), so the policy RL
     samples from plays like the greedy one evaluated (the kick compares the student at T = 1 with the teacher)."""
+    rl_critic_warmup: int | None = opt(None, rule=NON_NEGATIVE)
+    """RL env steps at the start of RL from the distilled student in which only its critic learns (the actor's
+    updates are dropped), so the actor's first updates follow advantages from a critic that has seen the student's
+    returns (default: the first RL segment, --rl-eval-every; 0: none). Not with --rl-start scratch."""
+    rl_lr_scale: float | None = opt(None, rule=POSITIVE)
+    """The RL student's learning rate (rl-zoo's for the env, its schedule kept) times this (default: 1/3 with
+    --rl-start distilled, where RL fine-tunes a student that already plays; 1 with --rl-start scratch). The
+    from-scratch baseline keeps rl-zoo's."""
     rl_eval_every: int | None = opt(None, rule=POSITIVE)
     """Evaluate and checkpoint the RL student every this many RL env steps (default: --rl-steps / 10)."""
     baseline_scratch: bool = False
@@ -201,6 +209,11 @@ class DistillSettings:
         if self.rl_start == "scratch" and not self.rl_steps:
             raise PolicykdError(
                 f"{option('rl_start', 'scratch')} needs {spelled('rl_steps')} > 0 (the RL env steps to kickstart for)"
+            )
+        if self.rl_critic_warmup and (self.rl_start == "scratch" or self.rl_critic_warmup >= self.rl_steps):
+            raise PolicykdError(
+                f"{spelled('rl_critic_warmup')} warms up a distilled student's critic for part of "
+                f"{spelled('rl_steps')}: it needs {option('rl_start', 'distilled')} and fewer steps than RL has"
             )
         if self.rl_steps and self.dataset and not self.teachers:
             raise PolicykdError(
