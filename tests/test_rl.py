@@ -139,6 +139,27 @@ def test_kickstarting_from_scratch_follows_the_teacher(zoo, tmp_path):
     assert returns[5.0] > 3 * returns[0.0] and agreement[5.0] > agreement[0.0] + 0.2
 
 
+def test_kickstarting_from_a_vecnormalize_teacher_writes_the_normaliser_it_plays_behind(zoo, tmp_path):
+    """--rl-start scratch saves no distilled student.zip, which is what wrote vecnormalize.pkl: RL's envs loaded it
+    from the run folder and crashed (FileNotFoundError, rl-zoo's PPO Hopper). The folder now has it before RL, and the
+    RL student evaluates behind it."""
+    import policykd
+
+    out = tmp_path / "kick-norm"
+    result = policykd.distill(
+        "Hopper-v5",
+        [zoo / "ppo/Hopper-v3_1"],
+        out=str(out),
+        rl_start="scratch",
+        rl_steps=1024,
+        eval_episodes=2,
+        quiet=True,
+    )
+    assert (out / "vecnormalize.pkl").is_file() and (out / "student.zip").is_file()
+    assert result.summary.rl is not None
+    assert np.isfinite(policykd.evaluate("Hopper-v5", out, episodes=1)["model"]["return_mean"])
+
+
 def _checkpoint_number(out):
     try:
         return json.loads((out / "checkpoint.json").read_text())["number"]

@@ -33,6 +33,7 @@ from policykd.rl.model import (
 from policykd.rollouts import Returns, run_episodes, student_actor, student_eval
 from policykd.run.console import tensorboard_logger
 from policykd.run.folder import save_student
+from policykd.storage import atomic_write
 from policykd.students.build import build_student
 
 if TYPE_CHECKING:  # run/build.py imports this module: these only name types
@@ -193,7 +194,15 @@ def _random_student(run: Run) -> BaseAlgorithm:
 
 
 def _normalizer_file(run: Run) -> Path | None:
-    return run.out / "vecnormalize.pkl" if run.normalizer is not None else None
+    """The run's frozen VecNormalize as a file RL's envs load; kickstarting has saved no student.zip (which writes
+    it) before RL, so it is written here the first time."""
+    normalizer = run.normalizer
+    if normalizer is None:
+        return None
+    path = run.out / "vecnormalize.pkl"
+    if not path.is_file():
+        atomic_write(path, lambda tmp: normalizer.save(str(tmp)))
+    return path
 
 
 def _evaluate(run: Run, model: BaseAlgorithm, *, with_teacher: bool) -> tuple[Returns, float]:
