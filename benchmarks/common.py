@@ -31,6 +31,17 @@ def reference(env_id: str, seconds: float = 5.0) -> float:
     return steps / (time.perf_counter() - start)
 
 
+def weak_cartpole_teacher(path: Path = Path("runs/bench-rl/weak-cartpole-issue32.zip")) -> Path:
+    """Issue 32's weak teacher, made once: SB3's PPO (n_steps 256, batch 64, seed 3) stopped after 1,024 env steps
+    (83.3 on a run's evaluation seeds)."""
+    from stable_baselines3 import PPO
+
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        PPO("MlpPolicy", "CartPole-v1", seed=3, n_steps=256, batch_size=64, device="cpu").learn(1024).save(path)
+    return path
+
+
 def held_out(env_id: str, model: str, episodes: int, seed: int = HOLDOUT_SEED) -> dict:
     """`policykd evaluate --json`'s row for `model` (a zip, run folder or agent) over `episodes` held-out seeds:
     return_mean, return_std, returns, ..."""

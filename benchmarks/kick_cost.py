@@ -19,9 +19,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
-from common import reference
+from common import reference, weak_cartpole_teacher
 
 import policykd.rl.kick as kick_module
 from policykd.envs import EnvFactory
@@ -31,23 +30,13 @@ from policykd.students.build import auto_arch, build_student
 from policykd.teachers import load_teacher
 
 STEPS = {"CartPole-v1": 24_576, "ALE/Pong-v5": 8_192}
-TEACHERS = {"CartPole-v1": "runs/bench-rl/weak-cartpole-issue32.zip", "ALE/Pong-v5": "pong-ppo-v5"}
+TEACHERS = {"ALE/Pong-v5": "pong-ppo-v5"}
 MODES = ("plain", "one-pass", "general")
-
-
-def weak_teacher(path: Path) -> Path:
-    """The issue's weak teacher: SB3 PPO, n_steps 256, batch 64, seed 3, stopped after 1,024 env steps."""
-    from stable_baselines3 import PPO
-
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        PPO("MlpPolicy", "CartPole-v1", seed=3, n_steps=256, batch_size=64, device="cpu").learn(1024).save(path)
-    return path
 
 
 def seconds(env_id: str, mode: str, steps: int) -> tuple[float, int]:
     """Wall-clock of `learn(steps)` and the teacher calls the kick made."""
-    spec = str(weak_teacher(Path(TEACHERS[env_id]))) if env_id == "CartPole-v1" else TEACHERS[env_id]
+    spec = str(weak_cartpole_teacher()) if env_id == "CartPole-v1" else TEACHERS[env_id]
     teacher = load_teacher(spec, env_id=env_id)
     factory: EnvFactory = teacher.factory
     config = rl_config("ppo", env_id, teacher.action_space)

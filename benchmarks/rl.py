@@ -28,24 +28,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import ZOO, held_out, reference, report
+from common import ZOO, held_out, reference, report, weak_cartpole_teacher
 
 ROOT = Path("runs/bench-rl")
 CURVES = ("continued", "kickstarted", "plain")
 
 
-def weak_cartpole_teacher(path: Path) -> Path:
-    """The issue's weak teacher: SB3's PPO (n_steps 256, batch 64, seed 3) stopped after 1,024 env steps (83.3)."""
-    from stable_baselines3 import PPO
-
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        PPO("MlpPolicy", "CartPole-v1", seed=3, n_steps=256, batch_size=64, device="cpu").learn(1024).save(path)
-    return path
-
-
 ENVS = {  # env id, teacher, RL env steps
-    "cartpole": ("CartPole-v1", lambda: str(weak_cartpole_teacher(ROOT / "weak-cartpole-issue32.zip")), 60_000),
+    "cartpole": ("CartPole-v1", lambda: str(weak_cartpole_teacher()), 60_000),
     "hopper": ("Hopper-v5", lambda: str(ZOO / "sac" / "Hopper-v3_1"), 300_000),
     "halfcheetah": ("HalfCheetah-v5", lambda: str(ZOO / "ppo" / "HalfCheetah-v3_1"), 300_000),
 }

@@ -14,8 +14,10 @@ rl-zoo's entry for the env), the same env seeds and the same evaluation episodes
 - `...+entropy`: any of them with an entropy bonus of 0.01 (rl-zoo's CartPole PPO has none);
 - `...+warmup`: any of them with the actor frozen for the first 10 % of the steps, so the critic learns the
   student's returns before the policy moves on its advantages (`policykd.rl.model.warm_up_critic`);
-- `...+sharp`: the policy at temperature 1/3 (`--rl-temperature 0.33`); `...+slow`: rl-zoo's learning rate at a third; `...+best`: the kick (adaptive lambda, KL) toward the best
-  snapshot of the student so far, by the evaluations along the way (the start first).
+- `...+sharp`: the policy at temperature 1/3 (`--rl-temperature 0.33`);
+- `...+slow`: rl-zoo's learning rate at a third (`...+lrK`: times K);
+- `...+best`: the kick (adaptive lambda, KL) toward the best snapshot of the student so far, by the evaluations along
+  the way (the start first).
 
 Prints one line per run: the greedy returns along the way, the final sampled return and the policy's entropy.
 """
@@ -72,9 +74,10 @@ def start(variant: str, zip_path: Path, env_id: str, seed: int, model_steps: int
         warm_up_critic(model, model_steps // 10)
     if "+sharp" in variant:  # the distilled policy at temperature 1/3, as --rl-temperature 0.33 sets it
         set_temperature(model, 1 / 3)
-    if "+slow" in variant:  # rl-zoo's learning-rate schedule, at a third
+    scale = next((float(t[2:]) for t in variant.split("+") if t.startswith("lr")), 1 / 3 if "+slow" in variant else 1)
+    if scale != 1:  # rl-zoo's learning-rate schedule, scaled (`+slow`: a third; `+lr0.1`: a tenth)
         schedule = model.lr_schedule
-        model.lr_schedule = lambda progress: schedule(progress) / 3
+        model.lr_schedule = lambda progress: schedule(progress) * scale
     return model
 
 

@@ -91,6 +91,22 @@ def test_the_teacher_labels_each_rollout_once_whatever_the_epochs(cartpole_ppo_t
     assert idle.teacher_calls == 0 and idle.losses == []
 
 
+def test_a2c_takes_the_one_pass_kick_too(cartpole_ppo_teacher):
+    """A2C trains once on the whole rollout: one teacher call and one kick loss per rollout, and its weights move."""
+    from stable_baselines3 import A2C
+
+    from policykd.envs import EnvFactory
+    from policykd.rl.kick import Kick
+    from policykd.teachers import load_teacher
+
+    teacher = load_teacher(str(cartpole_ppo_teacher), env_id="CartPole-v1")
+    model = A2C("MlpPolicy", EnvFactory("CartPole-v1").make(2, 0), n_steps=5, seed=0, device="cpu")
+    kick = Kick(teacher, "kl", 1.0, None, schedule="constant", weight=1.0, total=1, teacher_return=0.0)
+    kick.attach(model)
+    model.learn(3 * 5 * 2)
+    assert kick.teacher_calls == 3 and len(kick.losses) == 3
+
+
 def test_the_teacher_sees_the_rollouts_frames_as_the_env_gave_them():
     """SB3 stores frames as float32: the teacher gets the uint8 frames back, bit for bit, and they are not / 255."""
     from policykd.rl.rollout_kick import rollout_observations
