@@ -9,7 +9,7 @@ Returns are the Monitor's raw episode scores (unclipped, for Atari too).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
@@ -58,6 +58,16 @@ def return_ratio(student: float, teacher: float) -> float:
     if teacher == 0 or not math.isfinite(teacher) or not math.isfinite(student):
         return float("nan")
     return 1.0 + (student - teacher) / abs(teacher)
+
+
+COLLAPSE_RATIO = 0.5
+"""An episode below half its teacher's mean return (`return_ratio` < 0.5) is a collapse: a walker that fell, a
+cheetah that flipped; a mean hides them, a count does not."""
+
+
+def collapsed_episodes(returns: Sequence[float], teacher_mean: float) -> int:
+    """How many of `returns` are collapses against `teacher_mean` (`COLLAPSE_RATIO`)."""
+    return sum(return_ratio(float(r), teacher_mean) < COLLAPSE_RATIO for r in returns)
 
 
 def run_episodes(act: ActFn, factory: EnvFactory, episodes: int, seed: int) -> Returns:
