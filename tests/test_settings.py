@@ -146,6 +146,63 @@ def test_the_default_student_has_a_floor_the_mujoco_preset_raises():
     assert auto_arch("sac", walker, 3674, min_width=32) == (44, 44)  # a fraction above the floor is kept
 
 
+@pytest.mark.parametrize(
+    "teacher_params, arch, why",
+    [
+        (73_484, (44, 44), "the widest within 5 % of the teacher's 73,484 acting parameters"),
+        (6_092, (32, 32), "the width floor 32"),  # a 64x64 actor: the floor, a third of it
+        (1_000, (16, 16), "the widest no larger than it"),  # the floor (2,028) would be twice the teacher
+        (150, (), "a linear student"),  # a linear policy: no hidden layer fits
+    ],
+)
+def test_the_default_student_is_never_larger_than_its_teacher(teacher_params, arch, why):
+    """The width floor applies only where the teacher is larger than the floored student; below that the student
+    is the widest no larger than the teacher, and a linear teacher gets a linear student (issue 35: an ARS linear
+    HalfCheetah policy of 102 parameters got an 18x larger student)."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from policykd.sb3_models import acting_params
+    from policykd.students.build import build_student, default_size
+
+    walker = make_vec_env("Walker2d-v5", n_envs=1)
+    size = default_size("sac", walker, teacher_params, 0.05, min_width=32)
+    assert size.arch == arch and why in size.reason, size
+    if arch:  # a linear SAC actor has 216 parameters (mean and log-std heads): the smallest there is
+        assert acting_params(build_student("sac", walker, size.arch, seed=0).policy) <= teacher_params
+
+
+def test_a_linear_teacher_gets_a_linear_student_and_the_summary_says_why(tmp_path):
+    """An ARS linear policy (102 parameters, no bias) is distilled into a linear TD3 actor: the smallest student SB3
+    builds (108, its bias), never the floor's 32x32 (1,830)."""
+    import json
+
+    from sb3_contrib import ARS
+
+    ARS("LinearPolicy", "HalfCheetah-v5", seed=0).save(tmp_path / "ars.zip")
+    out = tmp_path / "run"
+    result = run_cli(
+        "distill",
+        "--env",
+        "HalfCheetah-v5",
+        "--teacher",
+        str(tmp_path / "ars.zip"),
+        "--steps",
+        "400",
+        "--rounds",
+        "1",
+        "--eval-episodes",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["student_arch"] == [] and summary["teacher_params"] == 102 and summary["student_params"] == 108
+    assert summary["student_size"].startswith("a linear student")
+    assert summary["collapsed_episodes"] in (0, 1)
+
+
 def test_a_run_saved_before_a_setting_existed_resumes_when_that_setting_is_at_its_default(tmp_path):
     """Upgrading policykd mid-run adds settings the saved config.json lacks: at their defaults they are what the saved
     run did, so it resumes; set to something else, it is another run and is refused."""

@@ -35,7 +35,7 @@ from policykd.sb3_models import uses_images
 from policykd.settings import DistillSettings
 from policykd.storage import check_out
 from policykd.students.averaging import make_average
-from policykd.students.build import auto_arch, build_student, check_family_fits, default_student_algo
+from policykd.students.build import Sizing, build_student, check_family_fits, default_size, default_student_algo
 from policykd.students.folding import ObsStats
 from policykd.teachers import Teacher, load_teachers
 from policykd.teachers.ensemble import EnsembleTeacher
@@ -57,6 +57,8 @@ class Run:
     student: BaseAlgorithm
     student_algo: str
     student_arch: tuple[int, ...]
+    student_size: str
+    """Why the student has its size, in words (summary.json, the console)."""
     buffer: DistillationBuffer
     venv: VecEnv | None
     collector: Collector | None
@@ -241,7 +243,7 @@ def build_run(settings: DistillSettings) -> Run:
     teacher = _live_teacher(settings)
     source = open_source(settings.dataset, settings.env_id, EnvOptions.of(settings)) if settings.dataset else None
     view = view_for(teacher.factory, settings.student_obs, settings.seed) if teacher else None
-    student, algo, arch = _student(settings, teacher, source, view)
+    student, algo, size = _student(settings, teacher, source, view)
     online = settings.steps if teacher else 0
     capacity = max(settings.buffer_size, source.dataset.total_steps + online) if source else settings.buffer_size
     buffer = DistillationBuffer(capacity, sequences=STUDENT_FAMILIES.load(algo).recurrent)
@@ -258,7 +260,8 @@ def build_run(settings: DistillSettings) -> Run:
         source=source,
         student=student,
         student_algo=algo,
-        student_arch=arch,
+        student_arch=size.arch,
+        student_size=size.reason,
         buffer=buffer,
         venv=venv,
         collector=collector,
@@ -333,8 +336,8 @@ def _check_rl_fits(run: Run) -> None:
 
 def _student(
     settings: DistillSettings, teacher: Teacher | None, source: DatasetSource | None, view: View | None = None
-) -> tuple[BaseAlgorithm, str, tuple[int, ...]]:
-    """A fresh SB3 student of the teacher's family, within `student_fraction` of its size unless `student_arch` says;
+) -> tuple[BaseAlgorithm, str, Sizing]:
+    """A fresh SB3 student of the teacher's family, sized by `_size` unless `student_arch` says;
     built for its view's observation space when it has one."""
     known: Teacher | DatasetSource
     if teacher is not None:
@@ -347,21 +350,29 @@ def _student(
     # Built on a single env so the saved student has n_envs=1: `model.set_env(gym.make(...))` works.
     spaces_env = with_view(known.factory, view).make(1, settings.seed)
     try:
-        budget = int(settings.student_fraction * teacher_params)
-        images = uses_images(spaces_env.observation_space)
-        arch = settings.student_arch or (
-            auto_arch(algo, spaces_env, budget, min_width=settings.student_min_width)
-            if budget
-            else FALLBACK_ARCH[images]
-        )
-        student = build_student(algo, spaces_env, arch, seed=settings.seed)
+        size = _size(settings, algo, spaces_env, teacher_params)
+        student = build_student(algo, spaces_env, size.arch, seed=settings.seed)
         if settings.init_student:
             _load_weights(student, settings)
-        if images:  # conv weights in NHWC: a CNN student's training step on CPU took 32 instead of 51 ms (batch 256)
+        if uses_images(
+            spaces_env.observation_space
+        ):  # conv weights in NHWC: a CNN student's training step on CPU took 32 instead of 51 ms (batch 256)
             student.policy.to(memory_format=th.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
-        return student, algo, tuple(arch)
+        return student, algo, size
     finally:
         spaces_env.close()
+
+
+def _size(settings: DistillSettings, algo: str, spaces_env: VecEnv, teacher_params: int) -> Sizing:
+    """--student-arch, else the default for the teacher's size (`policykd.students.build.default_size`)."""
+    if settings.student_arch:
+        return Sizing(tuple(settings.student_arch), f"given ({spelled('student_arch')})")
+    if not teacher_params:
+        images = uses_images(spaces_env.observation_space)
+        return Sizing(FALLBACK_ARCH[images], "a dataset of actions only: no teacher size to scale from")
+    return default_size(
+        algo, spaces_env, teacher_params, settings.student_fraction, min_width=settings.student_min_width
+    )
 
 
 def _load_weights(student: BaseAlgorithm, settings: DistillSettings) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from policykd.rollouts import return_ratio
+from policykd.rollouts import collapsed_episodes, return_ratio
 from policykd.sb3_models import acting_params
 
 if TYPE_CHECKING:
@@ -57,6 +57,11 @@ class RunSummary:
     student_obs: list[str] = field(default_factory=list)
     """The student's view (--student-obs), empty when it sees the teacher's observation; the student's zip, its
     evaluation and its exports read the env through it."""
+    student_size: str = ""
+    """Why the student has its size (`policykd.students.build.default_size`, or "given")."""
+    collapsed_episodes: int = 0
+    """The student's evaluation episodes below half the teacher's mean return (`policykd.rollouts.collapsed_episodes`):
+    falls and flips that a mean hides."""
     dataset: dict[str, object] | None = None
     seconds_by_phase: dict[str, float] = field(default_factory=dict)
     """Where the wall-clock went: teacher_eval, collect, train, evaluate (the student's), checkpoint, loaddataset,
@@ -96,6 +101,8 @@ def summarize(run: Run, state: RunState) -> RunSummary:
         teacher_algo=run.teacher_algo,
         student_algo=run.student_algo,
         student_arch=list(run.student_arch),
+        student_size=run.student_size,
+        collapsed_episodes=collapsed_episodes(state.student_returns or [], float(teacher.mean())),
         teacher_params=run.teacher_params,
         student_params=student_params,
         params_ratio=_ratio(student_params, run.teacher_params),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cloudpickle
 from gymnasium import spaces
@@ -103,27 +104,77 @@ def _policy_name(family: Family, images: bool) -> str:
     return "CnnPolicy" if images else "MlpPolicy"
 
 
+@dataclass(frozen=True)
+class Sizing:
+    """The default student's hidden sizes and, in words, why it has them (summary.json's `student_size`)."""
+
+    arch: tuple[int, ...]
+    reason: str
+
+
+def default_size(
+    algo: str, venv: VecEnv, teacher_params: int, fraction: float, *, min_width: int = WIDTH_STEP
+) -> Sizing:
+    """The default student for a teacher with `teacher_params` acting parameters: the largest within `fraction` of
+    it, never narrower than `min_width` (a fraction of a small teacher is too few units to play), and never larger
+    than the teacher itself, which the floor alone would make of a small one (a 64x64 actor, a linear policy).
+    Images: the largest CNN of a fixed ladder within the fraction."""
+    budget = int(fraction * teacher_params)
+    if uses_images(venv.observation_space):
+        return Sizing(
+            auto_arch(algo, venv, budget), f"the largest CNN of the ladder within {100 * fraction:g} % of the teacher"
+        )
+    depth = STUDENT_FAMILIES.load(algo).depth
+    widest = _widest(algo, venv, budget, depth)
+    if widest >= min_width:
+        return Sizing(
+            (widest,) * depth,
+            f"the widest within {100 * fraction:g} % of the teacher's {teacher_params:,} acting parameters",
+        )
+    short = f"{100 * fraction:g} % of the teacher is {budget:,} parameters, too few to play"
+    if _params(algo, venv, (min_width,) * depth) <= teacher_params:
+        return Sizing((min_width,) * depth, f"{short}: the width floor {min_width} ({spelled('student_min_width')})")
+    capped = _widest(algo, venv, teacher_params, depth)
+    if capped:
+        return Sizing(
+            (capped,) * depth,
+            f"{short}, and the width floor {min_width} is larger than the teacher: the widest no larger than it",
+        )
+    linear = _params(algo, venv, ())
+    over = f" ({linear:,} parameters: the smallest an SB3 {algo} builds)" if linear > teacher_params else ""
+    return Sizing(
+        (), f"a linear student: no hidden layer fits within the teacher's {teacher_params:,} parameters{over}"
+    )
+
+
+def _params(algo: str, venv: VecEnv, arch: tuple[int, ...]) -> int:
+    return acting_params(build_student(algo, venv, arch, seed=0).policy)
+
+
+def _widest(algo: str, venv: VecEnv, max_params: int, depth: int) -> int:
+    """The widest `depth`-layer MLP (steps of 4, up to 256) with at most `max_params` acting parameters; 0 if none."""
+    low, high = 0, MAX_WIDTH // WIDTH_STEP  # params grow with width: bisect on width / WIDTH_STEP
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (
+            (middle, high) if _params(algo, venv, (middle * WIDTH_STEP,) * depth) <= max_params else (low, middle - 1)
+        )
+    return low * WIDTH_STEP
+
+
 def auto_arch(
     algo: str, venv: VecEnv, max_params: int, *, depth: int | None = None, min_width: int = WIDTH_STEP
 ) -> tuple[int, ...]:
     """The largest student with at most `max_params` acting parameters: for vectors the widest
-    2-layer MLP (widths in steps of 4, up to 256) but never narrower than `min_width` (rounded up to a
-    step; a small teacher's fraction is too few units to play), for images the largest CNN of a fixed ladder.
+    `depth`-layer MLP (widths in steps of 4, up to 256) but never narrower than `min_width` (rounded up to a
+    step), for images the largest CNN of a fixed ladder.
     `depth` (default: the family's) is how many equal widths: a recurrent student's default is 1, an LSTM of that
     many units whose heads read it directly (its 4 gates make it ~4x an MLP layer's parameters at the same width)."""
     depth = depth or STUDENT_FAMILIES.load(algo).depth
     if uses_images(venv.observation_space):
         for arch in _CNN_SIZES:
-            if acting_params(build_student(algo, venv, arch, seed=0).policy) <= max_params:
+            if _params(algo, venv, arch) <= max_params:
                 return arch
         return _CNN_SIZES[-1]
-
-    def fits(width: int) -> bool:
-        return acting_params(build_student(algo, venv, (width,) * depth, seed=0).policy) <= max_params
-
-    # params grow with width: bisect on width / WIDTH_STEP, from the floor (kept when none wider fits)
-    low, high = max(1, -(-min_width // WIDTH_STEP)), MAX_WIDTH // WIDTH_STEP
-    while low < high:
-        middle = (low + high + 1) // 2
-        low, high = (middle, high) if fits(middle * WIDTH_STEP) else (low, middle - 1)
-    return (low * WIDTH_STEP,) * depth
+    floor = -(-min_width // WIDTH_STEP) * WIDTH_STEP
+    return (max(floor, _widest(algo, venv, max_params, depth)),) * depth
