@@ -96,12 +96,11 @@ def test_confidence_weighting_mixes_each_state_by_each_members_exp_minus_entropy
 
 def test_return_weighting_favours_the_better_member(zoo, weak_teacher_path, tmp_path):
     """Return weighting gives the strong member most of the weight; with one teacher it is refused in one line."""
-    from policykd.run.build import return_weights
-    from policykd.settings import DistillSettings
     from policykd.teachers import load_teachers
+    from policykd.teachers.weighting import return_weights
 
     ensemble = load_teachers([str(zoo / "ppo/CartPole-v1_1"), str(weak_teacher_path)], env_id="CartPole-v1")
-    weights = return_weights(ensemble, DistillSettings(env_id="CartPole-v1", eval_episodes=3))
+    weights = return_weights(ensemble, 3, 10_000)
     assert weights[0] > 3 * weights[1] > 0
     bad = cli(
         "distill",
@@ -115,6 +114,33 @@ def test_return_weighting_favours_the_better_member(zoo, weak_teacher_path, tmp_
         str(tmp_path / "x"),
     )
     assert bad.returncode == 2 and "weighs the members of an ensemble" in bad.stderr
+
+
+def test_select_weighting_keeps_the_members_as_good_as_the_best(zoo, weak_teacher_path):
+    """`select` (the default) drops a member that plays worse than the best and averages members that play alike."""
+    from policykd.teachers import load_teachers
+    from policykd.teachers.weighting import select_weights
+
+    strong, weak = str(zoo / "ppo/CartPole-v1_1"), str(weak_teacher_path)
+    assert select_weights(load_teachers([weak, strong], env_id="CartPole-v1"), 3, 10_000) == [0.0, 1.0]
+    alike = load_teachers([strong, str(zoo / "a2c/CartPole-v1_1")], env_id="CartPole-v1", weights=(2.0, 1.0))
+    assert select_weights(alike, 3, 10_000) == [2.0, 1.0]  # both balance 500 steps: kept, averaged
+
+
+def test_select_weighting_keeps_the_better_gait_alone_in_env_units(zoo):
+    """rl-zoo's SAC and PPO HalfCheetah agents run with different gaits (9,441 and 5,869): `select` keeps SAC
+    alone, whose labels stay in env units (unsquashed), as the PPO-family student of a mixed ensemble learns them."""
+    from policykd.teachers import load_teachers
+    from policykd.teachers.weighting import select_weights
+
+    ensemble = load_teachers(
+        [str(zoo / "ppo/HalfCheetah-v3_1"), str(zoo / "sac/HalfCheetah-v3_1")], env_id="HalfCheetah-v5"
+    )
+    assert select_weights(ensemble, 2, 10_000) == [0.0, 1.0]
+    venv = ensemble.factory.make(2, 0)
+    dist, _ = ensemble.label(venv.reset())
+    venv.close()
+    assert not dist.squashed  # in env units, as a PPO-family student learns it
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ from policykd.students.folding import ObsStats
 from policykd.teachers import Teacher, load_teachers
 from policykd.teachers.ensemble import EnsembleTeacher
 from policykd.teachers.shipped import default_agent
+from policykd.teachers.weighting import return_weights, select_weights
 from policykd.views import View, view_for, with_view
 
 FALLBACK_ARCH = {False: (64, 64), True: (16, 32, 32, 32)}  # action-only datasets: no teacher size to scale from
@@ -204,31 +205,20 @@ def _live_teacher(settings: DistillSettings) -> Teacher | None:
         trust=settings.trust_teacher,
         options=EnvOptions.of(settings),
     )
-    if settings.teacher_weighting != "fixed":
-        if not isinstance(teacher, EnsembleTeacher):
+    weighting = settings.teacher_weighting
+    if not isinstance(teacher, EnsembleTeacher):
+        if weighting not in ("fixed", "select"):  # select, the default, of one teacher is that teacher
             raise PolicykdError(
-                f"{option('teacher_weighting', settings.teacher_weighting)} weighs the members of an ensemble: "
+                f"{option('teacher_weighting', weighting)} weighs the members of an ensemble: "
                 f"pass two or more {spelled('teachers', '--teacher')}"
             )
-        teacher.confidence = settings.teacher_weighting == "confidence"
-        if settings.teacher_weighting == "return":
-            teacher.weights = return_weights(teacher, settings)
-    return teacher
-
-
-def return_weights(ensemble: EnsembleTeacher, settings: DistillSettings) -> list[float]:
-    """Each member's weight times its return on the evaluation seeds, shifted so the worst member keeps a tenth of
-    the spread (returns may be negative: Pendulum's are); equal returns give the fixed weights."""
-    from policykd.rollouts import run_episodes, teacher_actor
-
+        return teacher
+    teacher.confidence = weighting == "confidence"
     seed = settings.seed + EVAL_SEED_OFFSET
-    returns = np.array(
-        [run_episodes(teacher_actor(m), m.factory, settings.eval_episodes, seed).mean for m in ensemble.members]
-    )
-    spread = returns.max() - returns.min()
-    if spread <= 0:
-        return list(ensemble.weights)
-    return [float(w * (g - returns.min() + 0.1 * spread)) for w, g in zip(ensemble.weights, returns)]
+    if weighting in ("return", "select"):
+        weigh = return_weights if weighting == "return" else select_weights
+        teacher.weights = weigh(teacher, settings.eval_episodes, seed)
+    return teacher
 
 
 def build_run(settings: DistillSettings) -> Run:

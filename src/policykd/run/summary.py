@@ -57,6 +57,9 @@ class RunSummary:
     student_obs: list[str] = field(default_factory=list)
     """The student's view (--student-obs), empty when it sees the teacher's observation; the student's zip, its
     evaluation and its exports read the env through it."""
+    teacher_weights: list[float] = field(default_factory=list)
+    """An ensemble's member weights after --teacher-weighting (0: a member that `select` left out); empty for one
+    teacher."""
     student_size: str = ""
     """Why the student has its size (`policykd.students.build.default_size`, or "given")."""
     collapsed_episodes: int = 0
@@ -101,6 +104,7 @@ def summarize(run: Run, state: RunState) -> RunSummary:
         teacher_algo=run.teacher_algo,
         student_algo=run.student_algo,
         student_arch=list(run.student_arch),
+        teacher_weights=[float(w) for w in getattr(run.teacher, "weights", [])],
         student_size=run.student_size,
         collapsed_episodes=collapsed_episodes(state.student_returns or [], float(teacher.mean())),
         teacher_params=run.teacher_params,

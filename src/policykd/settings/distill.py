@@ -32,7 +32,7 @@ TeacherAlgo = Literal["ppo", "sac", "td3", "tqc"]
 RlStart = Literal["distilled", "scratch"]
 KickSchedule = Literal["constant", "linear", "adaptive"]
 Weighting = Literal["uniform", "kl", "teacher-confidence"]
-TeacherWeighting = Literal["fixed", "confidence", "return"]
+TeacherWeighting = Literal["select", "fixed", "confidence", "return"]
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,11 @@ class DistillSettings:
     """SB3 zip, rl-zoo run folder, zoo:<algo>/<ENV> or shipped agent name; repeat for an ensemble (default: the env's shipped teacher)."""
     teacher_weights: tuple[float, ...] = opt((), rule=(lambda v: all(w >= 0 for w in v), "must be non-negative"))
     """Ensemble weights, one per --teacher, comma-separated like 0.7,0.3 (default: equal)."""
-    teacher_weighting: TeacherWeighting = "fixed"
-    """How ensemble members are weighted, times --teacher-weights: fixed; confidence, per state by each member's
-    exp(-entropy) there; return, per member by its return on the evaluation seeds (measured before the run)."""
+    teacher_weighting: TeacherWeighting = "select"
+    """How ensemble members are weighted, times --teacher-weights (each member is played on the evaluation seeds
+    before the run where it says so): select, the members as good as the best (within a standard error), averaged
+    where their average plays as well, else the best alone; fixed; confidence, per state by each member's
+    exp(-entropy) there; return, per member by its return."""
     dataset: str | None = None
     """Minari dataset (local id, folder, or remote id) to distil from: offline, or before DAgger rounds with --teacher."""
     trust_teacher: bool = False

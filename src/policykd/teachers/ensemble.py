@@ -27,6 +27,9 @@ class EnsembleTeacher:
     weights: Sequence[float] = field(default_factory=list)
     confidence: bool = False
     """Weight each member per state by exp(-entropy) of its distribution there (times `weights`)."""
+    _unsquash: bool | None = field(default=None, init=False, repr=False)
+    """Members disagree on squashing (SAC with PPO): all are labelled in env units, also the ones a selection left
+    out, so a selected SAC member still labels a PPO-family student (found on the first batch)."""
 
     def __post_init__(self) -> None:
         if not self.weights:
@@ -78,18 +81,22 @@ class EnsembleTeacher:
         """Each member labels the raw observations itself (its own VecNormalize); continuous members of different
         families (SAC's squashed Gaussian, PPO's in env units) are all expressed in env units first, then
         moment-matched: the ensemble is then a PPO-family teacher."""
-        labels = [m.label(obs) for m in self.members]
+        playing = [(m, w) for m, w in zip(self.members, self.weights) if w > 0]  # selection leaves some out
+        labels = [m.label(obs) for m, _ in playing]
+        weights_ = [w for _, w in playing]
         dists = [d for d, _ in labels]
-        if len({d.squashed for d in dists}) > 1:
+        if self._unsquash is None:
+            self._unsquash = len({m.label(obs[:1])[0].squashed for m in self.members}) > 1
+        if self._unsquash:
             box = self.action_space  # members that disagree on squashing are continuous
             assert isinstance(box, spaces.Box)
             dists = [unsquashed(d, box) for d in dists]
-        weights: Sequence[float] | th.Tensor = self.weights
+        weights: Sequence[float] | th.Tensor = weights_
         if self.confidence:
             sure = th.stack([th.exp(-entropy_per_state(d)) for d in dists], dim=1)  # (B, M)
-            weights = sure * th.as_tensor(np.asarray(self.weights, dtype=np.float32))
-        dist = mix(dists, weights)
-        valued = [(w, v) for w, (_, v) in zip(self.weights, labels) if v is not None]  # values: fixed weights
+            weights = sure * th.as_tensor(np.asarray(weights_, dtype=np.float32))
+        dist = mix(dists, weights) if len(dists) > 1 else dists[0]
+        valued = [(w, v) for w, (_, v) in zip(weights_, labels) if v is not None]  # values: fixed weights
         if not valued:
             return dist, None
         total = sum(w for w, _ in valued)
