@@ -41,7 +41,7 @@ ENSEMBLES = {  # env -> (rl-zoo members, budget arguments)
     "CartPole-v1": (["dqn/CartPole-v1_1", "ppo/CartPole-v1_1"], ["--steps", "5000"]),
     "HalfCheetah-v5": (["sac/HalfCheetah-v3_1", "ppo/HalfCheetah-v3_1"], []),
 }
-WEIGHTINGS = ("fixed", "confidence", "return")
+WEIGHTINGS = ("select", "fixed", "confidence", "return")
 
 
 def _row(name: str, results: list[tuple[float, float]]) -> str:
