@@ -46,11 +46,12 @@ ZOO_ROWS = [  # (folder under ZOO, env evaluated): every agent in ../shared/teac
 ]
 
 
-def all_rows(zoo: Path, extra: list[str], pong: bool) -> list[tuple[str, str]]:
+def all_rows(zoo: Path, extra: list[str], pong: bool, shipped: bool) -> list[tuple[str, str]]:
     """(teacher spec, env id) for the zoo's agents, the shipped ones (Pong only when asked: ten minutes a run) and
     the --extra FOLDER:ENV agents."""
     rows = [(str(zoo / folder), env) for folder, env in ZOO_ROWS]
-    rows += [(card.name, card.env_id) for card in shipped_agents() if pong or not card.env_id.startswith("ALE/")]
+    cards = shipped_agents() if shipped else []
+    rows += [(card.name, card.env_id) for card in cards if pong or not card.env_id.startswith("ALE/")]
     return rows + [tuple(spec.rsplit(":", 1)) for spec in extra]  # type: ignore[misc]
 
 
@@ -150,13 +151,16 @@ def main() -> None:
     parser.add_argument("--only", default="", help="keep rows whose teacher or env contains this")
     parser.add_argument("--extra", action="append", default=[], metavar="FOLDER:ENV", help="more agents (repeatable)")
     parser.add_argument("--pong", action="store_true", help="the shipped Pong teacher too (about ten minutes a run)")
+    parser.add_argument("--no-shipped", action="store_true", help="leave out the shipped teachers")
+    parser.add_argument("--no-zoo", action="store_true", help="leave out the rl-zoo folder's agents")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (each uses one torch thread)")
     ARGS = parser.parse_args()
     ARGS.out.mkdir(parents=True, exist_ok=True)
     speed = reference("HalfCheetah-v5")
     todo = [
         (teacher, env, seed)
-        for teacher, env in all_rows(ARGS.zoo, ARGS.extra, ARGS.pong)
+        for teacher, env in all_rows(ARGS.zoo, ARGS.extra, ARGS.pong, not ARGS.no_shipped)
+        if not (ARGS.no_zoo and teacher.startswith(str(ARGS.zoo)))
         if ARGS.only in teacher or ARGS.only in env
         for seed in ARGS.seeds
     ]
