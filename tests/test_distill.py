@@ -150,6 +150,11 @@ print(*sorted(rewards))
     assert result.returncode == 0, result.stderr
     reproduced = [float(x) for x in result.stdout.strip().splitlines()[-1].split()]
     assert reproduced == pytest.approx(sorted(summary.student_returns), abs=1e-3)
+    # `policykd evaluate --model RUN` plays the run's student behind its VecNormalize (it once read the run folder as
+    # a folder holding one zip, without it), as does the zip itself
+    for model in (out, out / "student.zip"):
+        played = policykd.evaluate("HalfCheetah-v5", model, episodes=2)["model"]
+        assert played["returns"] == pytest.approx(summary.student_returns, abs=1e-3)
 
 
 def test_summary_json_matches_return_value(cartpole_ppo_teacher, tmp_path):

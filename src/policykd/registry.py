@@ -198,6 +198,11 @@ TEACHER_FORMATS: Registry[Format] = Registry(
             "policykd.teachers.formats:zoo_folder",
             "an rl-zoo run folder (config.yml, env wrapper, VecNormalize)",
         ),
+        Entry(
+            "run",
+            "policykd.teachers.formats:run_folder",
+            "a distill run folder (its student.zip, VecNormalize and the teacher's env wrapper)",
+        ),
         Entry("folder", "policykd.teachers.formats:folder", "a folder holding exactly one SB3 .zip"),
     ),
 )

@@ -61,7 +61,21 @@ def _zoo_run(spec: str, zoo_folder: str | Path | None) -> Resolved:
 def _zip(spec: str, zoo_folder: str | Path | None) -> Resolved:
     path = _path(spec)
     beside = path.with_name("vecnormalize.pkl")  # how policykd writes students
-    return Resolved(path, None, {}, beside if beside.is_file() else None)
+    return Resolved(path, None, _run_config(path.parent), beside if beside.is_file() else None)
+
+
+def _run(spec: str, zoo_folder: str | Path | None) -> Resolved:
+    return _zip(str(_path(spec) / "student.zip"), zoo_folder)
+
+
+def _run_config(folder: Path) -> dict[str, Any]:
+    """The rl-zoo config a distill run folder's zips are played with: its rl-zoo copy's (`<algo>/<ENV>_1/`), which
+    names the teacher's env wrapper (TimeFeature, Atari's) and frame stack; empty for a folder without one. Without
+    it a student of a TimeFeature-wrapped teacher is refused (17 observations, not 18)."""
+    for copy in sorted(folder.glob("*/*_1")):
+        if copy.is_dir() and is_zoo_folder(copy) and (folder / "student.zip").is_file():
+            return read_zoo_run(copy).config
+    return {}
 
 
 def _folder(spec: str, zoo_folder: str | Path | None) -> Resolved:
@@ -81,4 +95,5 @@ zoo_spec = Format(lambda spec: spec.startswith("zoo:"), _zoo_run)
 sb3_zip = Format(lambda spec: _path(spec).is_file(), _zip)
 card = Format(lambda spec: (_path(spec) / "card.yaml").is_file(), lambda spec, _: _card_folder(_path(spec)))
 zoo_folder = Format(lambda spec: _path(spec).is_dir() and is_zoo_folder(_path(spec)), _zoo_run)
+run_folder = Format(lambda spec: (_path(spec) / "student.zip").is_file(), _run)
 folder = Format(lambda spec: _path(spec).is_dir(), _folder)
