@@ -71,7 +71,7 @@ def distill(teacher: str, env_id: str, seed: int, out: Path) -> dict:
         (out / "bench-wall.txt").write_text(f"{time.time() - start:.1f}\n")
     cached = out / "held-out.json"
     if not cached.is_file():
-        cached.write_text(json.dumps(held_out(env_id, str(out / "student.zip"), ARGS.episodes)))
+        cached.write_text(json.dumps(held_out(env_id, str(out), ARGS.episodes)))  # the run folder: its wrappers, view
     return {
         "summary": json.loads((out / "summary.json").read_text()),
         "student": json.loads(cached.read_text()),
