@@ -203,26 +203,6 @@ def test_a_linear_teacher_gets_a_linear_student_and_the_summary_says_why(tmp_pat
     assert summary["collapsed_episodes"] in (0, 1)
 
 
-def test_a_small_teacher_gets_feature_hints_by_default(tmp_path):
-    """A teacher so small that its own size caps the student's (an 8x8 PPO on CartPole, 130 parameters) gets feature
-    hints by default, where its forward pass costs little; `hint_weight=0` turns them off, and the default stays
-    unresolved in config.json so the run resumes with the same command."""
-    import json
-
-    from stable_baselines3 import PPO
-
-    import policykd
-
-    PPO("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs={"net_arch": [8, 8]}, device="cpu").save(tmp_path / "t")
-    common = {"teachers": [str(tmp_path / "t.zip")], "steps": 400, "rounds": 1, "eval_episodes": 1, "quiet": True}
-    hinted = policykd.distill("CartPole-v1", out=str(tmp_path / "a"), **common).summary
-    assert hinted.student_arch == [8, 8] and hinted.student_params <= hinted.teacher_params == 130
-    assert "feature hints on by default" in hinted.student_size
-    assert json.loads((tmp_path / "a" / "config.json").read_text())["hint_weight"] is None
-    plain = policykd.distill("CartPole-v1", out=str(tmp_path / "b"), hint_weight=0.0, **common).summary
-    assert "hints" not in plain.student_size
-
-
 def test_a_run_saved_before_a_setting_existed_resumes_when_that_setting_is_at_its_default(tmp_path):
     """Upgrading policykd mid-run adds settings the saved config.json lacks: at their defaults they are what the saved
     run did, so it resumes; set to something else, it is another run and is refused."""

@@ -27,7 +27,7 @@ from policykd.registry import STUDENT_FAMILIES
 from policykd.rl.model import load_rl_model, make_env, rl_config, segment_ends
 from policykd.run.checkpoint import resumable, unstarted
 from policykd.run.collect import Collector
-from policykd.run.knowledge import Knowledge, head, make_knowledge
+from policykd.run.knowledge import Knowledge, make_knowledge
 from policykd.run.loss_choice import check_loss_fits
 from policykd.run.plan import Plan, make_plan
 from policykd.run.reinforce import RLParts
@@ -264,38 +264,18 @@ def build_run(settings: DistillSettings) -> Run:
         view=view,
     )
     check_loss_fits(run)
-    hint_weight = _hint_weight(settings, teacher, algo, size, view)
-    if hint_weight:
-        run.student_size += f"; feature hints on by default, a small teacher ({spelled('hint_weight')} 0: off)"
-    if hint_weight or settings.relation_weight:
-        _add_knowledge(run, hint_weight)
+    if settings.hint_weight or settings.relation_weight:
+        _add_knowledge(run)
     if rl is not None:
         _check_rl_fits(run)
     return run
 
 
-def _hint_weight(
-    settings: DistillSettings, teacher: Teacher | None, algo: str, size: Sizing, view: View | None
-) -> float:
-    """--hint-weight, else 1 where the teacher is small (`Sizing.small_teacher`) and one SB3 model whose hidden
-    features both it and the student show (not an ARS policy, not a recurrent student), without a view; else 0."""
-    if settings.hint_weight is not None:
-        return settings.hint_weight
-    model = getattr(teacher, "model", None)
-    if not size.small_teacher or view is not None or model is None or STUDENT_FAMILIES.load(algo).recurrent:
-        return 0.0
-    try:
-        head(model.policy)
-    except PolicykdError:
-        return 0.0
-    return 1.0
-
-
-def _add_knowledge(run: Run, hint_weight: float) -> None:
+def _add_knowledge(run: Run) -> None:
     """Hints and relations; the hints' projection trains with the student (a second parameter group)."""
     probe = array_obs(run.envs.reset()) if run.teacher is not None else None
     run.knowledge = knowledge = make_knowledge(
-        run.settings, hint_weight, run.teacher, run.student, probe, run.prep(probe) if probe is not None else None
+        run.settings, run.teacher, run.student, probe, run.prep(probe) if probe is not None else None
     )
     if knowledge is not None and knowledge.projection is not None:
         run.optimizer.add_param_group({"params": list(knowledge.projection.parameters())})

@@ -134,16 +134,14 @@ class Knowledge:
 
 def make_knowledge(
     settings: DistillSettings,
-    hint_weight: float,
     teacher: Teacher | None,
     student: BaseAlgorithm,
     probe: np.ndarray | None,
     student_input: np.ndarray | None,
 ) -> Knowledge | None:
-    """The run's Knowledge, or None without hints (`hint_weight`, the run's resolved --hint-weight) or
-    --relation-weight; one line when the teacher's features cannot be read (a dataset, an ensemble, an exported file,
-    an unknown --hint-layer)."""
-    if not (hint_weight or settings.relation_weight):
+    """The run's Knowledge, or None without --hint-weight / --relation-weight; one line when the teacher's features
+    cannot be read (a dataset, an ensemble, an exported file, an unknown --hint-layer)."""
+    if not (settings.hint_weight or settings.relation_weight):
         return None
     model: BaseAlgorithm | None = getattr(teacher, "model", None)  # SB3Teacher's
     if model is None:
@@ -166,12 +164,12 @@ def make_knowledge(
             )
         layer = modules[settings.hint_layer]
     knowledge = Knowledge(
-        model.policy, getattr(teacher, "normalizer", None), None, hint_weight, settings.relation_weight, layer
+        model.policy, getattr(teacher, "normalizer", None), None, settings.hint_weight, settings.relation_weight, layer
     )
     assert probe is not None and student_input is not None  # a live teacher's envs were probed
     with th.no_grad():
         width_t = knowledge.teacher_latent(probe).shape[1]
         width_s = latent(student.policy, obs_tensor(student.policy, student_input)).flatten(1).shape[1]
-    if hint_weight:
+    if settings.hint_weight:
         knowledge.projection = th.nn.Linear(width_s, width_t)
     return knowledge

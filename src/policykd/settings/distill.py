@@ -94,11 +94,9 @@ class DistillSettings:
     """Softmax temperature of the KL losses (variance scale for Gaussians)."""
     alpha: float = opt(0.0, rule=UNIT)
     """Weight of the hard-label NLL mixed into the soft loss: (1-alpha)*soft + alpha*hard."""
-    hint_weight: float | None = opt(None, rule=NON_NEGATIVE)
+    hint_weight: float = opt(0.0, rule=NON_NEGATIVE)
     """Feature hints (FitNets): weight of the MSE between a learned projection of the student's last hidden layer
-    and the teacher's (0: off). The projection is training-only. Default: 1 where the teacher is so small that the
-    width floor or the teacher's own size set the student's (its forward pass costs little, and hints held a 64x64
-    PPO Walker2d teacher's students where plain KL let them fall: docs/results.md), else off."""
+    and the teacher's (0: off). The projection is training-only."""
     hint_layer: str | None = None
     """The teacher's module whose output the hints match (a name from its policy's named_modules(), e.g.
     mlp_extractor.policy_net); default: the last hidden layer its action head reads."""

@@ -110,9 +110,6 @@ class Sizing:
 
     arch: tuple[int, ...]
     reason: str
-    small_teacher: bool = False
-    """The width floor or the teacher's own size set it, not the fraction: a teacher small enough that feature
-    hints cost little (`policykd.run.build` turns them on by default there)."""
 
 
 def default_size(
@@ -136,20 +133,17 @@ def default_size(
         )
     short = f"{100 * fraction:g} % of the teacher is {budget:,} parameters, too few to play"
     if _params(algo, venv, (min_width,) * depth) <= teacher_params:
-        return Sizing(
-            (min_width,) * depth, f"{short}: the width floor {min_width} ({spelled('student_min_width')})", True
-        )
+        return Sizing((min_width,) * depth, f"{short}: the width floor {min_width} ({spelled('student_min_width')})")
     capped = _widest(algo, venv, teacher_params, depth)
     if capped:
         return Sizing(
             (capped,) * depth,
             f"{short}, and the width floor {min_width} is larger than the teacher: the widest no larger than it",
-            True,
         )
     linear = _params(algo, venv, ())
     over = f" ({linear:,} parameters: the smallest an SB3 {algo} builds)" if linear > teacher_params else ""
     return Sizing(
-        (), f"a linear student: no hidden layer fits within the teacher's {teacher_params:,} parameters{over}", True
+        (), f"a linear student: no hidden layer fits within the teacher's {teacher_params:,} parameters{over}"
     )
 
 
