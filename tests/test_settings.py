@@ -169,6 +169,8 @@ def test_the_default_student_is_never_larger_than_its_teacher(teacher_params, ar
     assert size.arch == arch and why in size.reason, size
     if arch:  # a linear SAC actor has 216 parameters (mean and log-std heads): the smallest there is
         assert acting_params(build_student("sac", walker, size.arch, seed=0).policy) <= teacher_params
+    # an LSTM student cannot be linear: the narrowest LSTM instead
+    assert default_size("recurrent-ppo", walker, 10, 0.05, min_width=32).arch == (4,)
 
 
 def test_a_linear_teacher_gets_a_linear_student_and_the_summary_says_why(tmp_path):

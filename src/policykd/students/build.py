@@ -140,6 +140,9 @@ def default_size(
             (capped,) * depth,
             f"{short}, and the width floor {min_width} is larger than the teacher: the widest no larger than it",
         )
+    if STUDENT_FAMILIES.load(algo).recurrent:  # an LSTM needs units: the narrowest one
+        smallest = (WIDTH_STEP,) * depth
+        return Sizing(smallest, f"the narrowest LSTM ({_params(algo, venv, smallest):,} parameters): none fits")
     linear = _params(algo, venv, ())
     over = f" ({linear:,} parameters: the smallest an SB3 {algo} builds)" if linear > teacher_params else ""
     return Sizing(
