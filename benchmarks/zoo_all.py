@@ -26,24 +26,14 @@ from pathlib import Path
 
 import numpy as np
 from common import ZOO, held_out, reference, report  # noqa: E402  (benchmarks/ is on sys.path as a script)
+from mujoco_returns import ENVS
+from zoo import ROWS
 
 from policykd.rollouts import collapsed_episodes, return_ratio
 from policykd.teachers.shipped import shipped_agents
 
-ZOO_ROWS = [  # (folder under ZOO, env evaluated): every agent in ../shared/teachers/rl-zoo
-    ("ppo/CartPole-v1_1", "CartPole-v1"),
-    ("a2c/CartPole-v1_1", "CartPole-v1"),
-    ("dqn/CartPole-v1_1", "CartPole-v1"),
-    ("qrdqn/CartPole-v1_1", "CartPole-v1"),
-    ("dqn/Acrobot-v1_1", "Acrobot-v1"),
-    ("ppo/Pendulum-v1_1", "Pendulum-v1"),
-    ("sac/Pendulum-v1_1", "Pendulum-v1"),
-    ("ppo/HalfCheetah-v3_1", "HalfCheetah-v5"),
-    ("sac/HalfCheetah-v3_1", "HalfCheetah-v5"),
-    ("ppo/Hopper-v3_1", "Hopper-v5"),
-    ("sac/Hopper-v3_1", "Hopper-v5"),
-    ("sac/Walker2d-v3_1", "Walker2d-v5"),
-]
+# (folder under ZOO, env evaluated): every agent in ../shared/teachers/rl-zoo, as the two benchmarks that use them name
+ZOO_ROWS = ROWS + [(folder, env) for env, folders in ENVS.items() for folder in folders]
 
 
 def all_rows(zoo: Path, extra: list[str], pong: bool, shipped: bool) -> list[tuple[str, str]]:

@@ -344,9 +344,8 @@ def _student(
         student = build_student(algo, spaces_env, size.arch, seed=settings.seed)
         if settings.init_student:
             _load_weights(student, settings)
-        if uses_images(
-            spaces_env.observation_space
-        ):  # conv weights in NHWC: a CNN student's training step on CPU took 32 instead of 51 ms (batch 256)
+        # conv weights in NHWC: a CNN student's training step on CPU took 32 instead of 51 ms (batch 256)
+        if uses_images(spaces_env.observation_space):
             student.policy.to(memory_format=th.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
         return student, algo, size
     finally:

@@ -28,7 +28,7 @@ from policykd.storage import atomic_write, atomic_write_text
 from policykd.students.averaging import averaged_weights
 from policykd.students.folding import folded
 from policykd.teachers import SB3Teacher, load_teacher
-from policykd.teachers.zoo import write_zoo_run, zoo_env_name, zoo_policy_kwargs
+from policykd.teachers.zoo import write_zoo_run, zoo_policy_kwargs
 
 if TYPE_CHECKING:
     from policykd.run.build import Run
@@ -130,8 +130,8 @@ class RunFolder:
     def load_student(
         self, env_id: str | None = None, zip_path: Path | None = None, options: EnvOptions | None = None
     ) -> FinishedRun:
-        """The run's student loaded as a teacher is (its VecNormalize and env stack with it), with the summary:
-        through the rl-zoo copy when there is one (it names the env wrapper and frame stack), else the zip.
+        """The run's student loaded as a teacher is (its VecNormalize and env stack with it), with the summary: a zip
+        in a run folder is played with the run's rl-zoo config (`policykd.teachers.formats`: env wrapper, frame stack).
         `env_id` defaults to the summary's; `zip_path`: another zip in this folder than student.zip; `options`: env
         options instead of the run's own (summary.json's)."""
         zip_path = zip_path or self.student_zip
@@ -145,12 +145,9 @@ class RunFolder:
             raise PolicykdError(
                 f"{zip_path}: no summary.json beside it says which env it acts in: pass {spelled('env_id', '--env')}"
             )
-        algo = summary.get("student_algo") or ""
-        zoo_copy = self.path / algo / f"{zoo_env_name(env_id)}_1"
-        use_zoo_copy = zip_path == self.student_zip and algo and (zoo_copy / f"{zoo_env_name(env_id)}.zip").is_file()
         view = tuple(summary.get("student_obs") or ())
         options = options or _env_options(summary)
-        loaded = load_teacher(zoo_copy if use_zoo_copy else zip_path, env_id=env_id, view=view, options=options)
+        loaded = load_teacher(zip_path, env_id=env_id, view=view, options=options)  # with the run's rl-zoo config
         return FinishedRun(zip_path, loaded, summary)
 
     def write_summary(self, summary: Mapping[str, object]) -> Path:

@@ -83,7 +83,7 @@ class EnsembleTeacher:
         moment-matched: the ensemble is then a PPO-family teacher."""
         playing = [(m, w) for m, w in zip(self.members, self.weights) if w > 0]  # selection leaves some out
         labels = [m.label(obs) for m, _ in playing]
-        weights_ = [w for _, w in playing]
+        shares = [w for _, w in playing]
         dists = [d for d, _ in labels]
         if self._unsquash is None:
             self._unsquash = len({m.label(obs[:1])[0].squashed for m in self.members}) > 1
@@ -91,12 +91,12 @@ class EnsembleTeacher:
             box = self.action_space  # members that disagree on squashing are continuous
             assert isinstance(box, spaces.Box)
             dists = [unsquashed(d, box) for d in dists]
-        weights: Sequence[float] | th.Tensor = weights_
+        weights: Sequence[float] | th.Tensor = shares
         if self.confidence:
             sure = th.stack([th.exp(-entropy_per_state(d)) for d in dists], dim=1)  # (B, M)
-            weights = sure * th.as_tensor(np.asarray(weights_, dtype=np.float32))
+            weights = sure * th.as_tensor(np.asarray(shares, dtype=np.float32))
         dist = mix(dists, weights) if len(dists) > 1 else dists[0]
-        valued = [(w, v) for w, (_, v) in zip(weights_, labels) if v is not None]  # values: fixed weights
+        valued = [(w, v) for w, (_, v) in zip(shares, labels) if v is not None]  # values: fixed weights
         if not valued:
             return dist, None
         total = sum(w for w, _ in valued)

@@ -72,10 +72,10 @@ def _run_config(folder: Path) -> dict[str, Any]:
     """The rl-zoo config a distill run folder's zips are played with: its rl-zoo copy's (`<algo>/<ENV>_1/`), which
     names the teacher's env wrapper (TimeFeature, Atari's) and frame stack; empty for a folder without one. Without
     it a student of a TimeFeature-wrapped teacher is refused (17 observations, not 18)."""
-    for copy in sorted(folder.glob("*/*_1")):
-        if copy.is_dir() and is_zoo_folder(copy) and (folder / "student.zip").is_file():
-            return read_zoo_run(copy).config
-    return {}
+    if not (folder / "student.zip").is_file():  # not a run folder
+        return {}
+    copy = next((c for c in sorted(folder.glob("*/*_1")) if c.is_dir() and is_zoo_folder(c)), None)
+    return read_zoo_run(copy).config if copy else {}
 
 
 def _folder(spec: str, zoo_folder: str | Path | None) -> Resolved:
