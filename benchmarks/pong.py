@@ -32,11 +32,17 @@ from policykd.report.compare import plot_benchmark
 ENV = "ALE/Pong-v5"
 
 
+FLOOR_STEPS = 360_000
+"""Agent steps a default run steps (200k collected, 20 + 20 evaluation games): issue 33's floor unit is the time
+SB3's stack takes for them at the reference speed."""
+
+
 def env_steps_per_second(seconds: float = 10.0) -> float:
-    """Agent steps/s of the env stack every run uses (EnvFactory), 8 envs, random actions."""
+    """Agent steps/s of SB3's Atari stack (make_atari_env + 4-frame stack, one process), 8 envs, random actions:
+    the reference every Pong figure has been quoted with, whichever stack the runs use."""
     from policykd.envs import EnvFactory
 
-    venv = EnvFactory(ENV).make(8, 0)
+    venv = EnvFactory(ENV, atari_stack="sb3").make(8, 0)
     venv.reset()
     rng, steps, start = np.random.default_rng(0), 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -64,6 +70,9 @@ def distill(out: Path, seed: int, arch: str | None, extra: list[str]) -> dict:
         "params": summary["student_params"],
         "teacher_params": summary["teacher_params"],
         "bytes_per_transition": summary.get("buffer_bytes_per_transition"),
+        "seconds_by_phase": summary.get("seconds_by_phase"),
+        "teacher_returns_source": summary.get("teacher_returns_source"),
+        "atari_stack": summary.get("atari_stack"),
     }
 
 
@@ -74,17 +83,23 @@ def evaluate(model: str, episodes: int) -> list[float]:
 def table(rows: list[dict], teacher: list[float], reference: float, episodes: int) -> str:
     t = float(np.mean(teacher))
     lines = [
-        f"Reference, same run: {reference:,.0f} agent steps/s (preset env stack, 8 envs, random actions, one process).",
+        f"Reference, same run: {reference:,.0f} agent steps/s (SB3's Atari stack, 8 envs, random actions, one process);"
+        f" a floor unit = {FLOOR_STEPS:,} steps at that speed = {FLOOR_STEPS / reference:.0f} s.",
         f"Teacher on the {episodes} held-out episodes (seeds {HOLDOUT_SEED}+): {t:+.2f} ± {np.std(teacher):.2f}.",
         "",
-        "| seed | wall-clock | peak RSS | run: teacher / student (20 ep.) | student, held-out | student − teacher |",
-        "|---|---|---|---|---|---|",
+        "| seed | wall-clock (floor units) | peak RSS | run: teacher / student (20 ep.) | student, held-out"
+        " | student − teacher | teacher eval / collect / train / evaluate (s) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s = float(np.mean(r["held_out"]))
+        phases = r.get("seconds_by_phase") or {}
+        kept = "" if r.get("teacher_returns_source") == "played" else " (kept)"
         lines.append(
-            f"| {r['seed']} | {r['wall_seconds'] / 60:.1f} min | {r['peak_rss_gb']:.2f} GB "
-            f"| {r['run_teacher']:+.2f} / {r['run_student']:+.2f} | {s:+.2f} ± {np.std(r['held_out']):.2f} | {s - t:+.2f} |"
+            f"| {r['seed']} | {r['wall_seconds'] / 60:.1f} min ({r['wall_seconds'] * reference / FLOOR_STEPS:.2f}) "
+            f"| {r['peak_rss_gb']:.2f} GB | {r['run_teacher']:+.2f} / {r['run_student']:+.2f} "
+            f"| {s:+.2f} ± {np.std(r['held_out']):.2f} | {s - t:+.2f} | {phases.get('teacher_eval', 0):.1f}{kept} / "
+            f"{phases.get('collect', 0):.1f} / {phases.get('train', 0):.1f} / {phases.get('evaluate', 0):.1f} |"
         )
     means = [float(np.mean(r["held_out"])) for r in rows]
     walls = [r["wall_seconds"] / 60 for r in rows]

@@ -32,6 +32,19 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory):
+    """A cache of the tests' own (kept teacher games, `policykd.teachers.evaluated`): a user's cache neither serves
+    the tests nor gets their entries; the CLI's subprocesses inherit it."""
+    before = os.environ.get("POLICYKD_CACHE")
+    os.environ["POLICYKD_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("POLICYKD_CACHE", None)
+    else:
+        os.environ["POLICYKD_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def zoo() -> Path:
     if not (ZOO / "ppo" / "CartPole-v1_1").is_dir():

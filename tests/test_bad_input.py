@@ -39,6 +39,14 @@ ROWS = {
         ["--env", "CartPole-v1", "--teacher", "{zoo}/ppo/CartPole-v1_1", "--loss", "l7"],
         "unknown loss 'l7'",
     ),
+    "a GPU that is not there": (
+        ["--env", "CartPole-v1", "--teacher", "{zoo}/ppo/CartPole-v1_1", "--device", "cuda:7"],
+        "--device cuda:7: torch sees no such device here (devices seen: cpu",
+    ),
+    "unknown device": (
+        ["--env", "CartPole-v1", "--teacher", "{zoo}/ppo/CartPole-v1_1", "--device", "tpu"],
+        "--device must be cpu, cuda, cuda:N or auto",
+    ),
     "crafted pickle in the zip": (["--env", "CartPole-v1", "--teacher", "{crafted}"], "cannot be loaded safely"),
     "NaN teacher": (["--env", "CartPole-v1", "--teacher", "{nan}"], "NaN or Inf"),
     "output path is a file": (

@@ -281,13 +281,13 @@ ROWS = {
     "output path is a file": (["--env", "CartPole-v1", "--algo", "ppo", "--out", "{tmp}/file.txt"], "is not a folder"),
     "unknown device": (
         ["--env", "CartPole-v1", "--algo", "ppo", "--device", "tpu"],
-        "--device must be cpu, cuda, cuda:N or auto, got 'tpu'",
+        "--device must be cpu, cuda, cuda:N or auto, got tpu",
     ),
 }
 if not th.cuda.is_available():  # CI's machines: a GPU asked for and missing is refused before any work
     ROWS["cuda without a GPU"] = (
         ["--env", "CartPole-v1", "--algo", "ppo", "--device", "cuda"],
-        "--device cuda: torch sees no CUDA GPU on this machine (use --device cpu)",
+        "--device cuda: torch sees no such device here (devices seen: cpu)",
     )
 
 

@@ -181,6 +181,7 @@ def evaluate_with(settings: EvaluateSettings) -> EvaluateResult:
     The env options are the settings', else those of the model's run (its summary.json), else an export's own."""
     import torch as th
 
+    from policykd.devices import check_device, resolve_device
     from policykd.envs import EnvOptions
     from policykd.exporters.artifact import Artifact, is_artifact, load_artifact
     from policykd.robust.evaluate import check_gradients, robustness
@@ -189,7 +190,9 @@ def evaluate_with(settings: EvaluateSettings) -> EvaluateResult:
     from policykd.sb3_models import uses_images
     from policykd.teachers import SB3Teacher, load_teacher
 
-    options = EnvOptions.of(settings) or saved_env_options(settings.model)
+    check_device(settings.device)
+    own = EnvOptions.of(settings)
+    options = own or replace(saved_env_options(settings.model), atari_stack=own.atari_stack)
 
     def load(spec: str, view: tuple[str, ...] = ()) -> SB3Teacher:
         return load_teacher(
@@ -210,6 +213,9 @@ def evaluate_with(settings: EvaluateSettings) -> EvaluateResult:
         policies["teacher"] = load(settings.teacher)
     if not any(uses_images(p.observation_space) for p in policies.values()):
         th.set_num_threads(1)  # as distill and train-teacher evaluate MLPs: the same float sums, the same episodes
+    for p in policies.values():
+        if isinstance(p, SB3Teacher):
+            p.to(resolve_device(settings.device, images=uses_images(p.observation_space)))
     perturbations = check_gradients(policies, settings.perturb)
     actors = {role: p.act if isinstance(p, Artifact) else teacher_actor(p) for role, p in policies.items()}
     measured: dict[str, PolicyReturns] = {}

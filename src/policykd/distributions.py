@@ -51,6 +51,9 @@ class ActionDist(NamedTuple):
     squashed: bool = False
     q_values: bool = False
 
+    def to(self, device: th.device) -> ActionDist:
+        return self._replace(**{k: getattr(self, k).to(device) for k in DIST_FIELDS if getattr(self, k) is not None})
+
     def detach(self) -> ActionDist:
         return self._replace(**{k: getattr(self, k).detach() for k in DIST_FIELDS if getattr(self, k) is not None})
 
@@ -263,8 +266,9 @@ def same_actions(a: np.ndarray, b: np.ndarray, action_space: spaces.Space | None
 def sample_action(dist: ActionDist, action_space: spaces.Space | None) -> np.ndarray:
     """An env action drawn from the distribution (torch's RNG: seeded, checkpointed); Q-values and
     deterministic policies have no distribution to draw from and give their greedy action."""
-    if dist.kind == CATEGORICAL and not dist.q_values:
-        return th.distributions.Categorical(logits=dist.tensor("logits")).sample().cpu().numpy()
+    if dist.kind == CATEGORICAL and not dist.q_values:  # what Categorical(logits).sample() draws, without its checks
+        probs = th.softmax(dist.tensor("logits"), dim=-1)
+        return th.multinomial(probs.reshape(-1, probs.shape[-1]), 1, True).reshape(probs.shape[:-1]).cpu().numpy()
     if dist.kind != GAUSSIAN:
         return env_action(dist, action_space)
     mean = dist.tensor("mean")

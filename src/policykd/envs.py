@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from stable_baselines3.common.env_util import make_atari_env, make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecTransposeImage
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs
 
+from policykd.constants import AtariStack
 from policykd.errors import PolicykdError
 from policykd.fields import class_path, key_values, spelled
 from policykd.views import VecView, View
@@ -158,20 +160,28 @@ class EnvOptions:
 
     kwargs: Mapping[str, object] = field(default_factory=dict)
     wrappers: tuple[str, ...] = ()
+    atari_stack: AtariStack = "native"
+    """Which Atari stack steps the envs (`EnvFactory.atari_stack`)."""
 
     def __bool__(self) -> bool:
+        """Whether there is anything to check by making the env (the stack choice needs no check)."""
         return bool(self.kwargs or self.wrappers)
 
     @classmethod
-    def parse(cls, kwargs: object, wrappers: object) -> EnvOptions:
+    def parse(cls, kwargs: object, wrappers: object, atari_stack: AtariStack = "native") -> EnvOptions:
         """`--env-kwargs` KEY=VALUE specs and `--env-wrapper` class paths (a tuple, a list, or None) as options."""
         specs = tuple(cast("tuple[str, ...]", kwargs or ()))
-        return cls(key_values(specs, spelled("env_kwargs")), tuple(cast("tuple[str, ...]", wrappers or ())))
+        own = tuple(cast("tuple[str, ...]", wrappers or ()))
+        return cls(key_values(specs, spelled("env_kwargs")), own, atari_stack)
 
     @classmethod
     def of(cls, settings: object) -> EnvOptions:
-        """A settings object's `env_kwargs` and `env_wrappers` (none for one without them)."""
-        return cls.parse(getattr(settings, "env_kwargs", ()), getattr(settings, "env_wrappers", ()))
+        """A settings object's `env_kwargs`, `env_wrappers` and `atari_stack` (defaults for one without them)."""
+        return cls.parse(
+            getattr(settings, "env_kwargs", ()),
+            getattr(settings, "env_wrappers", ()),
+            getattr(settings, "atari_stack", "native"),
+        )
 
 
 def user_wrapper(spec: str) -> type[gym.Wrapper]:
@@ -266,11 +276,27 @@ class EnvFactory:
     """The student's view (policykd.views): None for the teacher's full observation."""
     wrappers: tuple[str, ...] = ()
     """The user's own wrapper classes (`--env-wrapper module:Class`), applied after `env_wrapper`."""
+    atari_stack: AtariStack = "native"
+    """Atari only: "native" steps ale-py's own vector env (`policykd.native_atari`) where it plays the env as SB3's
+    stack does, "sb3" always steps SB3's `make_atari_env` stack."""
 
     @property
     def options(self) -> EnvOptions:
         """What another model of these envs is loaded with to step the same ones (config's kwargs included)."""
-        return EnvOptions(self.env_kwargs, self.wrappers)
+        return EnvOptions(self.env_kwargs, self.wrappers, self.atari_stack)
+
+    @property
+    def native(self) -> bool:
+        """Whether ale-py's vector env steps these envs: asked for, no wrapper of the user's (they wrap one gymnasium
+        env), a view that reads only observations, and an env it plays as SB3's stack does (`native_atari.fits`)."""
+        if self.atari_stack != "native" or not is_atari(self.env_id) or self.wrappers:
+            return False
+        if self.view is not None and self.view.reads_env:
+            return False
+        from policykd import native_atari
+
+        _register(self.env_id)
+        return native_atari.fits(split_env_id(self.env_id)[1], {"frameskip": 1, **self.env_kwargs})
 
     def make(self, n_envs: int, seed: int) -> VecEnv:
         """`n_envs` envs seeded `seed`, `seed + 1`, ...; with a view, the student's observations of them (the
@@ -279,6 +305,18 @@ class EnvFactory:
         return venv if self.view is None else VecView(venv, self.view, seed)
 
     def _make(self, n_envs: int, seed: int) -> VecEnv:
+        if self.native:
+            from policykd.native_atari import NativeAtariVecEnv
+
+            kwargs = {"frameskip": 1, **self.env_kwargs}
+            return NativeAtariVecEnv(
+                split_env_id(self.env_id)[1],
+                n_envs,
+                seed,
+                frame_stack=self.frame_stack,
+                env_kwargs=kwargs,
+                threads=_cores(),
+            )
         if is_atari(self.env_id):
             _register(self.env_id)
             kwargs = {"frameskip": 1, **self.env_kwargs}
@@ -315,4 +353,11 @@ def env_factory(
     view, evaluation, RL), so options given here reach all of them."""
     options = options or EnvOptions()
     kwargs = {**(env_kwargs or {}), **options.kwargs}
-    return EnvFactory(env_id, env_wrapper, kwargs, frame_stack, wrappers=options.wrappers)
+    return EnvFactory(
+        env_id, env_wrapper, kwargs, frame_stack, wrappers=options.wrappers, atari_stack=options.atari_stack
+    )
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, field, fields
@@ -115,6 +116,7 @@ def _keys_ok(specs: tuple[str, ...]) -> bool:
 
 KEY_VALUES: Rule = (_keys_ok, "must be KEY=VALUE")
 CLASS_PATHS: Rule = (lambda v: all(class_path(s) for s in v), "must name classes as module:Class")
+DEVICE: Rule = (lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None, "must be cpu, cuda, cuda:N or auto")
 
 
 def stage_archs(text: str) -> list[tuple[int, ...]] | None:

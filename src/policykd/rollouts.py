@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from policykd.distributions import env_action, same_actions
 from policykd.envs import EnvFactory, array_obs
@@ -76,7 +76,11 @@ def run_episodes(act: ActFn, factory: EnvFactory, episodes: int, seed: int) -> R
     Each env is its own one-env VecEnv (seeded as env i of `factory.make(episodes, seed)` is) and stops when its
     episode ends, while one batched `act` serves the envs still playing. A single VecEnv would step every env
     until the longest episode ends: Pong's differ up to 2x in length, and those idle steps were 43 % of the
-    teacher's 20-episode evaluation."""
+    teacher's 20-episode evaluation. ale-py's vector env (`factory.native`) steps all of them in one call, in C++
+    threads, where an env's episode depends only on its seed and its actions: one env each would lose the threads,
+    so it plays every episode in one vector env, the finished ones idle (`_side_by_side`)."""
+    if factory.native:
+        return _side_by_side(act, factory.make(episodes, seed), episodes)
     venvs = [factory.make(1, seed + i) for i in range(episodes)]
     returns = np.full(episodes, np.nan)
     lengths = np.zeros(episodes, dtype=np.int64)
@@ -97,6 +101,32 @@ def run_episodes(act: ActFn, factory: EnvFactory, episodes: int, seed: int) -> R
     finally:
         for venv in venvs:
             venv.close()
+    return Returns(returns, lengths)
+
+
+def _side_by_side(act: ActFn, venv: VecEnv, episodes: int) -> Returns:
+    """The first episode of each of `venv`'s envs; envs whose episode has ended step on with action 0 unread."""
+    returns = np.full(episodes, np.nan)
+    lengths = np.zeros(episodes, dtype=np.int64)
+    step = act.step if isinstance(act, Remembers) else None
+    try:
+        obs = array_obs(venv.reset())
+        playing = np.arange(episodes)
+        starts = np.ones(episodes, dtype=bool)
+        while len(playing):
+            rows = obs[playing]
+            chosen = act(rows) if step is None else step(rows, playing, starts[playing])
+            starts[:] = False
+            actions = np.zeros((episodes, *np.shape(chosen)[1:]), dtype=np.asarray(chosen).dtype)
+            actions[playing] = chosen
+            next_obs, _, _, infos = venv.step(actions)
+            obs = array_obs(next_obs)
+            for i in playing:
+                if "episode" in infos[i]:
+                    returns[i], lengths[i] = infos[i]["episode"]["r"], infos[i]["episode"]["l"]
+            playing = playing[np.isnan(returns[playing])]
+    finally:
+        venv.close()
     return Returns(returns, lengths)
 
 

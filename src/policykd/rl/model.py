@@ -98,7 +98,9 @@ def make_env(factory: EnvFactory, n_envs: int, seed: int, normalizer_file: Path 
     return normalizer
 
 
-def load_rl_model(algo: str, source: Path | BaseAlgorithm, venv: VecEnv, config: RLConfig) -> BaseAlgorithm:
+def load_rl_model(
+    algo: str, source: Path | BaseAlgorithm, venv: VecEnv, config: RLConfig, device: th.device | str = "cpu"
+) -> BaseAlgorithm:
     """The student as an RL model: SB3's `load` of its zip (or of an in-memory model) with the RL hyperparameters,
     which rebuilds the buffers and schedules for them and keeps every weight (the distilled value head too). Off-policy
     students on Atari frames replay from `FramesOnceReplayBuffer`."""
@@ -113,7 +115,7 @@ def load_rl_model(algo: str, source: Path | BaseAlgorithm, venv: VecEnv, config:
     else:
         zip_file = source
     try:
-        return ALGOS[algo].load(zip_file, env=venv, device="cpu", **kwargs)
+        return ALGOS[algo].load(zip_file, env=venv, device=device, **kwargs)
     except (TypeError, ValueError, RuntimeError) as err:
         raise PolicykdError(
             f"RL hyperparameters ({config.source}) do not fit the {algo.upper()} student: {type(err).__name__}: {err}"
@@ -254,12 +256,12 @@ def save_rl(model: BaseAlgorithm, folder: Path, name: str) -> None:
         model.save_replay_buffer(folder / f"{name}-replay.pkl")
 
 
-def restore_rl(algo: str, folder: Path, name: str) -> BaseAlgorithm | None:
-    """The model `save_rl` wrote in a checkpoint folder (its env comes with the next segment), or None."""
+def restore_rl(algo: str, folder: Path, name: str, device: th.device | str = "cpu") -> BaseAlgorithm | None:
+    """The model `save_rl` wrote in a checkpoint folder (its env comes with the next segment), on `device`, or None."""
     path = folder / f"{name}.zip"
     if not path.is_file():
         return None
-    model = ALGOS[algo].load(path, device="cpu")
+    model = ALGOS[algo].load(path, device=device)
     replay = folder / f"{name}-replay.pkl"
     if isinstance(model, OffPolicyAlgorithm) and replay.is_file():
         model.load_replay_buffer(replay)

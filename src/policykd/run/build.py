@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
@@ -19,6 +20,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from policykd.constants import EVAL_SEED_OFFSET
 from policykd.data.buffer import DistillationBuffer
 from policykd.data.source import DatasetSource, open_source
+from policykd.devices import check_device, resolve_device
 from policykd.distributions import ActionDist, obs_tensor, policy_dist
 from policykd.envs import EnvFactory, EnvOptions, array_obs, check_env_id
 from policykd.errors import PolicykdError, option
@@ -228,12 +230,16 @@ def build_run(settings: DistillSettings) -> Run:
     restarting = not resuming and unstarted(out, settings)
     if not (resuming or restarting):
         check_out(out, settings.overwrite)
+    check_device(settings.device)
     check_env_id(settings.env_id, EnvOptions.of(settings))
     check_family_fits(settings)
     teacher = _live_teacher(settings)
     source = open_source(settings.dataset, settings.env_id, EnvOptions.of(settings)) if settings.dataset else None
     view = view_for(teacher.factory, settings.student_obs, settings.seed) if teacher else None
-    student, algo, size = _student(settings, teacher, source, view)
+    device = _device(settings, teacher, source, view)
+    if teacher is not None:
+        teacher.to(device)
+    student, algo, size = _student(settings, teacher, source, view, device)
     online = settings.steps if teacher else 0
     capacity = max(settings.buffer_size, source.dataset.total_steps + online) if source else settings.buffer_size
     buffer = DistillationBuffer(capacity, sequences=STUDENT_FAMILIES.load(algo).recurrent)
@@ -324,8 +330,21 @@ def _check_rl_fits(run: Run) -> None:
         venv.close()
 
 
+def _device(
+    settings: DistillSettings, teacher: Teacher | None, source: DatasetSource | None, view: View | None
+) -> th.device:
+    """`--device`; auto: a GPU where the teacher or the student reads images (`policykd.devices`)."""
+    seen: list[gym.Space] = [known.observation_space for known in (teacher, source) if known is not None]
+    seen += [view.space] if view is not None else []
+    return resolve_device(settings.device, images=any(uses_images(space) for space in seen))
+
+
 def _student(
-    settings: DistillSettings, teacher: Teacher | None, source: DatasetSource | None, view: View | None = None
+    settings: DistillSettings,
+    teacher: Teacher | None,
+    source: DatasetSource | None,
+    view: View | None = None,
+    device: th.device | str = "cpu",
 ) -> tuple[BaseAlgorithm, str, Sizing]:
     """A fresh SB3 student of the teacher's family, sized by `_size` unless `student_arch` says;
     built for its view's observation space when it has one."""
@@ -341,7 +360,7 @@ def _student(
     spaces_env = with_view(known.factory, view).make(1, settings.seed)
     try:
         size = _size(settings, algo, spaces_env, teacher_params)
-        student = build_student(algo, spaces_env, size.arch, seed=settings.seed)
+        student = build_student(algo, spaces_env, size.arch, seed=settings.seed, device=device)
         if settings.init_student:
             _load_weights(student, settings)
         # conv weights in NHWC: a CNN student's training step on CPU took 32 instead of 51 ms (batch 256)

@@ -71,7 +71,7 @@ def load_checkpoint(out: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str
         return None
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        tensors = th.load(folder / "tensors.pt", weights_only=True)
+        tensors = th.load(folder / "tensors.pt", weights_only=True, map_location="cpu")  # any device resumes
         arrays = {p.stem: np.load(p, allow_pickle=False) for p in (folder / "arrays").glob("*.npy")}
     except Exception as err:  # a checkpoint damaged after it was written
         raise PolicykdError(

@@ -171,5 +171,5 @@ def make_knowledge(
         width_t = knowledge.teacher_latent(probe).shape[1]
         width_s = latent(student.policy, obs_tensor(student.policy, student_input)).flatten(1).shape[1]
     if settings.hint_weight:
-        knowledge.projection = th.nn.Linear(width_s, width_t)
+        knowledge.projection = th.nn.Linear(width_s, width_t).to(student.device)
     return knowledge

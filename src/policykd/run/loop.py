@@ -13,7 +13,7 @@ from rich.console import Console
 from policykd.data.frames import FrameStackStore
 from policykd.data.source import fill_buffer
 from policykd.errors import PolicykdError
-from policykd.rollouts import Returns, run_episodes, teacher_actor
+from policykd.rollouts import Returns
 from policykd.run.build import Run
 from policykd.run.checkpoint import (
     append_frames,
@@ -33,6 +33,7 @@ from policykd.run.state import Evaluation, RunState
 from policykd.run.summary import RunSummary, summarize
 from policykd.storage import atomic_write_text, disk_full_is_one_line, prepare_out
 from policykd.students.folding import ObsStats
+from policykd.teachers.evaluated import teacher_returns
 
 OnEvaluation = Callable[[Evaluation, float, bool], None]
 """Called after each evaluation (and its checkpoint) with the evaluation, the teacher's mean return on the same
@@ -52,7 +53,8 @@ def execute(
     else:
         prepare_out(run.out, run.settings.overwrite or run.restarting)
         atomic_write_text(run.out / "config.json", json.dumps(run.settings.to_dict(), indent=2))
-        state = RunState(teacher_returns=_teacher_returns(run).returns.tolist())
+        returns, source = _teacher_returns(run)
+        state = RunState(teacher_returns=returns.returns.tolist(), teacher_returns_source=source)
         state.timed("teacher_eval", start)
     with disk_full_is_one_line(run.out, "a checkpoint or the student"):
         _run_phases(run, state, console, quiet, start, on_evaluation)
@@ -119,11 +121,13 @@ def _load_dataset(run: Run) -> None:
     fill_buffer(run.buffer, run.dataset_source.dataset, live=run.relabel_with, squashed=run.squashed_student)
 
 
-def _teacher_returns(run: Run) -> Returns:
-    """The live teacher on the evaluation seeds; for an offline run, the dataset's own episodes."""
+def _teacher_returns(run: Run) -> tuple[Returns, str]:
+    """The live teacher on the evaluation seeds (kept games where they are the same: `teachers.evaluated`); for an
+    offline run, the dataset's own episodes."""
     if run.teacher is not None:
-        return run_episodes(teacher_actor(run.teacher), run.teacher.factory, run.settings.eval_episodes, run.eval_seed)
-    return Returns(np.array(run.dataset_source.dataset.episode_returns()), np.zeros(0))
+        kept = teacher_returns(run.teacher, run.settings.eval_episodes, run.eval_seed)
+        return kept.returns, kept.source
+    return Returns(np.array(run.dataset_source.dataset.episode_returns()), np.zeros(0)), "dataset"
 
 
 def save(run: Run, state: RunState) -> None:

@@ -126,9 +126,9 @@ def _model(run: Run, state: RunState, scratch: bool) -> BaseAlgorithm:
             make_env(run.factory, parts.config.n_envs, run.settings.seed, _normalizer_file(run)),
         )
         if scratch:
-            existing = load_rl_model(algo, _random_student(run), venv, parts.config)
+            existing = load_rl_model(algo, _random_student(run), venv, parts.config, run.student.device)
         else:
-            existing = load_rl_model(algo, _start(run, state), venv, parts.student_config)
+            existing = load_rl_model(algo, _start(run, state), venv, parts.student_config, run.student.device)
             if run.settings.rl_start == "distilled":
                 state.rl_temperature = set_temperature(existing, run.settings.rl_temperature)
             teacher_model: BaseAlgorithm | None = getattr(run.teacher, "model", None)  # an SB3Teacher's
@@ -188,7 +188,9 @@ def _random_student(run: Run) -> BaseAlgorithm:
     """The same random weights the run's student had before any training (built with the same seed)."""
     venv = run.factory.make(1, run.settings.seed)
     try:
-        return build_student(run.student_algo, venv, run.student_arch, seed=run.settings.seed)
+        return build_student(
+            run.student_algo, venv, run.student_arch, seed=run.settings.seed, device=run.student.device
+        )
     finally:
         venv.close()
 
@@ -244,7 +246,7 @@ def restore_models(run: Run, state: RunState, folder: Path) -> None:
     if parts is None:
         return
     for name, scratch in ((STUDENT, False), (SCRATCH, True)):
-        model = restore_rl(run.student_algo, folder, name)
+        model = restore_rl(run.student_algo, folder, name, run.student.device)
         if model is not None:
             _attach(run, state, model, scratch)
     if parts.kick is not None and state.rl_evals:

@@ -28,6 +28,8 @@ class RunState:
     wall: float = 0.0
     """Seconds of work in every session of this run (resumed runs add up)."""
     teacher_returns: list[float] = field(default_factory=list)
+    teacher_returns_source: str = ""
+    """Where the teacher's figures came from: "played" by this run, or the kept file (`teachers.evaluated`)."""
     student_returns: list[float] | None = None
     agreement: float = float("nan")
     evals: list[Evaluation] = field(default_factory=list)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from policykd.envs import is_atari
 from policykd.rollouts import collapsed_episodes, return_ratio
 from policykd.sb3_models import acting_params
 
@@ -42,6 +43,9 @@ class RunSummary:
     buffer_transitions: int
     buffer_bytes_per_transition: float
     teacher_returns: list[float]
+    teacher_returns_source: str
+    """Where the teacher's figures came from: "played" by this run, the file that kept the same games (the teacher,
+    env stack, seeds and library versions all the same), or "dataset" (an offline run's recorded episodes)."""
     student_returns: list[float]
     evals: list[dict[str, float]]
     """Every evaluation: round, env_steps, gradient_steps, student_return_mean, student_return_std."""
@@ -54,6 +58,10 @@ class RunSummary:
     """The env's keyword arguments (--env-kwargs over a teacher config's): export and evaluate make the env with them."""
     env_wrappers: list[str] = field(default_factory=list)
     """The user's own wrapper classes (--env-wrapper), in the order applied."""
+    atari_stack: str = ""
+    device: str = ""
+    """The torch device the teacher labelled and the student trained on (--device)."""
+    """The stack that stepped an Atari run's envs: native (ale-py's vector env) or sb3; empty for other envs."""
     student_obs: list[str] = field(default_factory=list)
     """The student's view (--student-obs), empty when it sees the teacher's observation; the student's zip, its
     evaluation and its exports read the env through it."""
@@ -126,6 +134,7 @@ def summarize(run: Run, state: RunState) -> RunSummary:
         buffer_transitions=len(run.buffer),
         buffer_bytes_per_transition=run.buffer.nbytes() / run.buffer.capacity,
         teacher_returns=teacher.tolist(),
+        teacher_returns_source=state.teacher_returns_source,
         student_returns=student.tolist(),
         evals=[asdict(e) for e in state.evals],
         loss=run.loss,
@@ -134,6 +143,8 @@ def summarize(run: Run, state: RunState) -> RunSummary:
         student_path=str(run.out / "student.zip"),
         env_kwargs=dict(run.factory.env_kwargs),
         env_wrappers=list(run.factory.wrappers),
+        atari_stack=("native" if run.factory.native else "sb3") if is_atari(run.factory.env_id) else "",
+        device=str(run.student.device),
         student_obs=list(run.view.specs) if run.view else [],
         dataset=_dataset(run),
         rl=_rl(run, state),

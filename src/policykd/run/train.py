@@ -78,6 +78,7 @@ def train_round(
     for i, rows in enumerate(draws):
         batch = buffer.get(rows.reshape(-1))
         obs = _as_input(policy, prep(batch.obs))
+        batch = batch._replace(teacher=batch.teacher.to(obs.device), value=batch.value.to(obs.device))
         if cfg.augment:
             obs = augment(policy, obs, cfg.augment, batch.teacher, loss, cfg.temperature)
         with latent_of_forward(policy) if knowledge else nullcontext([]) as seen:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from policykd.constants import EVAL_SEED_OFFSET
+from policykd.constants import EVAL_SEED_OFFSET, AtariStack
 from policykd.errors import PolicykdError
 from policykd.fields import (
     ALL_POSITIVE,
     CLASS_PATHS,
+    DEVICE,
     FRACTION,
     KEY_VALUES,
     NON_NEGATIVE,
@@ -39,10 +40,16 @@ class EvaluateSettings:
     env_wrappers: tuple[str, ...] = opt((), flag="--env-wrapper", rule=CLASS_PATHS)
     """Your own gymnasium wrapper class, module:Class, repeatable, applied in order around the env (after a teacher's
     rl-zoo env_wrapper); it must be importable where the env runs."""
+    atari_stack: AtariStack = "native"
+    """Atari: native steps ale-py's own vector env in C++ threads (3.4x SB3's stack on Pong), where it plays the game
+    as SB3's make_atari_env stack does (no lives, no unmapped --env-kwargs, no --env-wrapper, no ram view); sb3
+    always steps SB3's stack."""
     teacher: str | None = None
     """Also evaluate this teacher on the same seeds."""
     student_obs: tuple[str, ...] = opt((), flag="--student-obs")
     """The model's view of the env (distill's --student-obs; default: what the summary.json beside it says)."""
+    device: str = opt("auto", rule=DEVICE)
+    """cpu, cuda, cuda:N or auto (the first GPU for networks that read images, else the CPU)."""
     episodes: int = opt(10, rule=POSITIVE)
     """Episodes, one per env, side by side."""
     seed: int = EVAL_SEED_OFFSET
@@ -78,6 +85,10 @@ class RecordSettings:
     env_wrappers: tuple[str, ...] = opt((), flag="--env-wrapper", rule=CLASS_PATHS)
     """Your own gymnasium wrapper class, module:Class, repeatable, applied in order around the env (after a teacher's
     rl-zoo env_wrapper); it must be importable where the env runs."""
+    atari_stack: AtariStack = "native"
+    """Atari: native steps ale-py's own vector env in C++ threads (3.4x SB3's stack on Pong), where it plays the game
+    as SB3's make_atari_env stack does (no lives, no unmapped --env-kwargs, no --env-wrapper, no ram view); sb3
+    always steps SB3's stack."""
     teacher: str | None = None
     """Teacher spec (default: the env's shipped teacher)."""
     human: bool = False
@@ -119,6 +130,10 @@ class TrainTeacherSettings:
     env_wrappers: tuple[str, ...] = opt((), flag="--env-wrapper", rule=CLASS_PATHS)
     """Your own gymnasium wrapper class, module:Class, repeatable, applied in order around the env; it must be
     importable where the env runs."""
+    atari_stack: AtariStack = "native"
+    """Atari: native steps ale-py's own vector env in C++ threads (3.4x SB3's stack on Pong), where it plays the game
+    as SB3's make_atari_env stack does (no lives, no unmapped --env-kwargs, no --env-wrapper, no ram view); sb3
+    always steps SB3's stack."""
     steps: int | None = opt(None, rule=POSITIVE)
     """Env steps (default: rl-zoo's n_timesteps for the env)."""
     out: str | None = None
@@ -133,7 +148,7 @@ class TrainTeacherSettings:
     """Parallel envs (default: rl-zoo's n_envs)."""
     overwrite: bool = False
     """Replace a finished or unfinished run in --out."""
-    device: str = "cpu"
+    device: str = opt("cpu", rule=DEVICE)
     """cpu, cuda[:N] or auto; a checkpoint resumes on any device (a GPU does not pay for these small MLPs)."""
 
     def __post_init__(self) -> None:

@@ -8,10 +8,12 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from policykd.constants import AtariStack
 from policykd.errors import PolicykdError, option
 from policykd.fields import (
     ALL_POSITIVE,
     CLASS_PATHS,
+    DEVICE,
     FRACTION,
     HALF_OPEN_UNIT,
     KEY_VALUES,
@@ -51,6 +53,10 @@ class DistillSettings:
     env_wrappers: tuple[str, ...] = opt((), flag="--env-wrapper", rule=CLASS_PATHS)
     """Your own gymnasium wrapper class, module:Class, repeatable, applied in order around the env (after a teacher's
     rl-zoo env_wrapper); it must be importable where the env runs."""
+    atari_stack: AtariStack = "native"
+    """Atari: native steps ale-py's own vector env in C++ threads (3.4x SB3's stack on Pong), where it plays the game
+    as SB3's make_atari_env stack does (no lives, no unmapped --env-kwargs, no --env-wrapper, no ram view); sb3
+    always steps SB3's stack."""
     teachers: tuple[str, ...] = opt((), flag="--teacher")
     """SB3 zip, rl-zoo run folder, zoo:<algo>/<ENV> or shipped agent name; repeat for an ensemble (default: the env's shipped teacher)."""
     teacher_weights: tuple[float, ...] = opt((), rule=(lambda v: all(w >= 0 for w in v), "must be non-negative"))
@@ -157,6 +163,9 @@ class DistillSettings:
     """Episodes for each evaluation (teacher and student on the same seeds)."""
     eval_every: int = opt(1, rule=POSITIVE)
     """Evaluate the student every this many rounds (and always at the end)."""
+    device: str = opt("auto", rule=DEVICE)
+    """cpu, cuda, cuda:N or auto: where the teacher labels and the student trains and acts (auto: the first GPU when
+    a network reads images, else the CPU; a checkpoint resumes on any device, the student loads on a CPU)."""
     torch_threads: int | None = opt(None, rule=POSITIVE)
     """CPU threads for torch (default: 1 for MLP students, whose tiny ops only lose to thread hand-offs, measured
     16 s vs 131 s for CartPole on a busy 2-core machine; all cores for CNNs)."""

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cloudpickle
+import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
@@ -77,10 +78,16 @@ def _image_kwargs(arch: Sequence[int]) -> dict:
 
 
 def build_student(
-    algo: str, venv: VecEnv, arch: Sequence[int], *, seed: int, learning_rate: float = 3e-4
+    algo: str,
+    venv: VecEnv,
+    arch: Sequence[int],
+    *,
+    seed: int,
+    learning_rate: float = 3e-4,
+    device: th.device | str = "cpu",
 ) -> BaseAlgorithm:
     """A fresh SB3 model of the student family `algo` (`policykd.registry.STUDENT_FAMILIES`) with hidden layers
-    `arch` on `venv`'s spaces."""
+    `arch` on `venv`'s spaces, its networks on `device`."""
     family: Family = STUDENT_FAMILIES.load(algo)
     if family.action_space is not None and not isinstance(venv.action_space, family.action_space):
         kind = "a discrete" if family.action_space is spaces.Discrete else "a continuous (Box)"
@@ -95,7 +102,7 @@ def build_student(
         kwargs["buffer_size"] = family.image_buffer_size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return family.algo(_policy_name(family, images), venv, seed=seed, device="cpu", verbose=0, **kwargs)
+        return family.algo(_policy_name(family, images), venv, seed=seed, device=device, verbose=0, **kwargs)
 
 
 def _policy_name(family: Family, images: bool) -> str:

@@ -13,7 +13,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from policykd.distributions import ActionDist, obs_tensor, policy_outputs
 from policykd.envs import EnvFactory, array_obs
-from policykd.sb3_models import acting_params
+from policykd.sb3_models import acting_params, uses_images
 
 
 class Teacher(Protocol):
@@ -44,6 +44,10 @@ class Teacher(Protocol):
         """Distribution and value for a batch of raw env observations (no gradients)."""
         ...
 
+    def to(self, device: th.device) -> None:
+        """Run its networks on `device` from now on (labels come back on it)."""
+        ...
+
 
 @dataclass
 class SB3Teacher:
@@ -57,6 +61,10 @@ class SB3Teacher:
     trained_env_id: str | None = None
     config: dict[str, Any] | None = None
 
+    def __post_init__(self) -> None:
+        if uses_images(self.observation_space):  # NHWC convolutions: Pong's labels in 1.9 instead of 2.5 ms (batch 8)
+            self.model.policy.to(memory_format=th.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
+
     @property
     def observation_space(self) -> spaces.Space:
         return self.model.observation_space
@@ -68,6 +76,10 @@ class SB3Teacher:
     @property
     def acting_params(self) -> int:
         return acting_params(self.model.policy)
+
+    def to(self, device: th.device) -> None:
+        self.model.policy.to(device)
+        self.model.device = device
 
     def label(self, obs: np.ndarray) -> tuple[ActionDist, th.Tensor | None]:
         if self.normalizer is not None:

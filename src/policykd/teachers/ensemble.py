@@ -77,6 +77,10 @@ class EnsembleTeacher:
     def acting_params(self) -> int:
         return sum(m.acting_params for m in self.members)
 
+    def to(self, device: th.device) -> None:
+        for member in self.members:
+            member.to(device)
+
     def label(self, obs: np.ndarray) -> tuple[ActionDist, th.Tensor | None]:
         """Each member labels the raw observations itself (its own VecNormalize); continuous members of different
         families (SAC's squashed Gaussian, PPO's in env units) are all expressed in env units first, then

@@ -30,6 +30,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from policykd.devices import check_device
 from policykd.envs import EnvOptions, check_env_id, env_factory
 from policykd.errors import PolicykdError, option
 from policykd.fields import spelled
@@ -67,7 +68,7 @@ def identity(settings: TrainTeacherSettings, hp: ZooHyperparams) -> dict[str, ob
 def resolve(settings: TrainTeacherSettings) -> tuple[TrainTeacherSettings, ZooHyperparams]:
     """The settings with rl-zoo's defaults filled in (steps, n_envs, checkpoint interval, out), after every
     check that needs no training, in the order a user would fix them."""
-    _check_device(settings.device)
+    check_device(settings.device)
     env_id, algo = settings.env_id, settings.algo
     options = EnvOptions.of(settings)
     check_env_id(env_id, options)
@@ -118,22 +119,6 @@ def _filled(settings: TrainTeacherSettings) -> _Filled:
     if out is None or steps is None or n_envs is None or every is None:
         raise PolicykdError("train_teacher needs the settings `resolve` returns (out, steps, n_envs, checkpoint_every)")
     return _Filled(Path(out), steps, n_envs, every)
-
-
-def _check_device(device: str) -> None:
-    """cpu (the default: small MLPs train as fast there), cuda[:N] or auto; a GPU asked for must exist."""
-    if device == "auto":
-        return
-    try:
-        kind = th.device(device).type
-    except RuntimeError:
-        kind = None
-    if kind not in ("cpu", "cuda"):
-        raise PolicykdError(f"{spelled('device')} must be cpu, cuda, cuda:N or auto, got {device!r}")
-    if kind == "cuda" and not th.cuda.is_available():
-        raise PolicykdError(
-            f"{option('device', device)}: torch sees no CUDA GPU on this machine (use {option('device', 'cpu')})"
-        )
 
 
 # --- checkpoints ------------------------------------------------------------------------------

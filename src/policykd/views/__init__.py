@@ -83,6 +83,11 @@ class View:
         return observe
 
     @property
+    def reads_env(self) -> bool:
+        """A stage reads the running envs themselves (`ram`), not only their observations and infos."""
+        return any(getattr(stage, "reads_env", False) for stage in self.stages)
+
+    @property
     def history(self) -> int:
         """K of a trailing `history=K` (an export keeps that window itself), else 1."""
         last = self.stages[-1] if self.stages else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, ClassVar, Protocol, cast
 
 import gymnasium as gym
 import numpy as np
@@ -168,6 +168,8 @@ class Ram:
     """Atari's 128-byte console RAM instead of the frames (the teacher keeps its frames)."""
 
     spec: str = "ram"
+    reads_env: ClassVar[bool] = True
+    """It reads each running env's console, which only SB3's Atari stack exposes (`policykd.native_atari`)."""
 
     def space(self, space: gym.Space) -> spaces.Box:
         return spaces.Box(0, 255, (128,), np.uint8)
