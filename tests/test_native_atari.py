@@ -97,7 +97,7 @@ def test_teacher_labels_on_native_frames_are_close_to_those_on_sb3_frames():
 def test_native_episodes_depend_only_on_their_seed():
     """`run_episodes` plays every episode in one vector env: each is the game its seed gives, as if it were played
     alone (and the same again)."""
-    factory = EnvFactory("ALE/Pong-v5", env_kwargs=SHORT)
+    factory = EnvFactory("ALE/Pong-v5", env_kwargs=SHORT, atari_stack="native")
 
     def act(obs: np.ndarray) -> np.ndarray:  # a deterministic function of the frames
         return (obs[:, -1, 30:70].reshape(len(obs), -1).sum(1) // 7) % 6
@@ -120,7 +120,8 @@ def test_sb3_stack_where_the_native_one_would_play_otherwise():
     assert not fits("ALE/Breakout-v5", {"frameskip": 1})
     assert not fits("ALE/Pong-v5", {"frameskip": 1, "mode": 1})
     assert not fits("ALE/Pong-v5", {"frameskip": 4})  # the skip would be done twice
-    pong = EnvFactory("ALE/Pong-v5")
+    assert not EnvFactory("ALE/Pong-v5").native  # SB3's stack is the default
+    pong = EnvFactory("ALE/Pong-v5", atari_stack="native")
     assert pong.native
     assert not replace(pong, atari_stack="sb3").native
     assert not replace(pong, wrappers=("gymnasium.wrappers:RecordEpisodeStatistics",)).native

@@ -79,7 +79,7 @@ def test_sticky_actions_are_the_envs():
     venv = cartpole.make(1, 0)
     assert "StickyAction" in repr(venv.envs[0])
     venv.close()
-    pong = perturbed_factory(EnvFactory("ALE/Pong-v5", atari_stack="sb3"), Perturbation("sticky", 0.5))
+    pong = perturbed_factory(EnvFactory("ALE/Pong-v5"), Perturbation("sticky", 0.5))
     assert pong.env_kwargs["repeat_action_probability"] == 0.5
     venv = pong.make(1, 0)
     assert venv.envs[0].unwrapped.ale.getFloat("repeat_action_probability") == pytest.approx(0.5)
@@ -87,11 +87,13 @@ def test_sticky_actions_are_the_envs():
 
 
 def test_sticky_actions_reach_ales_vector_env():
-    """On ale-py's vector env (the default Atari stack) too: with actions always sticky, the paddle keeps the reset's
+    """On ale-py's vector env (`--atari-stack native`) too: with actions always sticky, the paddle keeps the reset's
     NOOP whatever the agent asks; without, moving it changes the frames."""
 
     def frames(probability: float, action: int) -> np.ndarray:
-        factory = perturbed_factory(EnvFactory("ALE/Pong-v5"), Perturbation("sticky", probability))
+        factory = perturbed_factory(
+            EnvFactory("ALE/Pong-v5", atari_stack="native"), Perturbation("sticky", probability)
+        )
         assert factory.native
         venv = factory.make(1, 0)
         venv.reset()

@@ -160,7 +160,7 @@ class EnvOptions:
 
     kwargs: Mapping[str, object] = field(default_factory=dict)
     wrappers: tuple[str, ...] = ()
-    atari_stack: AtariStack = "native"
+    atari_stack: AtariStack = "sb3"
     """Which Atari stack steps the envs (`EnvFactory.atari_stack`)."""
 
     def __bool__(self) -> bool:
@@ -168,7 +168,7 @@ class EnvOptions:
         return bool(self.kwargs or self.wrappers)
 
     @classmethod
-    def parse(cls, kwargs: object, wrappers: object, atari_stack: AtariStack = "native") -> EnvOptions:
+    def parse(cls, kwargs: object, wrappers: object, atari_stack: AtariStack = "sb3") -> EnvOptions:
         """`--env-kwargs` KEY=VALUE specs and `--env-wrapper` class paths (a tuple, a list, or None) as options."""
         specs = tuple(cast("tuple[str, ...]", kwargs or ()))
         own = tuple(cast("tuple[str, ...]", wrappers or ()))
@@ -180,7 +180,7 @@ class EnvOptions:
         return cls.parse(
             getattr(settings, "env_kwargs", ()),
             getattr(settings, "env_wrappers", ()),
-            getattr(settings, "atari_stack", "native"),
+            getattr(settings, "atari_stack", "sb3"),
         )
 
 
@@ -276,7 +276,7 @@ class EnvFactory:
     """The student's view (policykd.views): None for the teacher's full observation."""
     wrappers: tuple[str, ...] = ()
     """The user's own wrapper classes (`--env-wrapper module:Class`), applied after `env_wrapper`."""
-    atari_stack: AtariStack = "native"
+    atari_stack: AtariStack = "sb3"
     """Atari only: "native" steps ale-py's own vector env (`policykd.native_atari`) where it plays the env as SB3's
     stack does, "sb3" always steps SB3's `make_atari_env` stack."""
 

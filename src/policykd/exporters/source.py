@@ -93,6 +93,8 @@ class ExportSource:
             "env_kwargs": dict(factory.env_kwargs),
             "env_wrappers": list(factory.wrappers),
             "frame_stack": factory.frame_stack if is_atari(self.env_id) else None,
+            # which frames the student was trained on: ale-py's (native) or SB3's stack (docs/cli.md#atari-pong)
+            "atari_stack": ("native" if factory.native else "sb3") if is_atari(self.env_id) else None,
             "observation_space": describe_space(obs),
             "observation_layout": _layout(
                 obs, input_dtype or str(obs.dtype), batched, student.normalizer is not None, self.view is not None

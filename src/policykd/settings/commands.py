@@ -40,10 +40,10 @@ class EvaluateSettings:
     env_wrappers: tuple[str, ...] = opt((), flag="--env-wrapper", rule=CLASS_PATHS)
     """Your own gymnasium wrapper class, module:Class, repeatable, applied in order around the env (after a teacher's
     rl-zoo env_wrapper); it must be importable where the env runs."""
-    atari_stack: AtariStack = "native"
-    """Atari: native steps ale-py's own vector env in C++ threads (3.4x SB3's stack on Pong), where it plays the game
-    as SB3's make_atari_env stack does (no lives, no unmapped --env-kwargs, no --env-wrapper, no ram view); sb3
-    always steps SB3's stack."""
+    atari_stack: AtariStack = "sb3"
+    """Atari: sb3 steps SB3's make_atari_env stack (the shipped teacher's); native steps ale-py's own vector env in C++
+    threads (3.4x the agent steps/s on Pong) where it plays the game as SB3's stack does (no lives, no unmapped
+    --env-kwargs, no --env-wrapper, no ram view): its Pong students scored lower (docs/results.md)."""
     teacher: str | None = None
     """Also evaluate this teacher on the same seeds."""
     student_obs: tuple[str, ...] = opt((), flag="--student-obs")
@@ -85,10 +85,10 @@ class RecordSettings:
     env_wrappers: tuple[str, ...] = opt((), flag="--env-wrapper", rule=CLASS_PATHS)
     """Your own gymnasium wrapper class, module:Class, repeatable, applied in order around the env (after a teacher's
     rl-zoo env_wrapper); it must be importable where the env runs."""
-    atari_stack: AtariStack = "native"
-    """Atari: native steps ale-py's own vector env in C++ threads (3.4x SB3's stack on Pong), where it plays the game
-    as SB3's make_atari_env stack does (no lives, no unmapped --env-kwargs, no --env-wrapper, no ram view); sb3
-    always steps SB3's stack."""
+    atari_stack: AtariStack = "sb3"
+    """Atari: sb3 steps SB3's make_atari_env stack (the shipped teacher's); native steps ale-py's own vector env in C++
+    threads (3.4x the agent steps/s on Pong) where it plays the game as SB3's stack does (no lives, no unmapped
+    --env-kwargs, no --env-wrapper, no ram view): its Pong students scored lower (docs/results.md)."""
     teacher: str | None = None
     """Teacher spec (default: the env's shipped teacher)."""
     human: bool = False
@@ -130,10 +130,10 @@ class TrainTeacherSettings:
     env_wrappers: tuple[str, ...] = opt((), flag="--env-wrapper", rule=CLASS_PATHS)
     """Your own gymnasium wrapper class, module:Class, repeatable, applied in order around the env; it must be
     importable where the env runs."""
-    atari_stack: AtariStack = "native"
-    """Atari: native steps ale-py's own vector env in C++ threads (3.4x SB3's stack on Pong), where it plays the game
-    as SB3's make_atari_env stack does (no lives, no unmapped --env-kwargs, no --env-wrapper, no ram view); sb3
-    always steps SB3's stack."""
+    atari_stack: AtariStack = "sb3"
+    """Atari: sb3 steps SB3's make_atari_env stack (the shipped teacher's); native steps ale-py's own vector env in C++
+    threads (3.4x the agent steps/s on Pong) where it plays the game as SB3's stack does (no lives, no unmapped
+    --env-kwargs, no --env-wrapper, no ram view): its Pong students scored lower (docs/results.md)."""
     steps: int | None = opt(None, rule=POSITIVE)
     """Env steps (default: rl-zoo's n_timesteps for the env)."""
     out: str | None = None

@@ -53,10 +53,10 @@ class DistillSettings:
     env_wrappers: tuple[str, ...] = opt((), flag="--env-wrapper", rule=CLASS_PATHS)
     """Your own gymnasium wrapper class, module:Class, repeatable, applied in order around the env (after a teacher's
     rl-zoo env_wrapper); it must be importable where the env runs."""
-    atari_stack: AtariStack = "native"
-    """Atari: native steps ale-py's own vector env in C++ threads (3.4x SB3's stack on Pong), where it plays the game
-    as SB3's make_atari_env stack does (no lives, no unmapped --env-kwargs, no --env-wrapper, no ram view); sb3
-    always steps SB3's stack."""
+    atari_stack: AtariStack = "sb3"
+    """Atari: sb3 steps SB3's make_atari_env stack (the shipped teacher's); native steps ale-py's own vector env in C++
+    threads (3.4x the agent steps/s on Pong) where it plays the game as SB3's stack does (no lives, no unmapped
+    --env-kwargs, no --env-wrapper, no ram view): its Pong students scored lower (docs/results.md)."""
     teachers: tuple[str, ...] = opt((), flag="--teacher")
     """SB3 zip, rl-zoo run folder, zoo:<algo>/<ENV> or shipped agent name; repeat for an ensemble (default: the env's shipped teacher)."""
     teacher_weights: tuple[float, ...] = opt((), rule=(lambda v: all(w >= 0 for w in v), "must be non-negative"))
