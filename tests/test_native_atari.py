@@ -130,3 +130,16 @@ def test_sb3_stack_where_the_native_one_would_play_otherwise():
     ram = view_for(pong, ["ram"])
     assert ram is not None and ram.reads_env
     assert not replace(pong, view=ram).native
+
+
+def test_the_stack_asked_for_reaches_the_teachers_envs():
+    """`--atari-stack` alone (no --env-kwargs or --env-wrapper) reaches every factory a run derives from the teacher's:
+    options without kwargs are falsy, and an `options or default` once dropped the stack."""
+    from policykd.envs import EnvOptions
+    from policykd.teachers import load_teacher
+
+    for stack, native in (("native", True), ("sb3", False)):
+        teacher = load_teacher("pong-ppo-v5", env_id="ALE/Pong-v5", options=EnvOptions(atari_stack=stack))
+        assert teacher.factory.atari_stack == stack and teacher.factory.native is native
+    saved = EnvOptions({"repeat_action_probability": 0.1})
+    assert EnvOptions(atari_stack="native").with_saved(saved) == EnvOptions(saved.kwargs, (), "native")

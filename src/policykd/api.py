@@ -191,8 +191,7 @@ def evaluate_with(settings: EvaluateSettings) -> EvaluateResult:
     from policykd.teachers import SB3Teacher, load_teacher
 
     check_device(settings.device)
-    own = EnvOptions.of(settings)
-    options = own or replace(saved_env_options(settings.model), atari_stack=own.atari_stack)
+    options = EnvOptions.of(settings).with_saved(saved_env_options(settings.model))
 
     def load(spec: str, view: tuple[str, ...] = ()) -> SB3Teacher:
         return load_teacher(

@@ -7,7 +7,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import gymnasium as gym
@@ -164,8 +164,13 @@ class EnvOptions:
     """Which Atari stack steps the envs (`EnvFactory.atari_stack`)."""
 
     def __bool__(self) -> bool:
-        """Whether there is anything to check by making the env (the stack choice needs no check)."""
+        """Whether there is anything to check by making the env (the stack choice needs no check): `options or
+        other` would drop the stack, so callers that fall back to other options keep it (`with_saved`)."""
         return bool(self.kwargs or self.wrappers)
+
+    def with_saved(self, saved: EnvOptions) -> EnvOptions:
+        """These options where they name kwargs or wrappers, else `saved`'s (a run's, an export's), with this stack."""
+        return self if self else replace(saved, atari_stack=self.atari_stack)
 
     @classmethod
     def parse(cls, kwargs: object, wrappers: object, atari_stack: AtariStack = "sb3") -> EnvOptions:
@@ -351,7 +356,7 @@ def env_factory(
     command's env options on top (`options`: `--env-kwargs`, `--env-wrapper`): its keyword arguments override the
     config's, its wrappers follow the config's. Every other factory of a run derives from the teacher's (the student's
     view, evaluation, RL), so options given here reach all of them."""
-    options = options or EnvOptions()
+    options = options if options is not None else EnvOptions()  # one without kwargs or wrappers still names a stack
     kwargs = {**(env_kwargs or {}), **options.kwargs}
     return EnvFactory(
         env_id, env_wrapper, kwargs, frame_stack, wrappers=options.wrappers, atari_stack=options.atari_stack

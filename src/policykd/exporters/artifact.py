@@ -54,7 +54,7 @@ def _factory(
     """The envs the file acts in: the env's own observations, or (a contract beside it) the sensor view it names;
     with the env options it was exported with, unless the caller's `options` name some."""
     saved = EnvOptions(meta.get("env_kwargs") or {}, tuple(meta.get("env_wrappers") or ()))
-    options = options or saved
+    options = options.with_saved(saved) if options is not None else saved
     check_env_id(env_id, options)
     stack = meta.get("frame_stack")  # null for an env without a frame stack (only Atari's has one)
     factory = env_factory(env_id, env_wrapper=meta.get("env_wrapper"), frame_stack=int(stack or 4), options=options)

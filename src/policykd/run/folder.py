@@ -146,7 +146,7 @@ class RunFolder:
                 f"{zip_path}: no summary.json beside it says which env it acts in: pass {spelled('env_id', '--env')}"
             )
         view = tuple(summary.get("student_obs") or ())
-        options = options or _env_options(summary)
+        options = options.with_saved(_env_options(summary)) if options is not None else _env_options(summary)
         loaded = load_teacher(zip_path, env_id=env_id, view=view, options=options)  # with the run's rl-zoo config
         return FinishedRun(zip_path, loaded, summary)
 
