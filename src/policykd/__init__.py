@@ -5,12 +5,13 @@
     print(result.summary.student_return_mean, result.out / "student.zip")
 
 Commands (each also takes a settings object: `distill_with(DistillSettings(...))`):
-    distill, evaluate, record, train_teacher, export, prune, sweep (Ray Tune: pip install 'policykd[ray]')
+    distill, distill_tasks (one student, several envs), evaluate, record, train_teacher, export, prune,
+    sweep (Ray Tune: pip install 'policykd[ray]')
 Teachers:
     load_teacher, load_teachers
 Settings and results:
     DistillSettings, EvaluateSettings, ExportSettings, PruneSettings, RecordSettings, SweepSettings, TrainTeacherSettings,
-    DistillResult, RunSummary
+    MultiTaskSettings, DistillResult, TasksResult, RunSummary
 Errors:
     PolicykdError (bad input: one line)
 
@@ -23,7 +24,10 @@ from typing import Any
 
 from policykd.api import (
     DistillResult,
+    TasksResult,
     distill,
+    distill_tasks,
+    distill_tasks_with,
     distill_with,
     evaluate,
     evaluate_with,
@@ -48,11 +52,14 @@ from policykd.settings import (
     SweepSettings,
     TrainTeacherSettings,
 )
+from policykd.settings.tasks import MultiTaskSettings
 
 __all__ = [
     # commands
     "distill",
     "distill_with",
+    "distill_tasks",
+    "distill_tasks_with",
     "evaluate",
     "evaluate_with",
     "record",
@@ -76,7 +83,9 @@ __all__ = [
     "RecordSettings",
     "SweepSettings",
     "TrainTeacherSettings",
+    "MultiTaskSettings",
     "DistillResult",
+    "TasksResult",
     "RunSummary",
     # errors
     "PolicykdError",

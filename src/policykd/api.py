@@ -24,6 +24,7 @@ from policykd.settings import (
     SweepSettings,
     TrainTeacherSettings,
 )
+from policykd.settings.tasks import MultiTaskSettings
 
 if TYPE_CHECKING:  # torch, SB3 and Ray load on first use: `import policykd` stays light
     from rich.console import Console
@@ -76,10 +77,14 @@ def distill(env_id: str, teachers: Sequence[str | Path] = (), **settings: Any) -
     """`policykd.distill("CartPole-v1")`: the env's shipped teacher, its preset, any DistillSettings field as a keyword.
     `student_obs` also takes your own `function(obs, info) -> array` or gymnasium `ObservationWrapper` class.
 
-    Precedence: DistillSettings defaults < the env's preset < the keywords given here.
+    Precedence: DistillSettings defaults < the env's preset < the keywords given here. One student for several envs:
+    `distill_tasks`.
     """
     from policykd.presets import resolve_distill
     from policykd.views.stages import spec_of
+
+    if not isinstance(env_id, str):
+        raise PolicykdError("distill takes one env id; for one student of several envs call distill_tasks([...])")
 
     given = {"teachers": tuple(str(t) for t in teachers) or None, **settings}
     if settings.get("student_obs") is not None:  # a callable or an ObservationWrapper class stands for itself
@@ -118,6 +123,57 @@ def distill_with(
 
         write_rl_curves(run.out)
     return _prune_if_asked(DistillResult(run.student, summary, run.out), settings)
+
+
+@dataclass(frozen=True)
+class TasksResult:
+    """What a multi-task distillation leaves: each task's student (a plain SB3 model sharing the trunk's tensors with
+    the others until saved), the run's summary (a row per task) and the output folder (`<out>/<ENV>/student.zip`)."""
+
+    students: dict[str, BaseAlgorithm]
+    summary: dict[str, Any]
+    out: Path
+
+
+def distill_tasks(
+    env_ids: Sequence[str], teachers: Sequence[str | Path] = (), task_weights: Sequence[float] = (), **settings: Any
+) -> TasksResult:
+    """`policykd.distill_tasks(["CartPole-v1", "Acrobot-v1"], teachers=["Acrobot-v1=zoo:dqn/Acrobot-v1"])`: one
+    student for several envs, a shared trunk with each env's own input layer and action head. Teachers are
+    ENV=SPEC (an env without one gets its shipped teacher); any DistillSettings field as a keyword, for every task."""
+    from policykd.presets import resolve_tasks
+
+    return distill_tasks_with(
+        resolve_tasks(list(env_ids), teachers=[str(t) for t in teachers], task_weights=tuple(task_weights), **settings)
+    )
+
+
+def distill_tasks_with(settings: MultiTaskSettings, *, console: Console | None = None) -> TasksResult:
+    """A multi-task distillation with every setting explicit; writes `settings.out` (a folder per task, summary.json,
+    curves.png, tb/)."""
+    import torch as th
+
+    from policykd.report.plots import write_curves
+    from policykd.report.tasks_plot import write_task_curves
+    from policykd.run.console import print_table
+    from policykd.run.phases import become_saved
+    from policykd.workflows.tasks.build import build_tasks
+    from policykd.workflows.tasks.loop import execute_tasks
+    from policykd.workflows.tasks.summary import tasks_table
+
+    th.set_num_threads(settings.first.torch_threads or 1)  # MLP students: one thread (see distill_with)
+    th.manual_seed(settings.first.seed)
+    tasks = build_tasks(settings)
+    summary = execute_tasks(tasks, console=console, quiet=settings.quiet)
+    for run in tasks.runs:
+        become_saved(run)
+        write_curves(run.out)
+    write_task_curves([run.out for run in tasks.runs], settings.out_path / "curves.png")
+    if not settings.quiet:
+        from rich.console import Console as RichConsole
+
+        print_table(console or RichConsole(), tasks_table(summary))
+    return TasksResult({run.settings.env_id: run.student for run in tasks.runs}, summary, settings.out_path)
 
 
 def _prune_if_asked(result: DistillResult, settings: DistillSettings) -> DistillResult:

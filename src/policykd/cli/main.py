@@ -37,6 +37,7 @@ from policykd.settings import (
     SweepSettings,
     TrainTeacherSettings,
 )
+from policykd.settings.tasks import TaskSettings
 
 if TYPE_CHECKING:
     from signal import _HANDLER
@@ -51,11 +52,43 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the run is so that it stops as on Ctrl-C (student written, checkpoint kept)."""
 
 
-def _distill(given: dict[str, object]) -> None:
-    from policykd.api import distill_with
-    from policykd.presets import resolve_distill
+def _distill(values: dict[str, object]) -> None:
+    """One --env: a distillation; several: one student for all of them (`policykd.api.distill_tasks_with`)."""
+    from policykd.api import distill_tasks_with, distill_with
+    from policykd.presets import resolve_distill, resolve_tasks
 
-    distill_with(resolve_distill(str(given.pop("env_id")), **given))
+    envs = list(cast("list[str]", values.pop("env_id") or []))
+    given = given_values(DistillSettings, values)
+    tasks = given_values(TaskSettings, values)
+    if len(envs) > 1:
+        teachers = cast("tuple[str, ...]", given.pop("teachers", ()))
+        distill_tasks_with(resolve_tasks(envs, teachers=teachers, **tasks, **given))  # type: ignore[arg-type]
+        return
+    if tasks:
+        raise PolicykdError("--task-weights weighs the tasks of several --env: give two or more")
+    distill_with(resolve_distill(envs[0] if envs else "", **given))
+
+
+def _distill_command() -> Callable[..., None]:
+    """distill's options, --env repeatable (several: one multi-task student), and the options of several tasks in a
+    help panel of their own."""
+    handle = _stoppable(_distill)
+    own = list(inspect.signature(command_for(DistillSettings, handle)).parameters.values())
+    own = [p.replace(annotation=list[str] | None) if p.name == "env_id" else p for p in own]
+    next(p for p in own if p.name == "env_id").default.metavar = "TEXT"
+    tasks = list(inspect.signature(command_for(TaskSettings, handle)).parameters.values())
+    for p in tasks:
+        p.default.rich_help_panel = "Several --env: one student, a trunk shared by every task"
+
+    def command(**values: object) -> None:
+        handle(values)
+
+    command.__signature__ = inspect.Signature([*own, *tasks])  # type: ignore[attr-defined]
+    command.__doc__ = paragraphs(
+        (DistillSettings.__doc__ or "")
+        + "\n\nRepeat --env for one student of several envs (teachers as --teacher ENV=SPEC): docs/multitask.md."
+    )
+    return command
 
 
 def _evaluate(given: dict[str, object]) -> None:
@@ -228,7 +261,7 @@ def _stoppable(handle: Handler) -> Handler:
     return run
 
 
-app.command("distill", cls=Command)(command_for(DistillSettings, _stoppable(_distill)))
+app.command("distill", cls=Command)(_distill_command())
 app.command("evaluate", cls=Command)(command_for(EvaluateSettings, _stoppable(_evaluate)))
 app.command("record", cls=Command)(command_for(RecordSettings, _stoppable(_record)))
 app.command("train-teacher", cls=Command)(command_for(TrainTeacherSettings, _stoppable(_train_teacher)))

@@ -230,6 +230,12 @@ def build_run(settings: DistillSettings) -> Run:
     restarting = not resuming and unstarted(out, settings)
     if not (resuming or restarting):
         check_out(out, settings.overwrite)
+    return assemble_run(settings, resuming=resuming, restarting=restarting)
+
+
+def assemble_run(settings: DistillSettings, *, resuming: bool, restarting: bool) -> Run:
+    """The run's parts, its output folder already judged (`build_run`'s, or a multi-task run's for each task)."""
+    out = settings.out_path
     check_device(settings.device)
     check_env_id(settings.env_id, EnvOptions.of(settings))
     check_family_fits(settings)
@@ -239,7 +245,7 @@ def build_run(settings: DistillSettings) -> Run:
     device = _device(settings, teacher, source, view)
     if teacher is not None:
         teacher.to(device)
-    student, algo, size = _student(settings, teacher, source, view, device)
+    student, algo, size = make_student(settings, teacher, source, view, device)
     online = settings.steps if teacher else 0
     capacity = max(settings.buffer_size, source.dataset.total_steps + online) if source else settings.buffer_size
     buffer = DistillationBuffer(capacity, sequences=STUDENT_FAMILIES.load(algo).recurrent)
@@ -339,7 +345,7 @@ def _device(
     return resolve_device(settings.device, images=any(uses_images(space) for space in seen))
 
 
-def _student(
+def make_student(
     settings: DistillSettings,
     teacher: Teacher | None,
     source: DatasetSource | None,

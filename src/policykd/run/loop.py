@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -53,7 +54,7 @@ def execute(
     else:
         prepare_out(run.out, run.settings.overwrite or run.restarting)
         atomic_write_text(run.out / "config.json", json.dumps(run.settings.to_dict(), indent=2))
-        returns, source = _teacher_returns(run)
+        returns, source = teacher_figures(run)
         state = RunState(teacher_returns=returns.returns.tolist(), teacher_returns_source=source)
         state.timed("teacher_eval", start)
     with disk_full_is_one_line(run.out, "a checkpoint or the student"):
@@ -121,7 +122,7 @@ def _load_dataset(run: Run) -> None:
     fill_buffer(run.buffer, run.dataset_source.dataset, live=run.relabel_with, squashed=run.squashed_student)
 
 
-def _teacher_returns(run: Run) -> tuple[Returns, str]:
+def teacher_figures(run: Run) -> tuple[Returns, str]:
     """The live teacher on the evaluation seeds (kept games where they are the same: `teachers.evaluated`); for an
     offline run, the dataset's own episodes."""
     if run.teacher is not None:
@@ -131,8 +132,17 @@ def _teacher_returns(run: Run) -> tuple[Returns, str]:
 
 
 def save(run: Run, state: RunState) -> None:
-    """Everything a resumed run needs; a buffer that holds only the dataset is rebuilt from it instead, and once RL
-    has begun the distillation buffer is needed no more (the kick labels RL's own states)."""
+    """Everything a resumed run needs (`checkpoint_parts`), written as one checkpoint in `run.out`."""
+    meta, tensors, arrays = checkpoint_parts(run, state)
+    tensors["optimizer"] = run.optimizer.state_dict()
+    save_checkpoint(run.out, meta, tensors, arrays, extra=lambda folder: save_models(run, folder))
+    forget_frames(run.out, state.frame_segments)
+
+
+def checkpoint_parts(run: Run, state: RunState) -> tuple[dict[str, object], dict[str, object], dict[str, np.ndarray]]:
+    """(meta, tensors, arrays) of the run but its optimizer, which a multi-task run shares between its tasks; a buffer
+    that holds only the dataset is rebuilt from it instead, and once RL has begun the distillation buffer is needed no
+    more (the kick labels RL's own states)."""
     from_dataset = run.source is not None and state.env_steps == 0
     in_rl = run.rl is not None and run.rl.student is not None
     if in_rl:
@@ -148,11 +158,7 @@ def save(run: Run, state: RunState) -> None:
         "buffer_from_dataset": from_dataset,
         "buffer_dropped": in_rl,
     }
-    tensors = {
-        "student": run.student.policy.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "torch_rng": th.get_rng_state(),
-    }
+    tensors: dict[str, object] = {"student": run.student.policy.state_dict(), "torch_rng": th.get_rng_state()}
     arrays = {f"buffer.{k}": v for k, v in buffer.items()}
     if run.average is not None:
         tensors["average"] = run.average.state_dict()
@@ -160,8 +166,7 @@ def save(run: Run, state: RunState) -> None:
         tensors["hint_projection"] = run.knowledge.projection.state_dict()
     if run.obs_stats is not None:
         arrays.update({"obs_stats.mean": run.obs_stats.mean, "obs_stats.std": run.obs_stats.std})
-    save_checkpoint(run.out, meta, tensors, arrays, extra=lambda folder: save_models(run, folder))
-    forget_frames(run.out, state.frame_segments)
+    return meta, tensors, arrays
 
 
 def restore(run: Run) -> RunState:
@@ -170,8 +175,13 @@ def restore(run: Run) -> RunState:
     if loaded is None:  # `run.resuming` was decided on the same pointer
         raise PolicykdError(f"{run.out}: its checkpoint went away while the run was starting")
     meta, tensors, arrays = loaded
-    run.student.policy.load_state_dict(tensors["student"])
     run.optimizer.load_state_dict(tensors["optimizer"])
+    return restore_parts(run, meta, tensors, arrays)
+
+
+def restore_parts(run: Run, meta: dict[str, Any], tensors: dict[str, Any], arrays: dict[str, np.ndarray]) -> RunState:
+    """`checkpoint_parts` back into the run; returns the state to continue from."""
+    run.student.policy.load_state_dict(tensors["student"])
     th.set_rng_state(tensors["torch_rng"])
     if run.average is not None and "average" in tensors:
         run.average.load_state_dict(tensors["average"])

@@ -22,7 +22,7 @@ from policykd.run.folder import save_student
 from policykd.run.plan import Collect, Evaluate, Reinforce, Train
 from policykd.run.reinforce import reinforce
 from policykd.run.state import Evaluation, RunState
-from policykd.run.train import train_round
+from policykd.run.train import RoundStats, train_round
 from policykd.students.averaging import averaged_weights
 from policykd.students.folding import fit_obs_stats, fold, folded, supports_folding, unfold
 
@@ -68,10 +68,7 @@ def collect(run: Run, state: RunState, phase: Collect, view: View) -> None:
 
 def train(run: Run, state: RunState, phase: Train, view: View) -> None:
     """`epochs` passes over the buffer; the first round fits the student's input standardisation."""
-    if phase.round == 0 and run.normalizer is None and supports_folding(run.student):
-        run.obs_stats = fit_obs_stats(run.buffer.get(run.buffer.valid_indices()).obs)
-        if run.settings.init_student:  # its weights read raw observations: from now on they read standardised ones
-            unfold(run.student, run.obs_stats)
+    prepare_round(run, phase.round)
     stats = train_round(
         run.student,
         run.optimizer,
@@ -85,6 +82,19 @@ def train(run: Run, state: RunState, phase: Train, view: View) -> None:
         average=run.average,
         knowledge=run.knowledge,
     )
+    record_round(run, state, view, stats, phase.round)
+
+
+def prepare_round(run: Run, round_index: int) -> None:
+    """Before the first round's training: fit the student's input standardisation on the buffer."""
+    if round_index == 0 and run.normalizer is None and supports_folding(run.student):
+        run.obs_stats = fit_obs_stats(run.buffer.get(run.buffer.valid_indices()).obs)
+        if run.settings.init_student:  # its weights read raw observations: from now on they read standardised ones
+            unfold(run.student, run.obs_stats)
+
+
+def record_round(run: Run, state: RunState, view: View, stats: RoundStats, round_index: int) -> None:
+    """Count a training round's gradient steps, and show and log what it measured."""
     state.gradient_steps += int(stats.parts["gradient_steps"])
     if run.teacher is None:  # offline: the bar counts rounds
         view.bar.update(view.task, advance=1)
@@ -94,7 +104,7 @@ def train(run: Run, state: RunState, phase: Train, view: View) -> None:
         if not (key == "kl" and np.isnan(value)):
             log.record(f"train/{'action_agreement' if key == 'agreement' else key}", value)
     log.record("train/learning_rate", run.optimizer.param_groups[0]["lr"])
-    log.record("time/round", phase.round)
+    log.record("time/round", round_index)
     log.record("time/gradient_steps", state.gradient_steps)
     log.dump(state.x_step)
 

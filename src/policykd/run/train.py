@@ -69,33 +69,14 @@ def train_round(
     """
     cfg, policy = config, student.policy
     recurrent = isinstance(policy, RecurrentActorCriticPolicy)
-    draws = _sequence_draws(buffer, cfg, rng) if recurrent else _shuffled_draws(buffer.valid_indices(), cfg, rng)
+    draws = _sequence_draws(buffer, cfg, rng) if recurrent else shuffled_draws(buffer.valid_indices(), cfg, rng)
     steps = len(draws)
     policy.set_training_mode(True)
     sums = dict.fromkeys(("loss", "policy_loss", "value_loss", "entropy", "kl", "agreement"), 0.0)
     if knowledge is not None:
         sums.update(hint_loss=0.0, relation_loss=0.0)
     for i, rows in enumerate(draws):
-        batch = buffer.get(rows.reshape(-1))
-        obs = _as_input(policy, prep(batch.obs))
-        batch = batch._replace(teacher=batch.teacher.to(obs.device), value=batch.value.to(obs.device))
-        if cfg.augment:
-            obs = augment(policy, obs, cfg.augment, batch.teacher, loss, cfg.temperature)
-        with latent_of_forward(policy) if knowledge else nullcontext([]) as seen:
-            dist, value = _outputs(policy, obs, batch, rows)
-        terms = distillation_loss(
-            dist,
-            batch.teacher,
-            loss=loss,
-            temperature=cfg.temperature,
-            alpha=cfg.alpha,
-            ent_coef=cfg.ent_coef,
-            student_value=value,
-            teacher_value=batch.value,
-            vf_coef=cfg.vf_coef,
-            weights=state_weights(cfg.weighting, dist, batch.teacher, cfg.temperature),
-        )
-        total = terms.total + (_knowledge_terms(knowledge, seen[-1], batch.obs, sums) if knowledge else 0.0)
+        total, terms, dist, batch = minibatch_loss(policy, buffer, rows, cfg, prep, loss, knowledge, sums)
         if not th.isfinite(total):
             raise PolicykdError(
                 f"loss became {total.item()} at gradient step {i} after env step {env_step}; "
@@ -110,14 +91,50 @@ def train_round(
         optimizer.step()
         if average is not None:
             average.update_parameters(policy)
-        _accumulate(sums, total, terms, dist, batch.teacher, student.action_space)
+        accumulate(sums, total, terms, dist, batch.teacher, student.action_space)
     policy.set_training_mode(False)
     means = {k: v / steps for k, v in sums.items()}
     means["gradient_steps"] = steps
     return RoundStats(means["loss"], means["kl"], means["agreement"], means)
 
 
-def _shuffled_draws(valid: np.ndarray, cfg: DistillSettings, rng: np.random.Generator) -> list[np.ndarray]:
+def minibatch_loss(
+    policy: BasePolicy,
+    buffer: DistillationBuffer,
+    rows: np.ndarray,
+    cfg: DistillSettings,
+    prep: Prep,
+    loss: str,
+    knowledge: Knowledge | None,
+    sums: dict[str, float],
+) -> tuple[th.Tensor, LossTerms, ActionDist, Batch]:
+    """The loss on the buffer's `rows` (states, or sequences for a recurrent student): the distillation terms plus
+    the hints' and relations' (whose raw values go into `sums`); also the terms, the student's distribution and the
+    minibatch, for the round's statistics."""
+    batch = buffer.get(rows.reshape(-1))
+    obs = _as_input(policy, prep(batch.obs))
+    batch = batch._replace(teacher=batch.teacher.to(obs.device), value=batch.value.to(obs.device))
+    if cfg.augment:
+        obs = augment(policy, obs, cfg.augment, batch.teacher, loss, cfg.temperature)
+    with latent_of_forward(policy) if knowledge else nullcontext([]) as seen:
+        dist, value = _outputs(policy, obs, batch, rows)
+    terms = distillation_loss(
+        dist,
+        batch.teacher,
+        loss=loss,
+        temperature=cfg.temperature,
+        alpha=cfg.alpha,
+        ent_coef=cfg.ent_coef,
+        student_value=value,
+        teacher_value=batch.value,
+        vf_coef=cfg.vf_coef,
+        weights=state_weights(cfg.weighting, dist, batch.teacher, cfg.temperature),
+    )
+    total = terms.total + (_knowledge_terms(knowledge, seen[-1], batch.obs, sums) if knowledge else 0.0)
+    return total, terms, dist, batch
+
+
+def shuffled_draws(valid: np.ndarray, cfg: DistillSettings, rng: np.random.Generator) -> list[np.ndarray]:
     """Each gradient step's rows: `epochs` passes over the buffer in shuffled minibatches."""
     n = len(valid)
     steps = max(1, math.ceil(cfg.epochs * n / cfg.batch_size))
@@ -168,7 +185,7 @@ def _knowledge_terms(
 
 
 @th.no_grad()
-def _accumulate(
+def accumulate(
     sums: dict[str, float],
     total: th.Tensor,
     terms: LossTerms,

@@ -46,7 +46,7 @@ class DistillSettings:
 
     env_id: str = opt(flag="--env")
     """Gymnasium env id, e.g. CartPole-v1, HalfCheetah-v5, ALE/Pong-v5, or module:EnvId for an env your module registers
-    when imported (docs/own-env.md)."""
+    when imported (docs/own-env.md); repeat it for one student of several envs (docs/multitask.md)."""
     env_kwargs: tuple[str, ...] = opt((), flag="--env-kwargs", rule=KEY_VALUES)
     """Keyword arguments of the env, KEY=VALUE, repeatable: gym.make(env, KEY=VALUE, ...), VALUE read as YAML (3, true,
     [1, 2], text); they add to, or override, those of a teacher's rl-zoo config."""
