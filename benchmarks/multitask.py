@@ -117,25 +117,50 @@ def main() -> None:
     parser.add_argument("--holdout", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--evaluate-only", action="store_true", help="evaluate the seeds already run; run none")
     parser.add_argument("extra", nargs="*", help="more distill flags for every run (after --)")
     args = parser.parse_args()
     tasks = SETS[args.set]
     root = Path(args.out or f"runs/bench-multitask/{args.set}")
     root.mkdir(parents=True, exist_ok=True)
     envs = list(tasks)
-    speed = reference(envs[0])
+    speed = cached(root / "reference.json", lambda: reference(envs[0]))
     done_rows = root / "rows.jsonl"
     finished = {r["seed"]: r for r in map(json.loads, done_rows.read_text().splitlines())} if done_rows.exists() else {}
-    todo = [s for s in args.seeds if s not in finished]
+    todo = [] if args.evaluate_only else [s for s in args.seeds if s not in finished]
     with ThreadPoolExecutor(args.jobs) as pool:
         for row in pool.map(lambda s: one_seed(tasks, s, root, args.extra), todo):
             with open(done_rows, "a") as f:
                 f.write(json.dumps(row) + "\n")
             finished[row["seed"]] = row
-    teachers = {env: held_out(env, teacher(env, spec), args.holdout)["return_mean"] for env, spec in tasks.items()}
-    rows = [evaluate_seed(tasks, finished[s], root, args.holdout, teachers) for s in args.seeds]
-    (root / "evaluated.json").write_text(json.dumps(rows, indent=2))
-    report(root, table(rows, envs, speed, envs[0]))
+    seeds = [s for s in args.seeds if s in finished]
+    teachers = cached(
+        root / "teachers.json",
+        lambda: {e: held_out(e, teacher(e, t), args.holdout)["return_mean"] for e, t in tasks.items()},
+    )
+    with ThreadPoolExecutor(args.jobs) as pool:
+        rows = list(
+            pool.map(
+                lambda s: cached(
+                    root / f"evaluated-{s}.json",
+                    lambda: evaluate_seed(tasks, finished[s], root, args.holdout, teachers),
+                ),
+                seeds,
+            )
+        )
+    if not args.evaluate_only or len(seeds) == len(args.seeds):
+        report(root, table(rows, envs, speed, envs[0]))
+    else:
+        print("\n".join(table(rows, envs, speed, envs[0])))
+
+
+def cached(path: Path, compute):
+    """The JSON at `path`, else `compute()` written there: a benchmark stopped in its evaluations resumes."""
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    path.write_text(json.dumps(value, indent=2))
+    return value
 
 
 if __name__ == "__main__":

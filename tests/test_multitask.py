@@ -217,4 +217,38 @@ def test_bad_input_is_one_line_before_any_work(zoo, tmp_path, extra, message):
 
 def test_task_weights_need_several_envs():
     done = cli("distill", "--env", "CartPole-v1", "--task-weights", "1")
-    assert done.returncode == 2 and "two or more" in done.stderr
+    assert done.returncode == 2 and "two or more" in done.stderr, done.stderr
+
+
+def test_a_shared_input_with_task_embeddings(zoo, tmp_path):
+    """--task-input shared: tasks with the same observation size train one input layer's weights (each its own bias),
+    and each zip still acts on raw observations as its in-process student does, its own standardisation folded into
+    its own copy of those weights."""
+    from stable_baselines3 import PPO
+
+    import policykd
+
+    teacher = zoo / "ppo/CartPole-v1_1"
+    result = policykd.distill_tasks(
+        ["CartPole-v1", "CartPole-v0"],
+        teachers=[f"CartPole-v1={teacher}", f"CartPole-v0={teacher}"],
+        task_input="shared",
+        steps=1000,
+        rounds=1,
+        epochs=1,
+        eval_episodes=1,
+        quiet=True,
+        out=str(tmp_path / "shared"),
+    )
+    summary = result.summary
+    width = summary["student_arch"][0]
+    each = [row["student_params"] for row in summary["tasks"]]
+    assert summary["task_input"] == "shared"
+    assert summary["student_params"] == sum(each) - summary["trunk_params"] - 4 * width  # the input weights once
+    obs = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
+    for env, student in result.students.items():
+        saved = PPO.load(tmp_path / "shared" / env / "student.zip", device="cpu")
+        np.testing.assert_array_equal(
+            saved.predict(obs, deterministic=True)[0], student.predict(obs, deterministic=True)[0]
+        )
+    assert "--task-input" in cli("distill", "--env", "CartPole-v1", "--task-input", "shared").stderr

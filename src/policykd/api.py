@@ -136,7 +136,11 @@ class TasksResult:
 
 
 def distill_tasks(
-    env_ids: Sequence[str], teachers: Sequence[str | Path] = (), task_weights: Sequence[float] = (), **settings: Any
+    env_ids: Sequence[str],
+    teachers: Sequence[str | Path] = (),
+    task_weights: Sequence[float] = (),
+    task_input: str = "own",
+    **settings: Any,
 ) -> TasksResult:
     """`policykd.distill_tasks(["CartPole-v1", "Acrobot-v1"], teachers=["Acrobot-v1=zoo:dqn/Acrobot-v1"])`: one
     student for several envs, a shared trunk with each env's own input layer and action head. Teachers are
@@ -144,7 +148,13 @@ def distill_tasks(
     from policykd.presets import resolve_tasks
 
     return distill_tasks_with(
-        resolve_tasks(list(env_ids), teachers=[str(t) for t in teachers], task_weights=tuple(task_weights), **settings)
+        resolve_tasks(
+            list(env_ids),
+            teachers=[str(t) for t in teachers],
+            task_weights=tuple(task_weights),
+            task_input=task_input,
+            **settings,
+        )
     )
 
 
@@ -157,6 +167,7 @@ def distill_tasks_with(settings: MultiTaskSettings, *, console: Console | None =
     from policykd.report.tasks_plot import write_task_curves
     from policykd.run.console import print_table
     from policykd.run.phases import become_saved
+    from policykd.students.sharing import unshare_inputs
     from policykd.workflows.tasks.build import build_tasks
     from policykd.workflows.tasks.loop import execute_tasks
     from policykd.workflows.tasks.summary import tasks_table
@@ -165,6 +176,7 @@ def distill_tasks_with(settings: MultiTaskSettings, *, console: Console | None =
     th.manual_seed(settings.first.seed)
     tasks = build_tasks(settings)
     summary = execute_tasks(tasks, console=console, quiet=settings.quiet)
+    unshare_inputs([run.student for run in tasks.runs])  # each task's standardisation folds into its own copy
     for run in tasks.runs:
         become_saved(run)
         write_curves(run.out)

@@ -48,6 +48,7 @@ def resolve_tasks(
     *,
     teachers: tuple[str, ...] | list[str] = (),
     task_weights: tuple[float, ...] | list[float] = (),
+    task_input: str | None = None,
     **given: object,
 ) -> MultiTaskSettings:
     """Several envs, one student: each task resolved as `resolve_distill` resolves one env (its preset, its teachers
@@ -57,7 +58,7 @@ def resolve_tasks(
     envs = [str(e) for e in env_ids]
     refuse_single_task(given)
     by_env = teachers_by_env(envs, teachers)
-    options = build(TaskSettings, {"task_weights": tuple(task_weights)})
+    options = build(TaskSettings, {"task_weights": tuple(task_weights), "task_input": task_input or "own"})
     out = Path(str(given.pop("out", None) or f"runs/{'+'.join(folder_name(e) for e in envs)}"))
     top = {name: bool(given.pop(name, False)) for name in ("overwrite", "quiet", "resume")}
     first = resolve_distill(envs[0], **given, teachers=by_env.get(envs[0]) or None, out=str(out))

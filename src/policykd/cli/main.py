@@ -25,7 +25,7 @@ from rich.table import Table
 
 from policykd.cli.generate import Command, Group, Handler, command_for, given_values, paragraphs
 from policykd.errors import PolicykdError, use_cli_spelling
-from policykd.fields import build
+from policykd.fields import build, spelled
 from policykd.run.console import print_table
 from policykd.settings import (
     DistillSettings,
@@ -65,7 +65,9 @@ def _distill(values: dict[str, object]) -> None:
         distill_tasks_with(resolve_tasks(envs, teachers=teachers, **tasks, **given))  # type: ignore[arg-type]
         return
     if tasks:
-        raise PolicykdError("--task-weights weighs the tasks of several --env: give two or more")
+        raise PolicykdError(
+            f"{', '.join(spelled(n) for n in sorted(tasks))} set how several --env share one student: give two or more"
+        )
     distill_with(resolve_distill(envs[0] if envs else "", **given))
 
 

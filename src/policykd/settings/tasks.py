@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from policykd.errors import PolicykdError
 from policykd.fields import check, opt, spelled
 from policykd.settings.distill import DistillSettings
+
+TaskInput = Literal["own", "shared"]
 
 JOINT = (
     "rounds",
@@ -59,6 +61,10 @@ class TaskSettings:
     )
     """Several --env: each task's weight in every minibatch's loss, one per --env in their order, comma-separated like
     2,1 (default: equal)."""
+
+    task_input: TaskInput = "own"
+    """Several --env: own, each task its own input layer; shared, tasks whose observations have the same size share
+    its weights, each with its own bias (a learned task embedding)."""
 
     def __post_init__(self) -> None:
         check(self)
@@ -107,9 +113,8 @@ class MultiTaskSettings:
 
     def identity(self) -> dict[str, Any]:
         """What a resumed run must repeat: the task list, each task's settings and the weights."""
-        return {"envs": self.envs, "task_weights": list(self.options.task_weights)} | {
-            "tasks": [t.identity() for t in self.tasks]
-        }
+        options = {"task_weights": list(self.options.task_weights), "task_input": self.options.task_input}
+        return {"envs": self.envs, **options} | {"tasks": [t.identity() for t in self.tasks]}
 
     def to_dict(self) -> dict[str, Any]:
         return self.identity() | {"overwrite": self.overwrite, "quiet": self.quiet, "resume": self.resume}

@@ -65,6 +65,44 @@ def share_trunk(students: Sequence[BaseAlgorithm]) -> None:
             stack[index] = layer
 
 
+def share_inputs(students: Sequence[BaseAlgorithm]) -> None:
+    """Students whose observations have the same size share their input layer's weights, each keeping its own bias:
+    a shared input with a learned task embedding (a one-hot task id through the input layer adds one column of
+    weights to the bias, so the embedding is the bias), and still a plain SB3 layer in each task's zip."""
+    firsts: dict[tuple[int, ...], nn.Linear] = {}
+    for student in students:
+        layer = input_layer(student.policy)
+        shape = tuple(layer.weight.shape)
+        if shape in firsts:
+            layer.weight = firsts[shape].weight
+        else:
+            firsts[shape] = layer
+
+
+def unshare_inputs(students: Sequence[BaseAlgorithm]) -> None:
+    """Each student its own copy of a shared input layer's weights: folding one task's input standardisation into
+    them (`policykd.students.folding.fold`) must not fold it into the other tasks' too."""
+    for student in students:
+        layer = input_layer(student.policy)
+        layer.weight = nn.Parameter(layer.weight.detach().clone())
+
+
+def input_layer(policy: BasePolicy) -> nn.Linear:
+    stack, linear = hidden_layers(policy)
+    return cast(nn.Linear, stack[linear[0]])
+
+
+def duplicated_params(policies: Sequence[BasePolicy]) -> int:
+    """Parameters that appear in more than one policy (a shared trunk, shared input weights) counted once less for
+    each further policy: the sum of the policies' acting parameters minus this is the multi-task student's."""
+    seen: dict[int, tuple[int, int]] = {}
+    for policy in policies:
+        for param in policy.parameters():
+            count, size = seen.get(id(param), (0, param.numel()))
+            seen[id(param)] = (count + 1, size)
+    return sum((count - 1) * size for count, size in seen.values())
+
+
 def shares_trunk(students: Sequence[BaseAlgorithm]) -> bool:
     """Whether every student's trunk is the first one's very tensors."""
     first = [p for layer in trunk(students[0].policy) for p in layer.parameters()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
@@ -24,7 +25,7 @@ from policykd.settings.tasks import MultiTaskSettings
 from policykd.storage import check_out
 from policykd.students.averaging import make_average
 from policykd.students.build import MAX_WIDTH, WIDTH_STEP, Sizing, build_student
-from policykd.students.sharing import share_trunk, trunk_params
+from policykd.students.sharing import duplicated_params, share_inputs, share_trunk
 from policykd.teachers.shipped import default_agent
 
 
@@ -46,9 +47,9 @@ class TaskRuns:
 
     @property
     def student_params(self) -> int:
-        """Acting parameters of the multi-task student: every task's input layer and head, the trunk once."""
-        each = [acting_params(run.student.policy) for run in self.runs]
-        return sum(each) - (len(each) - 1) * trunk_params(self.runs[0].student.policy)
+        """Acting parameters of the multi-task student: every task's input layer and head, what they share once."""
+        policies = [run.student.policy for run in self.runs]
+        return sum(acting_params(p) for p in policies) - duplicated_params(policies)
 
     @property
     def teacher_params(self) -> int:
@@ -81,7 +82,7 @@ def build_tasks(settings: MultiTaskSettings) -> TaskRuns:
         sizing = _sizing(settings, runs)
         for run in runs:
             _resize(run, sizing)
-        share_trunk([run.student for run in runs])
+        _share([run.student for run in runs], settings.options.task_input)
         policies = nn.ModuleList([run.student.policy for run in runs])
         optimizer = th.optim.Adam(policies.parameters(), lr=settings.first.learning_rate)
         for run in runs:
@@ -118,39 +119,46 @@ def _sizing(settings: MultiTaskSettings, runs: list[Run]) -> Sizing:
     budget = int(first.student_fraction * teachers)
     envs = _spaces_envs(runs)
     try:
-        widest = _widest(runs, envs, budget, depth)
+        widest = _widest(runs, envs, budget, depth, settings.options.task_input)
         together = f"the {len(runs)} teachers' {teachers:,} acting parameters together"
         if widest >= first.student_min_width:
             return Sizing(
                 (widest,) * depth, f"the widest shared trunk within {100 * first.student_fraction:g} % of {together}"
             )
         floor = (first.student_min_width,) * depth
-        if _params(runs, envs, floor) <= teachers:
+        if _params(runs, envs, floor, settings.options.task_input) <= teachers:
             return Sizing(
                 floor,
                 f"the width floor {first.student_min_width} ({spelled('student_min_width')}): "
                 f"{100 * first.student_fraction:g} % of {together} is too few to play",
             )
-        capped = _widest(runs, envs, teachers, depth)
+        capped = _widest(runs, envs, teachers, depth, settings.options.task_input)
         return Sizing((max(capped, WIDTH_STEP),) * depth, f"the widest no larger than {together}")
     finally:
         for env in envs:
             env.close()
 
 
-def _params(runs: list[Run], envs: list[VecEnv], arch: tuple[int, ...]) -> int:
-    """Acting parameters of a multi-task student with hidden sizes `arch`: the trunk counted once."""
+def _share(students: list[BaseAlgorithm], task_input: str) -> None:
+    share_trunk(students)
+    if task_input == "shared":
+        share_inputs(students)
+
+
+def _params(runs: list[Run], envs: list[VecEnv], arch: tuple[int, ...], task_input: str) -> int:
+    """Acting parameters of a multi-task student with hidden sizes `arch`: what the tasks share counted once."""
     students = [build_student(run.student_algo, env, arch, seed=0) for run, env in zip(runs, envs)]
-    each = [acting_params(s.policy) for s in students]
-    return sum(each) - (len(each) - 1) * trunk_params(students[0].policy)
+    _share(students, task_input)
+    policies = [s.policy for s in students]
+    return sum(acting_params(p) for p in policies) - duplicated_params(policies)
 
 
-def _widest(runs: list[Run], envs: list[VecEnv], max_params: int, depth: int) -> int:
+def _widest(runs: list[Run], envs: list[VecEnv], max_params: int, depth: int, task_input: str) -> int:
     """The widest shared trunk (steps of 4, up to 256) within `max_params`; 0 if none."""
     low, high = 0, MAX_WIDTH // WIDTH_STEP
     while low < high:
         middle = (low + high + 1) // 2
-        fits = _params(runs, envs, (middle * WIDTH_STEP,) * depth) <= max_params
+        fits = _params(runs, envs, (middle * WIDTH_STEP,) * depth, task_input) <= max_params
         low, high = (middle, high) if fits else (low, middle - 1)
     return low * WIDTH_STEP
 

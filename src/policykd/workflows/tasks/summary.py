@@ -39,6 +39,7 @@ def tasks_summary(tasks: TaskRuns, states: list[RunState], joint: RunState) -> d
         "return_ratio_geometric_mean": _geometric_mean(ratios),
         "return_ratio_min": min(ratios),
         "task_weights": tasks.settings.weights,
+        "task_input": tasks.settings.options.task_input,
         "env_steps": sum(s.env_steps for s in states),
         "gradient_steps": states[0].gradient_steps,
         "wall_seconds": round(joint.wall, 2),
