@@ -77,18 +77,7 @@ def train_round(
         sums.update(hint_loss=0.0, relation_loss=0.0)
     for i, rows in enumerate(draws):
         total, terms, dist, batch = minibatch_loss(policy, buffer, rows, cfg, prep, loss, knowledge, sums)
-        if not th.isfinite(total):
-            raise PolicykdError(
-                f"loss became {total.item()} at gradient step {i} after env step {env_step}; "
-                "stopping (the last checkpoint is kept)"
-            )
-        if lr_span is not None:
-            for group in optimizer.param_groups:
-                group["lr"] = lr_span[0] + (lr_span[1] - lr_span[0]) * i / steps
-        optimizer.zero_grad()
-        total.backward()
-        clip_gradients(policy, 10.0)
-        optimizer.step()
+        gradient_step(total, optimizer, policy, (i, steps), env_step, lr_span)
         if average is not None:
             average.update_parameters(policy)
         accumulate(sums, total, terms, dist, batch.teacher, student.action_space)
@@ -96,6 +85,31 @@ def train_round(
     means = {k: v / steps for k, v in sums.items()}
     means["gradient_steps"] = steps
     return RoundStats(means["loss"], means["kl"], means["agreement"], means)
+
+
+def gradient_step(
+    total: th.Tensor,
+    optimizer: th.optim.Optimizer,
+    module: th.nn.Module,
+    step: tuple[int, int],
+    env_step: int,
+    lr_span: tuple[float, float] | None,
+) -> None:
+    """One Adam step on `total` (refused when not finite), the learning rate at step `step[0]` of `step[1]` along
+    `lr_span`, gradients of `module` clipped to norm 10."""
+    i, steps = step
+    if not th.isfinite(total):
+        raise PolicykdError(
+            f"loss became {total.item()} at gradient step {i} after env step {env_step}; "
+            "stopping (the last checkpoint is kept)"
+        )
+    if lr_span is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_span[0] + (lr_span[1] - lr_span[0]) * i / steps
+    optimizer.zero_grad()
+    total.backward()
+    clip_gradients(module, 10.0)
+    optimizer.step()
 
 
 def minibatch_loss(

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import torch as th
 
-from policykd.errors import PolicykdError
-from policykd.run.train import RoundStats, accumulate, clip_gradients, minibatch_loss, shuffled_draws
+from policykd.run.train import RoundStats, accumulate, gradient_step, minibatch_loss, shuffled_draws
 from policykd.workflows.tasks.build import TaskRuns
 
 SUMS = ("loss", "policy_loss", "value_loss", "entropy", "kl", "agreement")
@@ -36,18 +35,7 @@ def train_tasks_round(tasks: TaskRuns, round_index: int, env_steps: int) -> list
         total: th.Tensor = sum(
             (w * part[0] for w, part in zip(weights, parts)), th.zeros((), device=parts[0][0].device)
         )
-        if not th.isfinite(total):
-            raise PolicykdError(
-                f"loss became {total.item()} at gradient step {i} after env step {env_steps}; "
-                "stopping (the last checkpoint is kept)"
-            )
-        if lr_span is not None:
-            for group in optimizer.param_groups:
-                group["lr"] = lr_span[0] + (lr_span[1] - lr_span[0]) * i / steps
-        optimizer.zero_grad()
-        total.backward()
-        clip_gradients(policies, 10.0)
-        optimizer.step()
+        gradient_step(total, optimizer, policies, (i, steps), env_steps, lr_span)
         for run, (loss, terms, dist, batch), s in zip(runs, parts, sums):
             if run.average is not None:
                 run.average.update_parameters(run.student.policy)
