@@ -37,7 +37,7 @@ def _args(zoo, pendulum, out):
 @pytest.fixture(scope="module")
 def finished(zoo, sac_pendulum_teacher, tmp_path_factory):
     out = tmp_path_factory.mktemp("multitask") / "run"
-    done = cli(*_args(zoo, sac_pendulum_teacher, out))
+    done = cli(*_args(zoo, sac_pendulum_teacher, out), "--task-balance", "adaptive")
     assert done.returncode == 0, done.stderr
     return out
 
@@ -68,6 +68,48 @@ def test_tensorboard_has_every_tasks_ratio_on_one_chart(finished):
     summary = json.loads((finished / "summary.json").read_text())
     last = events.Scalars("ratio/CartPole-v1")[-1].value
     assert last == pytest.approx(summary["tasks"][0]["return_ratio"], rel=1e-5)
+
+
+def test_adaptive_balance_weighs_the_task_furthest_below_its_teacher(finished):
+    """--task-balance adaptive: after each evaluation the task with the lower return ratio trains with the larger
+    weight (`weight/<ENV>` in TensorBoard), weights of mean 1; summary.json has the last ones."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(finished / "tb"))
+    events.Reload()
+    envs = ["CartPole-v1", "Pendulum-v1"]
+    ratios = [[e.value for e in events.Scalars(f"ratio/{env}")] for env in envs]
+    weights = [[e.value for e in events.Scalars(f"weight/{env}")] for env in envs]
+    assert len(weights[0]) == len(ratios[0]) >= 2
+    for (r0, r1), (w0, w1) in zip(zip(*ratios), zip(*weights)):
+        assert w0 + w1 == pytest.approx(2.0)
+        if min(r0, r1) < 1 and abs(r0 - r1) > 1e-6:
+            assert (w0 > w1) == (r0 < r1), (r0, r1, w0, w1)
+    assert any(abs(w0 - 1) > 0.05 for w0 in weights[0]), "a tiny budget leaves one task behind: weights must move"
+    summary = json.loads((finished / "summary.json").read_text())
+    assert summary["task_balance"] == "adaptive"
+    assert summary["task_weights"] == pytest.approx([w[-1] for w in weights], rel=1e-5)
+
+
+def test_adaptive_weights_follow_the_gap_below_the_teacher():
+    """A task 10 % below its teacher weighs (1 + 10 * 0.1) = 2x one at or above its teacher; given weights scale it;
+    before the first evaluation, or with fixed balance, the given weights hold."""
+    from policykd.run.state import Evaluation, RunState
+    from policykd.settings.distill import DistillSettings
+    from policykd.settings.tasks import MultiTaskSettings, TaskSettings
+    from policykd.workflows.tasks.balance import task_weights
+
+    def state(student: float) -> RunState:
+        return RunState(teacher_returns=[-100.0, -100.0], evals=[Evaluation(1, 10, 10, student)])
+
+    tasks = (DistillSettings(env_id="CartPole-v1"), DistillSettings(env_id="Pendulum-v1"))
+    adaptive = MultiTaskSettings(tasks, "out", TaskSettings(task_balance="adaptive"))
+    assert task_weights(adaptive, [state(-110.0), state(-90.0)]) == pytest.approx([4 / 3, 2 / 3])
+    assert task_weights(adaptive, [RunState(), RunState()]) == [1.0, 1.0]
+    given = MultiTaskSettings(tasks, "out", TaskSettings(task_weights=(1.0, 3.0), task_balance="adaptive"))
+    assert task_weights(given, [state(-110.0), state(-100.0)]) == pytest.approx([0.8, 1.2])  # 2 * 1 : 1 * 3
+    fixed = MultiTaskSettings(tasks, "out", TaskSettings(task_weights=(1.0, 3.0)))
+    assert task_weights(fixed, [state(-110.0), state(-100.0)]) == [0.5, 1.5]
 
 
 def test_task_zips_are_plain_sb3_and_act_as_the_multitask_student(zoo, sac_pendulum_teacher, tmp_path):
@@ -153,7 +195,7 @@ def _task_weights(out):
 
 
 def test_kill_9_resumes_to_the_uninterrupted_students(zoo, sac_pendulum_teacher, tmp_path):
-    extra = ["--checkpoint-every", "500", "--ema", "0.99"]
+    extra = ["--checkpoint-every", "500", "--ema", "0.99", "--task-balance", "adaptive"]
     reference = tmp_path / "reference"
     done = cli(*_args(zoo, sac_pendulum_teacher, reference), *extra)
     assert done.returncode == 0, done.stderr
@@ -192,6 +234,7 @@ def test_kill_9_resumes_to_the_uninterrupted_students(zoo, sac_pendulum_teacher,
         (["--env", "Acrobot-v1"], "none shipped for Acrobot-v1: pass --teacher Acrobot-v1=SPEC"),
         (["--task-weights", "1,2,3"], "--task-weights has 3 weights for 2 tasks"),
         (["--task-weights", "1,-1"], "--task-weights must be non-negative"),
+        (["--task-balance", "greedy"], "unknown task balance 'greedy': choose from fixed, adaptive"),
         (["--rl-steps", "1000"], "--rl-steps is not supported with several --env"),
     ],
     ids=[
@@ -201,6 +244,7 @@ def test_kill_9_resumes_to_the_uninterrupted_students(zoo, sac_pendulum_teacher,
         "no-teacher",
         "weights-length",
         "weights-negative",
+        "balance-unknown",
         "rl",
     ],
 )

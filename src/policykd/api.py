@@ -140,6 +140,7 @@ def distill_tasks(
     teachers: Sequence[str | Path] = (),
     task_weights: Sequence[float] = (),
     task_input: str = "own",
+    task_balance: str = "fixed",
     **settings: Any,
 ) -> TasksResult:
     """`policykd.distill_tasks(["CartPole-v1", "Acrobot-v1"], teachers=["Acrobot-v1=zoo:dqn/Acrobot-v1"])`: one
@@ -153,6 +154,7 @@ def distill_tasks(
             teachers=[str(t) for t in teachers],
             task_weights=tuple(task_weights),
             task_input=task_input,
+            task_balance=task_balance,
             **settings,
         )
     )

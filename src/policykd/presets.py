@@ -49,6 +49,7 @@ def resolve_tasks(
     teachers: tuple[str, ...] | list[str] = (),
     task_weights: tuple[float, ...] | list[float] = (),
     task_input: str | None = None,
+    task_balance: str | None = None,
     **given: object,
 ) -> MultiTaskSettings:
     """Several envs, one student: each task resolved as `resolve_distill` resolves one env (its preset, its teachers
@@ -58,7 +59,14 @@ def resolve_tasks(
     envs = [str(e) for e in env_ids]
     refuse_single_task(given)
     by_env = teachers_by_env(envs, teachers)
-    options = build(TaskSettings, {"task_weights": tuple(task_weights), "task_input": task_input or "own"})
+    options = build(
+        TaskSettings,
+        {
+            "task_weights": tuple(task_weights),
+            "task_input": task_input or "own",
+            "task_balance": task_balance or "fixed",
+        },
+    )
     out = Path(str(given.pop("out", None) or f"runs/{'+'.join(folder_name(e) for e in envs)}"))
     top = {name: bool(given.pop(name, False)) for name in ("overwrite", "quiet", "resume")}
     first = resolve_distill(envs[0], **given, teachers=by_env.get(envs[0]) or None, out=str(out))

@@ -146,7 +146,9 @@ def _settings_differing(out: Path, config: DistillSettings) -> list[str] | None:
     current = config.to_dict()
     identity = getattr(config, "identity", None)
     free = set(current) - set(identity()) if callable(identity) else set()
-    return settings_differ(saved, current, ignore={"overwrite", *free}, defaults=field_defaults(config))
+    own_defaults = getattr(config, "defaults", None)  # settings of several parts say what their defaults are
+    defaults = own_defaults() if callable(own_defaults) else field_defaults(config)
+    return settings_differ(saved, current, ignore={"overwrite", *free}, defaults=defaults)
 
 
 def resumable(out: Path, config: DistillSettings) -> bool:

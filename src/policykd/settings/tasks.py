@@ -15,8 +15,10 @@ from typing import Any, Literal
 from policykd.errors import PolicykdError
 from policykd.fields import check, opt, spelled
 from policykd.settings.distill import DistillSettings
+from policykd.storage import field_defaults
 
 TaskInput = Literal["own", "shared"]
+TaskBalance = Literal["fixed", "adaptive"]
 
 JOINT = (
     "rounds",
@@ -66,6 +68,10 @@ class TaskSettings:
     """Several --env: own, each task its own input layer; shared, tasks whose observations have the same size share
     its weights, each with its own bias (a learned task embedding)."""
 
+    task_balance: TaskBalance = "fixed"
+    """Several --env: fixed, the --task-weights throughout; adaptive, after each evaluation a task's weight grows with
+    how far it is below its teacher (5 % below: 1.5x, 20 %: 3x), so the shared trunk serves the task that lags."""
+
     def __post_init__(self) -> None:
         check(self)
 
@@ -99,7 +105,8 @@ class MultiTaskSettings:
 
     @property
     def weights(self) -> list[float]:
-        """Each task's loss weight, scaled to a mean of 1 (a task's gradient as large as in its own run)."""
+        """Each task's given loss weight, scaled to a mean of 1 (a task's gradient as large as in its own run); with
+        adaptive balance, the start from which `workflows.tasks.balance` raises the lagging tasks'."""
         given = list(self.options.task_weights) or [1.0] * len(self.tasks)
         return [len(given) * w / sum(given) for w in given]
 
@@ -113,8 +120,16 @@ class MultiTaskSettings:
 
     def identity(self) -> dict[str, Any]:
         """What a resumed run must repeat: the task list, each task's settings and the weights."""
-        options = {"task_weights": list(self.options.task_weights), "task_input": self.options.task_input}
+        options = {
+            "task_weights": list(self.options.task_weights),
+            "task_input": self.options.task_input,
+            "task_balance": self.options.task_balance,
+        }
         return {"envs": self.envs, **options} | {"tasks": [t.identity() for t in self.tasks]}
+
+    def defaults(self) -> dict[str, Any]:
+        """The defaults of the options `identity()` flattens: a run saved before an option existed resumes."""
+        return field_defaults(TaskSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return self.identity() | {"overwrite": self.overwrite, "quiet": self.quiet, "resume": self.resume}

@@ -28,6 +28,7 @@ from policykd.run.plan import Collect, Evaluate, Train
 from policykd.run.state import RunState
 from policykd.run.summary import summarize
 from policykd.storage import atomic_write_text, disk_full_is_one_line, prepare_out
+from policykd.workflows.tasks.balance import task_weights
 from policykd.workflows.tasks.build import TaskRuns
 from policykd.workflows.tasks.summary import tasks_summary
 from policykd.workflows.tasks.train import train_tasks_round
@@ -96,7 +97,7 @@ def _walk(
                 if kind is Train:
                     joint.timed("train", began)
                 if kind is Evaluate:
-                    _log_ratios(ratios, runs, states)
+                    _log_ratios(ratios, tasks, states)
                 joint.wall += time.time() - start
                 start = time.time()
                 if kind is not Train or runs[0].plan.checkpoint_after(states[0].phase - 1):
@@ -143,7 +144,9 @@ def _train(tasks: TaskRuns, states: list[RunState], views: list[View], round_ind
     for run, state in zip(tasks.runs, states):
         _expect(run, state, Train)
         prepare_round(run, round_index)
-    stats = train_tasks_round(tasks, round_index, sum(s.env_steps for s in states))
+    stats = train_tasks_round(
+        tasks, round_index, sum(s.env_steps for s in states), task_weights(tasks.settings, states)
+    )
     for run, state, view, task_stats in zip(tasks.runs, states, views, stats):
         record_round(run, state, view, task_stats, round_index)
         state.phase += 1
@@ -166,11 +169,13 @@ def _expect(run: Run, state: RunState, kind: type) -> Evaluate:
     return phase  # type: ignore[return-value]  # an Evaluate where the caller asks for one
 
 
-def _log_ratios(logger: Logger, runs: list[Run], states: list[RunState]) -> None:
-    """`<out>/tb`: every task's return ratio on one chart (`ratio/<ENV>`), at the tasks' env steps together."""
-    for run, state in zip(runs, states):
+def _log_ratios(logger: Logger, tasks: TaskRuns, states: list[RunState]) -> None:
+    """`<out>/tb`: every task's return ratio on one chart (`ratio/<ENV>`), and the loss weight each task trains with
+    next (`weight/<ENV>`), at the tasks' env steps together."""
+    for run, state, weight in zip(tasks.runs, states, task_weights(tasks.settings, states)):
         teacher = float(np.mean(state.teacher_returns))
         logger.record(f"ratio/{run.settings.env_id}", return_ratio(state.evals[-1].student_return_mean, teacher))
+        logger.record(f"weight/{run.settings.env_id}", weight)
     logger.dump(sum(s.env_steps for s in states))
 
 

@@ -15,6 +15,7 @@ from policykd.run.console import duration, plus_minus
 from policykd.run.state import RunState
 from policykd.sb3_models import acting_params
 from policykd.students.sharing import trunk_params
+from policykd.workflows.tasks.balance import task_weights
 from policykd.workflows.tasks.build import TaskRuns
 
 
@@ -38,7 +39,8 @@ def tasks_summary(tasks: TaskRuns, states: list[RunState], joint: RunState) -> d
         "params_ratio": student / teachers if teachers else float("nan"),
         "return_ratio_geometric_mean": _geometric_mean(ratios),
         "return_ratio_min": min(ratios),
-        "task_weights": tasks.settings.weights,
+        "task_weights": task_weights(tasks.settings, states),
+        "task_balance": tasks.settings.options.task_balance,
         "task_input": tasks.settings.options.task_input,
         "env_steps": sum(s.env_steps for s in states),
         "gradient_steps": states[0].gradient_steps,

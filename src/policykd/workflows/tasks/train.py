@@ -1,5 +1,5 @@
 """One round of multi-task updates: every gradient step takes a minibatch of each task, each task's loss as its own
-run computes it (`policykd.run.train.minibatch_loss`), weighted by `--task-weights`, and one Adam step on the sum.
+run computes it (`policykd.run.train.minibatch_loss`), weighted by `--task-weights` (or `--task-balance adaptive`'s weights: `workflows.tasks.balance`), and one Adam step on the sum.
 
 A step holds every task, so the shared trunk never drifts toward one task for a stretch of steps (Rusu et al. 2016
 alternated tasks in blocks; here they share each step). A round lasts as many steps as the task with the most
@@ -16,9 +16,10 @@ from policykd.workflows.tasks.build import TaskRuns
 SUMS = ("loss", "policy_loss", "value_loss", "entropy", "kl", "agreement")
 
 
-def train_tasks_round(tasks: TaskRuns, round_index: int, env_steps: int) -> list[RoundStats]:
-    """`epochs` passes over every task's buffer at once; returns each task's round statistics."""
-    runs, optimizer, weights = tasks.runs, tasks.optimizer, tasks.settings.weights
+def train_tasks_round(tasks: TaskRuns, round_index: int, env_steps: int, weights: list[float]) -> list[RoundStats]:
+    """`epochs` passes over every task's buffer at once, each task's loss times its weight; returns each task's round
+    statistics."""
+    runs, optimizer = tasks.runs, tasks.optimizer
     draws = [shuffled_draws(run.buffer.valid_indices(), run.settings, run.rng) for run in runs]
     steps = max(len(d) for d in draws)
     lr_span = runs[0].plan.lr_span(runs[0].settings, round_index)
