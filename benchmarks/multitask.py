@@ -189,7 +189,7 @@ def main() -> None:
     parser.add_argument("--evaluate-only", action="store_true", help="evaluate the seeds already run; run none")
     parser.add_argument("--variants", nargs="+", default=[], help='NAME="FLAGS": compare multi-task runs instead')
     parser.add_argument("extra", nargs="*", help="more distill flags for every run (after --)")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # flags after the positional set, distill flags after --
     tasks = SETS[args.set]
     variants = dict(v.split("=", 1) for v in args.variants)
     root = Path(args.out or f"runs/bench-multitask/{args.set}")

@@ -296,3 +296,19 @@ def test_a_shared_input_with_task_embeddings(zoo, tmp_path):
             saved.predict(obs, deterministic=True)[0], student.predict(obs, deterministic=True)[0]
         )
     assert "--task-input" in cli("distill", "--env", "CartPole-v1", "--task-input", "shared").stderr
+
+
+def test_a_run_saved_before_task_balance_existed_is_the_same_run(tmp_path):
+    """An unfinished multi-task run whose config.json predates --task-balance (an upgrade of policykd) is the same run
+    as the command repeated with the default, fixed, and another run with adaptive."""
+    from policykd.presets import resolve_tasks
+    from policykd.run.checkpoint import unstarted
+
+    settings = resolve_tasks(["CartPole-v1", "Pendulum-v1"], out=str(tmp_path))
+    saved = settings.to_dict()
+    del saved["task_balance"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert unstarted(tmp_path, settings)
+    assert not unstarted(
+        tmp_path, resolve_tasks(["CartPole-v1", "Pendulum-v1"], out=str(tmp_path), task_balance="adaptive")
+    )
