@@ -3,7 +3,7 @@
 Run by hand:
 
     python benchmarks/multitask.py mujoco --seeds 0 1 2 3 4       # HalfCheetah + Hopper + Walker2d, shipped teachers
-    python benchmarks/multitask.py classic --seeds 0 1 2 3 4      # CartPole (shipped) + Acrobot (rl-zoo's DQN)
+    python benchmarks/multitask.py classic --holdout 500          # CartPole (shipped) + Acrobot (rl-zoo's DQN)
     python benchmarks/multitask.py cheetah-walker --variants own="--task-input own" shared="--task-input shared"
     python benchmarks/multitask.py classic --variants fixed="--task-balance fixed" adaptive="--task-balance adaptive" \
         --out runs/bench-multitask/balance -- --steps 3000
