@@ -36,7 +36,7 @@ def train_tasks_round(tasks: TaskRuns, round_index: int, env_steps: int, weights
         total: th.Tensor = sum(
             (w * part[0] for w, part in zip(weights, parts)), th.zeros((), device=parts[0][0].device)
         )
-        gradient_step(total, optimizer, policies, (i, steps), env_steps, lr_span)
+        gradient_step(total, optimizer, (i, steps), env_steps, lr_span)
         for run, (loss, terms, dist, batch), s in zip(runs, parts, sums):
             if run.average is not None:
                 run.average.update_parameters(run.student.policy)
