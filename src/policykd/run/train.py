@@ -98,7 +98,7 @@ def gradient_step(
     `lr_span`, the gradients of the optimizer's parameters clipped to norm 10.
 
     The optimizer's own list of parameters, not `module.parameters()`: that walks every submodule at each step (an
-    SAC student's critics included), which took a fifth of a MuJoCo student's training time."""
+    SAC student's critics included): 0.31 ms of a 3-task MuJoCo student's ~6.6 ms step, 0.14 of a single one's ~2.5."""
     i, steps = step
     if not th.isfinite(total):
         raise PolicykdError(
