@@ -24,6 +24,7 @@ def train_tasks_round(tasks: TaskRuns, round_index: int, env_steps: int, weights
     steps = max(len(d) for d in draws)
     lr_span = runs[0].plan.lr_span(runs[0].settings, round_index)
     policies = tasks.policies
+    clipped = list(policies.parameters())  # the shared trunk's once
     policies.train()
     for run in runs:
         run.student.policy.set_training_mode(True)
@@ -36,7 +37,7 @@ def train_tasks_round(tasks: TaskRuns, round_index: int, env_steps: int, weights
         total: th.Tensor = sum(
             (w * part[0] for w, part in zip(weights, parts)), th.zeros((), device=parts[0][0].device)
         )
-        gradient_step(total, optimizer, (i, steps), env_steps, lr_span)
+        gradient_step(total, optimizer, clipped, (i, steps), env_steps, lr_span)
         for run, (loss, terms, dist, batch), s in zip(runs, parts, sums):
             if run.average is not None:
                 run.average.update_parameters(run.student.policy)
