@@ -13,7 +13,7 @@ import inspect
 import re
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, Field, field, fields
+from dataclasses import MISSING, Field, field, fields, is_dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
 
@@ -226,7 +226,16 @@ def build(cls: type[T], values: Mapping[str, object]) -> T:
 
 @cache
 def field_docs(cls: type) -> dict[str, str]:
-    """The attribute docstrings of a dataclass (the string after each field), as one-line help texts."""
+    """The attribute docstrings of a dataclass (the string after each field), as one-line help texts; those of the
+    dataclasses it extends too (`policykd.settings.env.EnvFields`), a field declared again keeping its own."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if is_dataclass(klass):
+            docs.update(_own_field_docs(klass))
+    return docs
+
+
+def _own_field_docs(cls: type) -> dict[str, str]:
     tree = ast.parse(inspect.getsource(cls))
     klass = tree.body[0]
     assert isinstance(klass, ast.ClassDef), "getsource of a class starts with its definition"

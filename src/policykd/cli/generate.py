@@ -156,6 +156,7 @@ def command_for(cls: type, handle: Handler) -> Callable[..., None]:
     def command(**values: object) -> None:
         handle(given_values(cls, values))
 
-    command.__signature__ = inspect.Signature([_param(cls, f, hints[f.name]) for f in fields(cls)])  # type: ignore[attr-defined]
+    ordered = sorted(fields(cls), key=lambda f: f.default is not MISSING)  # required first, e.g. --env, then --model
+    command.__signature__ = inspect.Signature([_param(cls, f, hints[f.name]) for f in ordered])  # type: ignore[attr-defined]
     command.__doc__ = paragraphs(cls.__doc__ or "")
     return command

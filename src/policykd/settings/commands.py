@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from policykd.constants import EVAL_SEED_OFFSET, AtariStack
+from policykd.constants import EVAL_SEED_OFFSET
 from policykd.errors import PolicykdError
 from policykd.fields import (
     ALL_POSITIVE,
-    CLASS_PATHS,
     DEVICE,
     FRACTION,
-    KEY_VALUES,
     NON_NEGATIVE,
     POSITIVE,
     UNIT,
@@ -23,27 +21,16 @@ from policykd.fields import (
 )
 from policykd.registry import EXPORTERS, PERTURBATIONS
 from policykd.settings.distill import DistillSettings, TeacherAlgo
+from policykd.settings.env import EnvFields
 
 
-@dataclass(frozen=True)
-class EvaluateSettings:
+@dataclass(frozen=True, kw_only=True)
+class EvaluateSettings(EnvFields):
     """Returns of a model (and a teacher) side by side on identical episode seeds."""
 
-    env_id: str = opt(flag="--env")
-    """Gymnasium env id."""
     model: str = opt()
     """A student.zip (a vecnormalize.pkl beside it is applied), a run folder, any teacher spec, or an exported
     student.onnx, policy.c (compiled here with cc) or libpolicy.so."""
-    env_kwargs: tuple[str, ...] = opt((), flag="--env-kwargs", rule=KEY_VALUES)
-    """Keyword arguments of the env, KEY=VALUE, repeatable: gym.make(env, KEY=VALUE, ...), VALUE read as YAML (3, true,
-    [1, 2], text); they add to, or override, those of a teacher's rl-zoo config."""
-    env_wrappers: tuple[str, ...] = opt((), flag="--env-wrapper", rule=CLASS_PATHS)
-    """Your own gymnasium wrapper class, module:Class, repeatable, applied in order around the env (after a teacher's
-    rl-zoo env_wrapper); it must be importable where the env runs."""
-    atari_stack: AtariStack = "sb3"
-    """Atari: sb3 steps SB3's make_atari_env stack (the shipped teacher's); native steps ale-py's own vector env in C++
-    threads (3.4x the agent steps/s on Pong) where it plays the game as SB3's stack does (no lives, no unmapped
-    --env-kwargs, no --env-wrapper, no ram view): its Pong students scored lower (docs/results.md)."""
     teacher: str | None = None
     """Also evaluate this teacher on the same seeds."""
     student_obs: tuple[str, ...] = opt((), flag="--student-obs")
@@ -69,26 +56,14 @@ class EvaluateSettings:
         check(self)
 
 
-@dataclass(frozen=True)
-class RecordSettings:
+@dataclass(frozen=True, kw_only=True)
+class RecordSettings(EnvFields):
     """Record a teacher (its full action distribution per step) or a person into a Minari dataset; re-run to resume."""
 
-    env_id: str = opt(flag="--env")
-    """Gymnasium env id."""
     dataset: str = opt()
     """Minari dataset id to write, e.g. pong/teacher-v0 (under $MINARI_DATASETS_PATH)."""
     episodes: int = opt(rule=POSITIVE)
     """Episodes to record (episode i is reset with seed + i)."""
-    env_kwargs: tuple[str, ...] = opt((), flag="--env-kwargs", rule=KEY_VALUES)
-    """Keyword arguments of the env, KEY=VALUE, repeatable: gym.make(env, KEY=VALUE, ...), VALUE read as YAML (3, true,
-    [1, 2], text); they add to, or override, those of a teacher's rl-zoo config."""
-    env_wrappers: tuple[str, ...] = opt((), flag="--env-wrapper", rule=CLASS_PATHS)
-    """Your own gymnasium wrapper class, module:Class, repeatable, applied in order around the env (after a teacher's
-    rl-zoo env_wrapper); it must be importable where the env runs."""
-    atari_stack: AtariStack = "sb3"
-    """Atari: sb3 steps SB3's make_atari_env stack (the shipped teacher's); native steps ale-py's own vector env in C++
-    threads (3.4x the agent steps/s on Pong) where it plays the game as SB3's stack does (no lives, no unmapped
-    --env-kwargs, no --env-wrapper, no ram view): its Pong students scored lower (docs/results.md)."""
     teacher: str | None = None
     """Teacher spec (default: the env's shipped teacher)."""
     human: bool = False
@@ -116,24 +91,12 @@ class RecordSettings:
             )
 
 
-@dataclass(frozen=True)
-class TrainTeacherSettings:
+@dataclass(frozen=True, kw_only=True)
+class TrainTeacherSettings(EnvFields):
     """Train a teacher with rl-zoo's tuned hyperparameters (policykd/resources/envs/teachers.yaml); re-run to resume."""
 
-    env_id: str = opt(flag="--env")
-    """Gymnasium env id, e.g. Hopper-v5, CartPole-v1."""
     algo: TeacherAlgo = opt()
     """sac, tqc, ppo or td3."""
-    env_kwargs: tuple[str, ...] = opt((), flag="--env-kwargs", rule=KEY_VALUES)
-    """Keyword arguments of the env, KEY=VALUE, repeatable: gym.make(env, KEY=VALUE, ...), VALUE read as YAML (3, true,
-    [1, 2], text); recorded in the teacher's rl-zoo args.yml."""
-    env_wrappers: tuple[str, ...] = opt((), flag="--env-wrapper", rule=CLASS_PATHS)
-    """Your own gymnasium wrapper class, module:Class, repeatable, applied in order around the env; it must be
-    importable where the env runs."""
-    atari_stack: AtariStack = "sb3"
-    """Atari: sb3 steps SB3's make_atari_env stack (the shipped teacher's); native steps ale-py's own vector env in C++
-    threads (3.4x the agent steps/s on Pong) where it plays the game as SB3's stack does (no lives, no unmapped
-    --env-kwargs, no --env-wrapper, no ram view): its Pong students scored lower (docs/results.md)."""
     steps: int | None = opt(None, rule=POSITIVE)
     """Env steps (default: rl-zoo's n_timesteps for the env)."""
     out: str | None = None

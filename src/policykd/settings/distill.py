@@ -8,15 +8,12 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from policykd.constants import AtariStack
 from policykd.errors import PolicykdError, option
 from policykd.fields import (
     ALL_POSITIVE,
-    CLASS_PATHS,
     DEVICE,
     FRACTION,
     HALF_OPEN_UNIT,
-    KEY_VALUES,
     NON_NEGATIVE,
     POSITIVE,
     UNIT,
@@ -26,6 +23,7 @@ from policykd.fields import (
     stage_archs,
 )
 from policykd.registry import LOSSES, STUDENT_FAMILIES, augmentations
+from policykd.settings.env import EnvFields
 
 Driver = Literal["teacher", "student", "dagger"]
 BetaSchedule = Literal["linear", "exponential"]
@@ -38,25 +36,13 @@ TeacherWeighting = Literal["select", "fixed", "confidence", "return"]
 
 
 @dataclass(frozen=True)
-class DistillSettings:
+class DistillSettings(EnvFields):
     """Distil the teacher(s) into a small SB3 student; writes student.zip, summary.json, curves.png and tb/.
 
-    The env's preset (policykd/resources/envs/*.yaml) overrides the defaults shown; flags override both.
+    The env's preset (policykd/resources/envs/*.yaml) overrides the defaults shown; flags override both. --env given
+    twice or more: one student for several envs (docs/multitask.md).
     """
 
-    env_id: str = opt(flag="--env")
-    """Gymnasium env id, e.g. CartPole-v1, HalfCheetah-v5, ALE/Pong-v5, or module:EnvId for an env your module registers
-    when imported (docs/own-env.md); repeat it for one student of several envs (docs/multitask.md)."""
-    env_kwargs: tuple[str, ...] = opt((), flag="--env-kwargs", rule=KEY_VALUES)
-    """Keyword arguments of the env, KEY=VALUE, repeatable: gym.make(env, KEY=VALUE, ...), VALUE read as YAML (3, true,
-    [1, 2], text); they add to, or override, those of a teacher's rl-zoo config."""
-    env_wrappers: tuple[str, ...] = opt((), flag="--env-wrapper", rule=CLASS_PATHS)
-    """Your own gymnasium wrapper class, module:Class, repeatable, applied in order around the env (after a teacher's
-    rl-zoo env_wrapper); it must be importable where the env runs."""
-    atari_stack: AtariStack = "sb3"
-    """Atari: sb3 steps SB3's make_atari_env stack (the shipped teacher's); native steps ale-py's own vector env in C++
-    threads (3.4x the agent steps/s on Pong) where it plays the game as SB3's stack does (no lives, no unmapped
-    --env-kwargs, no --env-wrapper, no ram view): its Pong students scored lower (docs/results.md)."""
     teachers: tuple[str, ...] = opt((), flag="--teacher")
     """SB3 zip, rl-zoo run folder, zoo:<algo>/<ENV> or shipped agent name; repeat for an ensemble (default: the env's shipped teacher)."""
     teacher_weights: tuple[float, ...] = opt((), rule=(lambda v: all(w >= 0 for w in v), "must be non-negative"))
