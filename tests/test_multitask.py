@@ -48,6 +48,7 @@ def test_a_row_per_task_and_each_task_folder_is_a_run(finished):
     each = [row["student_params"] for row in summary["tasks"]]
     assert summary["student_params"] == sum(each) - summary["trunk_params"]  # the trunk counted once
     assert summary["student_params"] <= 0.1 * summary["teacher_params"]  # classic control: 10 % of the sum
+    assert summary["device"] == "cpu"  # --device auto: MLPs stay on the CPU
     for row in summary["tasks"]:
         folder = finished / row["env_id"]
         task = json.loads((folder / "summary.json").read_text())

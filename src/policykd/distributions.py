@@ -283,7 +283,8 @@ def entropy_per_state(dist: ActionDist) -> th.Tensor:
         return -(log_p.exp() * log_p).sum(dim=-1)
     if dist.kind == GAUSSIAN:
         return (dist.tensor("log_std") + 0.5 * np.log(2 * np.pi * np.e)).sum(dim=-1)
-    return th.zeros(dist.tensor("mean").shape[0])
+    mean = dist.tensor("mean")
+    return th.zeros(mean.shape[0], device=mean.device)
 
 
 def unsquashed(dist: ActionDist, action_space: spaces.Box) -> ActionDist:
@@ -293,7 +294,10 @@ def unsquashed(dist: ActionDist, action_space: spaces.Box) -> ActionDist:
     if dist.kind == CATEGORICAL or not dist.squashed:
         return dist
     squashed_mean = dist.tensor("mean")
-    low, high = (th.as_tensor(b, dtype=squashed_mean.dtype) for b in (action_space.low, action_space.high))
+    low, high = (
+        th.as_tensor(b, dtype=squashed_mean.dtype, device=squashed_mean.device)
+        for b in (action_space.low, action_space.high)
+    )
     half = (high - low) / 2
     unit = th.tanh(squashed_mean) if dist.kind == GAUSSIAN else squashed_mean
     mean = low + half * (unit + 1)
@@ -309,7 +313,10 @@ def mix(dists: Sequence[ActionDist], weights: Sequence[float] | th.Tensor) -> Ac
     kinds = {(d.kind, d.squashed) for d in dists}
     if len(kinds) != 1:
         raise PolicykdError(f"ensemble teachers disagree on their action distribution: {sorted(kinds)}")
-    table = weights if isinstance(weights, th.Tensor) else th.as_tensor(np.asarray(weights, dtype=np.float32))
+    device = dists[0].tensor("logits" if dists[0].kind == CATEGORICAL else "mean").device
+    table = th.as_tensor(
+        weights if isinstance(weights, th.Tensor) else np.asarray(weights, dtype=np.float32), device=device
+    )
     table = table.unsqueeze(0) if table.dim() == 1 else table
     table = table / table.sum(dim=1, keepdim=True)
     w = [

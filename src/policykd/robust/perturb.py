@@ -120,7 +120,7 @@ class Differentiable:
             rms = self.normalizer.obs_rms
             if not isinstance(rms, RunningMeanStd):
                 raise PolicykdError("fgsm/pgd need Box observations, not a Dict of them")
-            mean, var = (th.as_tensor(a, dtype=th.float32) for a in (rms.mean, rms.var))
+            mean, var = (th.as_tensor(a, dtype=th.float32, device=raw.device) for a in (rms.mean, rms.var))
             obs = th.clamp(
                 (raw - mean) / th.sqrt(var + self.normalizer.epsilon),
                 -self.normalizer.clip_obs,
@@ -158,8 +158,9 @@ def adversarial(
     net: Differentiable, obs: np.ndarray, budget: np.ndarray, steps: int, low: np.ndarray, high: np.ndarray
 ) -> np.ndarray:
     """FGSM (steps=1, one step of the whole budget) or PGD (steps of budget/4, projected on the l-inf ball)."""
-    raw = th.as_tensor(obs, dtype=th.float32)
-    eps = th.as_tensor(budget, dtype=th.float32)
+    device = net.policy.device
+    raw = th.as_tensor(obs, dtype=th.float32, device=device)
+    eps = th.as_tensor(budget, dtype=th.float32, device=device)
     with th.no_grad():
         clean = net.dist(raw)
     x = raw.clone()
@@ -171,8 +172,8 @@ def adversarial(
         with th.no_grad():
             x = x - step * grad.sign()
             x = th.max(th.min(x, raw + eps), raw - eps)
-            x = th.clamp(x, th.as_tensor(low, dtype=th.float32), th.as_tensor(high, dtype=th.float32))
-    return x.detach().numpy()
+            x = th.clamp(x, *(th.as_tensor(b, dtype=th.float32, device=device) for b in (low, high)))
+    return x.detach().cpu().numpy()
 
 
 def observation_scale(space: spaces.Space, rollout: np.ndarray | None) -> np.ndarray:

@@ -112,10 +112,16 @@ def folded(model: BaseAlgorithm, stats: ObsStats | None) -> Iterator[BaseAlgorit
         model.policy.load_state_dict(saved)
 
 
+def _on_policy_device(policy: th.nn.Module, stats: ObsStats) -> tuple[th.Tensor, th.Tensor]:
+    """The statistics as tensors beside the policy's weights (a student trained on a GPU folds there)."""
+    weight = next(policy.parameters())
+    return (th.as_tensor(a, dtype=weight.dtype, device=weight.device) for a in (stats.mean, stats.std))  # type: ignore[return-value]
+
+
 def fold(model: BaseAlgorithm, stats: ObsStats) -> None:
     """In place: the first layers take raw observations (W' = W / std, b' = b - W @ (mean / std)), targets synced."""
     policy = model.policy
-    mean, std = th.as_tensor(stats.mean), th.as_tensor(stats.std)
+    mean, std = _on_policy_device(policy, stats)
     with th.no_grad():
         for weight, bias in input_maps(policy):
             bias.sub_(weight @ (mean / std))
@@ -128,7 +134,7 @@ def unfold(model: BaseAlgorithm, stats: ObsStats) -> None:
     the same (W = W' * std, b = b' + W' @ mean). A warm-started student trains on standardised inputs like a fresh one
     and is folded back on save."""
     policy = model.policy
-    mean, std = th.as_tensor(stats.mean), th.as_tensor(stats.std)
+    mean, std = _on_policy_device(policy, stats)
     with th.no_grad():
         for weight, bias in input_maps(policy):
             bias.add_(weight @ mean)

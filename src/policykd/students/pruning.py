@@ -71,7 +71,7 @@ def _extractor_cuts(policy: BasePolicy, prefix: str, readers: list[str]) -> list
     obs_shape = policy.observation_space.shape
     assert obs_shape is not None  # images: a Box
     with th.no_grad():
-        height_width = last_conv(th.zeros((1, *obs_shape))).shape[2:]
+        height_width = last_conv(th.zeros((1, *obs_shape), device=policy.device)).shape[2:]
     spatial = int(np.prod(height_width))
     cuts = _chain(convs[:-1], [convs[-1]])
     return [*cuts, Cut(convs[-1], (linear,), len(cuts), spatial), Cut(linear, tuple(readers), len(cuts) + 1)]
@@ -109,7 +109,7 @@ def _activation(producer: str) -> str:
 
 
 def _reader_columns(keep: th.Tensor, spatial: int) -> th.Tensor:
-    return (keep[:, None] * spatial + th.arange(spatial)).reshape(-1)
+    return (keep[:, None] * spatial + th.arange(spatial, device=keep.device)).reshape(-1)
 
 
 def activations(policy: BasePolicy, cuts: list[Cut], obs: np.ndarray) -> dict[str, th.Tensor]:
@@ -153,7 +153,7 @@ def compensated_biases(
     biases = {}
     for cut in cuts:
         mean = outputs[cut.producer].mean(dim=0)  # per unit, and per position for conv channels
-        removed = th.ones(len(mean), dtype=th.bool)
+        removed = th.ones(len(mean), dtype=th.bool, device=mean.device)
         removed[rows[cut.producer]] = False
         for reader in cut.consumers:
             weight = policy.get_parameter(f"{reader}.weight").detach()

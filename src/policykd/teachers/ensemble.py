@@ -98,7 +98,7 @@ class EnsembleTeacher:
         weights: Sequence[float] | th.Tensor = shares
         if self.confidence:
             sure = th.stack([th.exp(-entropy_per_state(d)) for d in dists], dim=1)  # (B, M)
-            weights = sure * th.as_tensor(np.asarray(shares, dtype=np.float32))
+            weights = sure * th.as_tensor(np.asarray(shares, dtype=np.float32), device=sure.device)
         dist = mix(dists, weights) if len(dists) > 1 else dists[0]
         valued = [(w, v) for w, (_, v) in zip(shares, labels) if v is not None]  # values: fixed weights
         if not valued:

@@ -43,6 +43,7 @@ def tasks_summary(tasks: TaskRuns, states: list[RunState], joint: RunState) -> d
         "task_balance": tasks.settings.options.task_balance,
         "task_input": tasks.settings.options.task_input,
         "env_steps": sum(s.env_steps for s in states),
+        "device": str(tasks.runs[0].student.device),  # the teachers label and the student trains there (--device)
         "gradient_steps": states[0].gradient_steps,
         "wall_seconds": round(joint.wall, 2),
         "seconds_by_phase": seconds,
