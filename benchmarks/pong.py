@@ -37,12 +37,13 @@ FLOOR_STEPS = 360_000
 SB3's stack takes for them at the reference speed."""
 
 
-def env_steps_per_second(seconds: float = 10.0) -> float:
+def env_steps_per_second(seconds: float = 10.0, stack: str = "sb3") -> float:
     """Agent steps/s of SB3's Atari stack (make_atari_env + 4-frame stack, one process), 8 envs, random actions:
-    the reference every Pong figure has been quoted with, whichever stack the runs use."""
+    the reference every Pong figure has been quoted with, whichever stack the runs use (`stack="native"`: ale-py's
+    vector env the same way, `benchmarks/atari_stacks.py`)."""
     from policykd.envs import EnvFactory
 
-    venv = EnvFactory(ENV, atari_stack="sb3").make(8, 0)
+    venv = EnvFactory(ENV, atari_stack=stack).make(8, 0)  # type: ignore[arg-type]  # "sb3" or "native"
     venv.reset()
     rng, steps, start = np.random.default_rng(0), 0, time.perf_counter()
     while time.perf_counter() - start < seconds:

@@ -122,3 +122,38 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subproce
 def run_fresh_python(code: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """Python code in a fresh interpreter (to prove a student loads without policykd)."""
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd="/")
+
+
+REFERENCE = pytest.StashKey[float]()
+
+
+def _reference_steps_per_second(seconds: float = 2.0) -> float:
+    """CartPole-v1 env steps/s of a plain gymnasium loop with random actions: the suite's time is quoted against it,
+    measured in the same run, so that runs on machines of other speeds compare as ratios."""
+    import time
+
+    import gymnasium as gym
+
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        steps += 1
+        if terminated or truncated:
+            env.reset()
+    env.close()
+    return steps / (time.perf_counter() - start)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller alone, before the workers start
+        session.config.stash[REFERENCE] = _reference_steps_per_second()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if REFERENCE in config.stash:
+        terminalreporter.write_line(
+            f"reference of this run: a plain CartPole-v1 loop, {config.stash[REFERENCE]:,.0f} env steps/s (measured at its start)"
+        )

@@ -369,6 +369,33 @@ def test_stages_distil_through_an_assistant_into_one_folder_with_a_row_per_stage
     assert (out / "student.zip").is_file() and (out / "curves.png").is_file()
 
 
+def test_stages_keep_prune_to_and_an_interrupted_run_resumes_to_the_same_students(zoo, tmp_path):
+    """--stages with --prune-to prunes the last stage (once silently dropped); a run stopped before its last stage
+    resumes with `resume=True`: the finished stage is read back untouched, the rest repeats the uninterrupted run."""
+    import shutil
+
+    import policykd
+
+    out = tmp_path / "staged"
+    kwargs = dict(out=str(out), stages="16,16:8,8", steps=2000, rounds=1, eval_episodes=2, quiet=True)
+    first = policykd.distill("CartPole-v1", [zoo / "ppo/CartPole-v1_1"], prune_to=0.02, prune_cycles=1, **kwargs)
+    assert first.pruned is not None and (out / "pruned" / "student.zip").is_file()
+    assert first.pruned["student_params"] <= 0.02 * first.summary.teacher_params
+    stage_one = (out / "stage-1" / "student.zip").read_bytes()
+    done = json.loads((out / "summary.json").read_text())
+    for gone in ("stage-2", "pruned"):  # stopped after stage 1: what the last stage and pruning write is not there
+        shutil.rmtree(out / gone)
+    for gone in ("summary.json", "student.zip"):
+        (out / gone).unlink()
+    again = policykd.distill(
+        "CartPole-v1", [zoo / "ppo/CartPole-v1_1"], prune_to=0.02, prune_cycles=1, resume=True, **kwargs
+    )
+    assert (out / "stage-1" / "student.zip").read_bytes() == stage_one
+    resumed = json.loads((out / "summary.json").read_text())
+    assert [r["student_return_mean"] for r in resumed["stages"]] == [r["student_return_mean"] for r in done["stages"]]
+    assert again.pruned is not None and again.pruned["student_params"] == first.pruned["student_params"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -380,6 +407,7 @@ def test_stages_distil_through_an_assistant_into_one_folder_with_a_row_per_stage
         (["--rl-steps", "-1"], "--rl-steps must be non-negative"),
         (["--rl-steps", "1000", "--rl-start", "scratch", "--rl-critic-warmup", "500"], "needs --rl-start distilled"),
         (["--rl-steps", "1000", "--rl-critic-warmup", "1000"], "warms up a distilled student's critic"),
+        (["--rl-steps", "1000", "--rl-lr-scale", "0"], "--rl-lr-scale must be positive, got 0.0"),
     ],
     ids=[
         "widening",
@@ -390,6 +418,7 @@ def test_stages_distil_through_an_assistant_into_one_folder_with_a_row_per_stage
         "negative steps",
         "warm-up from scratch",
         "warm-up as long as RL",
+        "learning rate scaled to nothing",
     ],
 )
 def test_bad_rl_and_stage_input_is_one_line_before_any_work(zoo, tmp_path, args, message):

@@ -12,6 +12,7 @@ from policykd.errors import PolicykdError
 from policykd.fields import field_choices, flag_of
 from policykd.presets import preset_for, resolve_distill
 from policykd.registry import LOSSES, PERTURBATIONS, STUDENT_FAMILIES, augmentations
+from policykd.rollouts import collapsed_episodes
 from policykd.settings import COMMANDS, DistillSettings, EvaluateSettings
 
 
@@ -203,6 +204,14 @@ def test_a_linear_teacher_gets_a_linear_student_and_the_summary_says_why(tmp_pat
     assert summary["student_arch"] == [] and summary["teacher_params"] == 102 and summary["student_params"] == 108
     assert summary["student_size"].startswith("a linear student")
     assert summary["collapsed_episodes"] in (0, 1)
+
+
+def test_a_collapse_is_an_episode_below_half_the_teachers_return_of_either_sign():
+    """A walker that falls early scores under half its teacher; Pendulum's returns are negative, where half as good
+    is 1.5x the teacher's cost, not half of it (`return_ratio`)."""
+    assert collapsed_episodes([3000.0, 1600.0, 1499.0, -20.0], 3000.0) == 2
+    assert collapsed_episodes([-150.0, -220.0, -230.0, -400.0], -150.0) == 2  # -230: 0.47 of the teacher
+    assert collapsed_episodes([], 100.0) == 0
 
 
 def test_a_run_saved_before_a_setting_existed_resumes_when_that_setting_is_at_its_default(tmp_path):

@@ -73,7 +73,7 @@ class EvaluateResult(_EvaluateResult, total=False):
     perturbed: list[dict[str, object]]
 
 
-def distill(env_id: str, teachers: Sequence[str | Path] = (), **settings: Any) -> DistillResult:
+def distill(env_id: str, teachers: Sequence[str | Path] = (), **settings: object) -> DistillResult:
     """`policykd.distill("CartPole-v1")`: the env's shipped teacher, its preset, any DistillSettings field as a keyword.
     `student_obs` also takes your own `function(obs, info) -> array` or gymnasium `ObservationWrapper` class.
 
@@ -87,8 +87,9 @@ def distill(env_id: str, teachers: Sequence[str | Path] = (), **settings: Any) -
         raise PolicykdError("distill takes one env id; for one student of several envs call distill_tasks([...])")
 
     given = {"teachers": tuple(str(t) for t in teachers) or None, **settings}
-    if settings.get("student_obs") is not None:  # a callable or an ObservationWrapper class stands for itself
-        given["student_obs"] = tuple(map(spec_of, settings["student_obs"]))
+    views = settings.get("student_obs")
+    if isinstance(views, (list, tuple)):  # a callable or an ObservationWrapper class stands for itself
+        given["student_obs"] = tuple(map(spec_of, views))
     return distill_with(resolve_distill(env_id, **given))
 
 
@@ -141,7 +142,7 @@ def distill_tasks(
     task_weights: Sequence[float] = (),
     task_input: str = "own",
     task_balance: str = "fixed",
-    **settings: Any,
+    **settings: object,
 ) -> TasksResult:
     """`policykd.distill_tasks(["CartPole-v1", "Acrobot-v1"], teachers=["Acrobot-v1=zoo:dqn/Acrobot-v1"])`: one
     student for several envs, a shared trunk with each env's own input layer and action head. Teachers are
@@ -191,11 +192,24 @@ def distill_tasks_with(settings: MultiTaskSettings, *, console: Console | None =
 
 
 def _prune_if_asked(result: DistillResult, settings: DistillSettings) -> DistillResult:
-    """`prune_to`: the finished run's student pruned into `out/pruned` (for a multi-stage run, its last stage's)."""
+    """`prune_to`: the finished run's student pruned into `out/pruned` (for a multi-stage run, its last stage's, to the
+    same fraction of the run's teacher)."""
     if settings.prune_to is None:
         return result
+    from policykd.run.folder import RunFolder
+
+    stages = result.summary.stages
+    run = result.out / f"stage-{len(stages)}" if stages else result.out  # the run folder its student was made in
+    # A fraction of the run's teacher; a last stage's own teacher is the assistant before it.
+    fraction = settings.prune_to * result.summary.teacher_params / RunFolder(run).summary()["teacher_params"]
     pruned = prune_with(
-        PruneSettings(str(result.out), settings.prune_to, cycles=settings.prune_cycles, quiet=settings.quiet)
+        PruneSettings(
+            str(run),
+            fraction,
+            cycles=settings.prune_cycles,
+            out=str(result.out / "pruned"),
+            quiet=settings.quiet,
+        )
     )
     return replace(result, pruned=pruned)
 
@@ -229,7 +243,7 @@ def _distill_stages(
     return DistillResult(student, RunSummary.from_dict(summary), out)
 
 
-def prune(run: str | Path, fraction: float, **settings: Any) -> dict[str, Any]:
+def prune(run: str | Path, fraction: float, **settings: object) -> dict[str, Any]:
     """`policykd.prune("runs/Walker2d-v5", 0.01)`: the run's student pruned to a dense SB3 model of at most `fraction`
     of the teacher's acting parameters, distilled again after each cut; returns its summary (with a row per cycle)."""
     return prune_with(build(PruneSettings, {"run": run, "fraction": fraction, **settings}))
@@ -241,7 +255,7 @@ def prune_with(settings: PruneSettings) -> dict[str, Any]:
     return run_prune(settings, distill_with)
 
 
-def evaluate(env_id: str, model: str | Path, **settings: Any) -> EvaluateResult:
+def evaluate(env_id: str, model: str | Path, **settings: object) -> EvaluateResult:
     """Returns of `model` (and `teacher=`) on identical episode seeds; the dict `policykd evaluate --json` prints."""
     return evaluate_with(build(EvaluateSettings, {"env_id": env_id, "model": model, **settings}))
 
@@ -311,7 +325,7 @@ def evaluate_with(settings: EvaluateSettings) -> EvaluateResult:
     return results
 
 
-def export(source: str | Path, format: str = "onnx", **settings: Any) -> Path:
+def export(source: str | Path, format: str = "onnx", **settings: object) -> Path:
     """`policykd.export("runs/CartPole-v1", "c")`: the student of a run folder (or a student.zip) in a registered
     format (`policykd.exporters.registry`: onnx, c, ...) giving its `predict(deterministic=True)` action; `out=` a
     file or a folder; returns the file written."""
@@ -325,7 +339,7 @@ def export_with(settings: ExportSettings) -> Path:
     return export_student(settings)
 
 
-def sweep(env_id: str, grid: Sequence[str] = (), **settings: Any) -> SweepResult:
+def sweep(env_id: str, grid: Sequence[str] = (), **settings: object) -> SweepResult:
     """`policykd.sweep("CartPole-v1", ["student-width=8,16,32"], seeds=3, steps=50_000)`: distillations as Ray Tune
     trials. Keywords are SweepSettings fields, and any other distill setting is fixed for every trial (`steps=50_000`:
     what `--steps 50000` does on the command line). Returns a `policykd.sweeps.run.SweepResult` (rows as in sweep.csv,
@@ -345,7 +359,7 @@ def sweep_with(settings: SweepSettings, *, fixed: dict[str, object] | None = Non
     return run_sweep(settings, distill_with, fixed=fixed)
 
 
-def record(env_id: str, dataset: str, episodes: int, **settings: Any) -> dict[str, object]:
+def record(env_id: str, dataset: str, episodes: int, **settings: object) -> dict[str, object]:
     """Record the env's shipped teacher (or `teacher=`, or a person with `human=True`) into a Minari dataset."""
     return record_with(build(RecordSettings, {"env_id": env_id, "dataset": dataset, "episodes": episodes, **settings}))
 
@@ -393,7 +407,7 @@ def record_with(settings: RecordSettings) -> dict[str, object]:
     )
 
 
-def train_teacher(env_id: str, algo: str, **settings: Any) -> TeacherCard:
+def train_teacher(env_id: str, algo: str, **settings: object) -> TeacherCard:
     """Train a teacher with rl-zoo's tuned hyperparameters; returns its model card's fields."""
     return train_teacher_with(build(TrainTeacherSettings, {"env_id": env_id, "algo": algo, **settings}))
 

@@ -70,13 +70,13 @@ def check_specs(specs: tuple[str, ...], named: str, names: tuple[str, ...]) -> N
             )
 
 
-def key_values(specs: tuple[str, ...], named: str) -> dict[str, Any]:
+def key_values(specs: tuple[str, ...], named: str) -> dict[str, object]:
     """`--env-kwargs` KEY=VALUE specs as keyword arguments, each VALUE read as YAML (`size=3` an int, `hard=true` a bool,
     `goal=[1, 2]` a list, `mode=fast` a string), so the CLI passes what Python would; the first malformed one is
     a one-line error."""
     import yaml
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, object] = {}
     for spec in specs:
         key, equals, text = spec.partition("=")
         if not equals or not key.isidentifier():

@@ -138,7 +138,7 @@ class FramesOnceReplayBuffer(ReplayBuffer):
         arrays = (self.obs_ring, self.next_ring, self.oldest, self.actions, self.rewards, self.dones, self.timeouts)
         return self.store.nbytes + sum(a.nbytes for a in arrays)
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, object]:
         """SB3's `save_replay_buffer` pickles the buffer: only the frames written so far go into the file."""
         state = dict(self.__dict__)
         state["store"] = self.store.state(0)

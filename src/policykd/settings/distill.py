@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from policykd.errors import PolicykdError, option
 from policykd.fields import (
@@ -221,7 +221,7 @@ class DistillSettings(EnvFields):
         if self.student_obs:
             _check_view_fits(self)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @property
@@ -232,7 +232,7 @@ class DistillSettings(EnvFields):
             raise PolicykdError(f"{spelled('out')} is needed (`resolve_distill` defaults it to runs/<env>)")
         return Path(self.out)
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> dict[str, object]:
         """What a resumed run must repeat: every setting but those marked `identity=False`."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("identity", True)}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from policykd.errors import PolicykdError
 from policykd.fields import check, opt, spelled
@@ -118,7 +118,7 @@ class MultiTaskSettings:
     def first(self) -> DistillSettings:
         return self.tasks[0]
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> dict[str, object]:
         """What a resumed run must repeat: the task list, each task's settings and the weights."""
         options = {
             "task_weights": list(self.options.task_weights),
@@ -127,11 +127,11 @@ class MultiTaskSettings:
         }
         return {"envs": self.envs, **options} | {"tasks": [t.identity() for t in self.tasks]}
 
-    def defaults(self) -> dict[str, Any]:
+    def defaults(self) -> dict[str, object]:
         """The defaults of the options `identity()` flattens: a run saved before an option existed resumes."""
         return field_defaults(TaskSettings)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return self.identity() | {"overwrite": self.overwrite, "quiet": self.quiet, "resume": self.resume}
 
 

@@ -171,16 +171,16 @@ nothing and forwards to the progress bar of the batch this process is running no
 
 class _Forward(tune.Callback):
     def on_trial_result(
-        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: object
     ) -> None:
         if _PROGRESS is not None:
             _PROGRESS.result(Path(trial.config["trial"]["out"]).name, cast(TrialMetrics, result))
 
-    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: object) -> None:
         if _PROGRESS is not None:
             _PROGRESS.done()
 
-    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: object) -> None:
         self.on_trial_complete(iteration, trials, trial)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch as th
@@ -59,7 +59,7 @@ class SB3Teacher:
     factory: EnvFactory
     normalizer: VecNormalize | None = None
     trained_env_id: str | None = None
-    config: dict[str, Any] | None = None
+    config: dict[str, object] | None = None
 
     def __post_init__(self) -> None:
         if uses_images(self.observation_space):  # NHWC convolutions: Pong's labels in 1.9 instead of 2.5 ms (batch 8)

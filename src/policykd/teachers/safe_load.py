@@ -97,7 +97,7 @@ def _plain(value: Any, zip_path: Path, key: str) -> Any:
     return value
 
 
-def policy_kwargs_from_json(data: dict, zip_path: Path) -> dict[str, Any]:
+def policy_kwargs_from_json(data: dict, zip_path: Path) -> dict[str, object]:
     """policy_kwargs rebuilt from the readable fields beside the pickled blob."""
     saved = data.get("policy_kwargs") or {}
     if not isinstance(saved, dict):

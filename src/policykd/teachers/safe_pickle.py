@@ -21,7 +21,7 @@ from policykd.errors import PolicykdError
 class Stub:
     """Keeps a pickled object's attributes without running any of its class's code."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: object, **kwargs: object) -> None:
         pass
 
     def __setstate__(self, state: Any) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
@@ -44,7 +44,7 @@ _ZooLoader.add_constructor(
 )
 
 
-def read_zoo_config(path: Path) -> dict[str, Any]:
+def read_zoo_config(path: Path) -> dict[str, object]:
     try:
         with open(path) as handle:
             config = yaml.load(handle, Loader=_ZooLoader)
@@ -62,7 +62,7 @@ class ZooRun:
     folder: Path
     env_name: str
     zip_path: Path
-    config: dict[str, Any]
+    config: dict[str, object]
     vecnormalize: Path | None
 
 
