@@ -115,7 +115,8 @@ def folded(model: BaseAlgorithm, stats: ObsStats | None) -> Iterator[BaseAlgorit
 def _on_policy_device(policy: th.nn.Module, stats: ObsStats) -> tuple[th.Tensor, th.Tensor]:
     """The statistics as tensors beside the policy's weights (a student trained on a GPU folds there)."""
     weight = next(policy.parameters())
-    return (th.as_tensor(a, dtype=weight.dtype, device=weight.device) for a in (stats.mean, stats.std))  # type: ignore[return-value]
+    mean, std = (th.as_tensor(a, dtype=weight.dtype, device=weight.device) for a in (stats.mean, stats.std))
+    return mean, std
 
 
 def fold(model: BaseAlgorithm, stats: ObsStats) -> None:
