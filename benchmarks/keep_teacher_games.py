@@ -6,8 +6,8 @@
 
 An entry is keyed by the teacher's weights, its env stack, the episodes and seed, torch's thread count (as distill
 sets it: 1 for MLPs, every core for Atari's CNNs, so Pong's entry serves machines with this one's core count) and
-the library versions (`policykd.teachers.evaluated`): after a dependency upgrade, run this again (a stale entry is
-only never read).
+the versions of the libraries that decide its games (`policykd.teachers.evaluated.libraries`): after an upgrade of one
+of them, run this again (a stale entry is only never read; each entry lists the facts its key hashed).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from policykd.constants import EVAL_SEED_OFFSET
 from policykd.envs import is_atari
 from policykd.presets import resolve_distill
 from policykd.teachers import load_teacher
-from policykd.teachers.evaluated import play_key, teacher_returns
+from policykd.teachers.evaluated import entry_record, play_key, teacher_returns
 from policykd.teachers.shipped import AGENTS_DIR, read_card, shipped_agents
 
 
@@ -37,7 +37,7 @@ def keep(name: str) -> None:
     folder = AGENTS_DIR / name / "returns"
     shutil.rmtree(folder, ignore_errors=True)  # entries of older library versions are never read again
     folder.mkdir()
-    record = {"returns": played.returns.returns.tolist(), "lengths": played.returns.lengths.tolist(), "teacher": name}
+    record = entry_record(teacher, played.returns, episodes, seed)
     (folder / f"{play_key(teacher, episodes, seed)}.json").write_text(json.dumps(record) + "\n")
     print(f"{name}: {env_id}, {episodes} episodes from seed {seed}: {played.returns.mean:+.2f}")
 

@@ -5,7 +5,7 @@ play differs.
 The key is what decides the games: the teacher's weights and frozen observation statistics (hashed, so a copy or
 a renamed file hits), its algorithm, the env stack (`EnvFactory`, with the Atari stack resolved), the episodes and
 seed, torch's thread count (a convolution may sum in another order on more threads) and the versions of the
-libraries that step the env or run the network. Entries live in the user's cache
+libraries that step the env or run the network (`libraries`). Entries live in the user's cache
 (`$POLICYKD_CACHE`, else `$XDG_CACHE_HOME/policykd`, else `~/.cache/policykd`) under `teacher-returns/`; a
 shipped agent may carry entries for its default seeds in its folder (`returns/`, package data), which a first run
 on a fresh machine reads. Only single SB3 teachers are kept: an ensemble's play depends on weights chosen per run.
@@ -25,6 +25,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 
+from policykd.envs import is_atari
 from policykd.rollouts import Returns, run_episodes, teacher_actor
 from policykd.storage import atomic_write_text
 from policykd.teachers.base import SB3Teacher, Teacher
@@ -32,7 +33,8 @@ from policykd.teachers.shipped import AGENTS_DIR, find_agent
 
 FORMAT = 1
 """Raised when policykd changes how a teacher plays (actor, stepping), which the key cannot see."""
-_LIBRARIES = ("numpy", "torch", "stable-baselines3", "sb3-contrib", "gymnasium", "ale-py", "mujoco")
+_NETWORK_AND_WRAPPERS = ("torch", "stable-baselines3", "sb3-contrib", "gymnasium")
+_ATARI = ("ale-py", "opencv-python-headless")  # the emulator, and OpenCV, which resizes SB3's Atari frames
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,22 @@ def _version(name: str) -> str:
         return "-"
 
 
+def libraries(env_id: str) -> tuple[str, ...]:
+    """The packages whose version can change a teacher's games on `env_id`: the network's and the wrappers' always,
+    the emulator's (and OpenCV's) for Atari, MuJoCo's for any other env (its own, and a user's that may step it).
+    Not numpy, which computes neither the network nor the physics, and not MuJoCo for Pong: a MuJoCo upgrade
+    (4.0.0 to 4.0.1) once made the shipped Pong agent's kept games unreadable for nothing."""
+    return _NETWORK_AND_WRAPPERS + (_ATARI if is_atari(env_id) else ("mujoco",))
+
+
+def key_facts(teacher: SB3Teacher, episodes: int, seed: int) -> list[object]:
+    """What, besides the weights, decides the teacher's games; written into each entry, so a miss can be explained."""
+    factory = teacher.factory
+    threads = th.get_num_threads()  # the order of a convolution's float sums may depend on it
+    facts: list[object] = [FORMAT, teacher.algo, repr(factory), factory.native, episodes, seed, threads]
+    return facts + [f"{lib}=={_version(lib)}" for lib in libraries(factory.env_id)]
+
+
 def play_key(teacher: SB3Teacher, episodes: int, seed: int) -> str:
     """The hash of everything that decides the teacher's games (see the module's docstring)."""
     digest = hashlib.sha256()
@@ -67,12 +85,19 @@ def play_key(teacher: SB3Teacher, episodes: int, seed: int) -> str:
         rms = cast("RunningMeanStd", norm.obs_rms)  # a dict only for Dict observation spaces, which policykd refuses
         for part in (rms.mean, rms.var, np.array([norm.clip_obs, norm.epsilon])):
             digest.update(np.asarray(part, dtype=np.float64).tobytes())
-    factory = teacher.factory
-    threads = th.get_num_threads()  # the order of a convolution's float sums may depend on it
-    facts = [FORMAT, teacher.algo, repr(factory), factory.native, episodes, seed, threads]
-    facts += [f"{lib}=={_version(lib)}" for lib in _LIBRARIES]
-    digest.update(json.dumps(facts, default=str).encode())
+    digest.update(json.dumps(key_facts(teacher, episodes, seed), default=str).encode())
     return digest.hexdigest()[:32]
+
+
+def entry_record(teacher: SB3Teacher, played: Returns, episodes: int, seed: int) -> dict[str, object]:
+    """A kept entry: the games, and the facts its key hashes (besides the weights)."""
+    facts = key_facts(teacher, episodes, seed)
+    return {
+        "returns": played.returns.tolist(),
+        "lengths": played.lengths.tolist(),
+        "teacher": teacher.name,
+        "key": facts,
+    }
 
 
 def _entry(path: Path) -> Returns | None:
@@ -100,7 +125,7 @@ def teacher_returns(teacher: Teacher, episodes: int, seed: int, *, cache: bool =
         if kept is not None and len(kept.returns) == episodes:
             return TeacherReturns(kept, str(path))
     played = run_episodes(teacher_actor(teacher), teacher.factory, episodes, seed)
-    record = {"returns": played.returns.tolist(), "lengths": played.lengths.tolist(), "teacher": teacher.name}
+    record = entry_record(teacher, played, episodes, seed)
     path = _places(teacher, key)[-1]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
