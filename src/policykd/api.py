@@ -196,12 +196,14 @@ def _prune_if_asked(result: DistillResult, settings: DistillSettings) -> Distill
     same fraction of the run's teacher)."""
     if settings.prune_to is None:
         return result
-    from policykd.run.folder import RunFolder
-
     stages = result.summary.stages
     run = result.out / f"stage-{len(stages)}" if stages else result.out  # the run folder its student was made in
     # A fraction of the run's teacher; a last stage's own teacher is the assistant before it.
-    fraction = settings.prune_to * result.summary.teacher_params / RunFolder(run).summary()["teacher_params"]
+    fraction = settings.prune_to
+    if stages:
+        assistant = stages[-1]["teacher_params"]
+        assert isinstance(assistant, int)  # a stage row copies its run's summary
+        fraction *= result.summary.teacher_params / assistant
     pruned = prune_with(
         PruneSettings(
             str(run),

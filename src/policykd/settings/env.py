@@ -27,5 +27,5 @@ class EnvFields:
     rl-zoo env_wrapper); it must be importable where the env runs."""
     atari_stack: AtariStack = "sb3"
     """Atari: sb3 steps SB3's make_atari_env stack (the shipped teacher's); native steps ale-py's own vector env in C++
-    threads (3.4x the agent steps/s on Pong) where it plays the game as SB3's stack does (no lives, no unmapped
+    threads (2.4x the agent steps/s on Pong) where it plays the game as SB3's stack does (no lives, no unmapped
     --env-kwargs, no --env-wrapper, no ram view): its Pong students scored lower (docs/results.md)."""
